@@ -1,0 +1,232 @@
+//! The JSON shapes of Cutover's HTTP API under `/api/v1`, shared by the server (which derives the
+//! OpenAPI document from them) and the typed client. Requests carry raw values; the server parses
+//! them into domain types, so a bad value gets a field-level error rather than a serde message.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The one error shape: every failure of every route.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_field`, `not_found`, `conflict`, `unauthorized`, ...
+    pub code: String,
+    /// For a person.
+    pub message: String,
+    /// Structured context, e.g. `{"field": "name"}` or the objects in conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// One page of a list. Pass `next_cursor` back as `?cursor=` for the next page; it is absent on
+/// the last page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Who did something: the token, and the name it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Actor {
+    pub token_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    /// The administrative workspace: its owners may create workspaces.
+    pub admin: bool,
+    /// Bumped by every change to what resolve returns.
+    pub revision: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: String,
+    /// Name of the first owner token; `owner` when absent.
+    #[serde(default)]
+    pub token_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceCreated {
+    pub workspace: Workspace,
+    pub token: TokenCreated,
+}
+
+/// The token the request was made with, and its workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub workspace: Workspace,
+    pub token: Token,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    /// Handed to rollout executors untouched.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Environment {
+    pub name: String,
+    pub description: String,
+    /// Only owners, or tokens limited to this environment, may change what is live here.
+    pub protected: bool,
+    pub targets: Vec<Target>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub protected: Option<bool>,
+    #[serde(default)]
+    pub targets: Option<Vec<Target>>,
+}
+
+/// Fields left out are unchanged. The name cannot change: it is how tokens, pins and clients
+/// refer to the environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<Target>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Artifact {
+    pub key: String,
+    /// `string`, `json`, `boolean` or `number`; fixed at creation.
+    pub value_type: String,
+    /// What the artifact is, for people and tools: `prompt`, `config`, `template`, `schema`...
+    pub kind: String,
+    pub description: String,
+    /// Number of the newest version; 0 before the first is published.
+    pub latest_version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateArtifact {
+    pub key: String,
+    pub value_type: String,
+    /// Defaults to `config`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Fields left out are unchanged. The key and value type cannot change once created.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateArtifact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Version {
+    pub artifact: String,
+    pub number: i64,
+    /// Typed by the artifact's value type.
+    #[schema(value_type = Object)]
+    pub content: Value,
+    /// Of the raw text for `string` artifacts, of the compact JSON (keys sorted) otherwise.
+    pub sha256: String,
+    pub message: String,
+    pub author: Actor,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVersion {
+    #[schema(value_type = Object)]
+    pub content: Value,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    /// `owner`, `editor`, `viewer` or `sdk`.
+    pub role: String,
+    /// Environments the token is limited to; empty means all. An `sdk` token has exactly one.
+    pub environments: Vec<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Actor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
+}
+
+/// A new token and its secret, which is shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    pub token: Token,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: String,
+    pub actor: Actor,
+    /// `environment.create`, `version.create`, `token.revoke`, ...
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}

@@ -1,0 +1,57 @@
+//! Cutover's domain: the types every other layer speaks, parsed once and valid by construction.
+//!
+//! Nothing in this crate performs IO. Handlers parse input into these types; stores persist them.
+#![forbid(unsafe_code)]
+
+mod error;
+mod names;
+mod page;
+mod role;
+mod targets;
+mod timestamp;
+mod token;
+mod value;
+
+pub use error::{DomainError, FieldError};
+pub use names::{ArtifactKey, EnvironmentName, TargetName, WorkspaceName};
+pub use page::{Cursor, PageLimit};
+pub use role::{Access, Role};
+pub use targets::{DeploymentTarget, DeploymentTargets};
+pub use timestamp::Timestamp;
+pub use token::{TokenHash, TokenSecret};
+pub use value::{Content, ValueType};
+
+/// Limits that are part of the product's contract; the configurable ones have defaults here.
+pub mod limits {
+    /// Default maximum number of environments in one workspace (configurable per server).
+    pub const DEFAULT_MAX_ENVIRONMENTS: u32 = 100;
+    /// Maximum deployment targets per environment.
+    pub const MAX_TARGETS: usize = 1_000;
+    /// Maximum size of one version's content, serialised.
+    pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
+    /// Maximum length of free text fields (descriptions, messages, reasons).
+    pub const MAX_TEXT_CHARS: usize = 4_096;
+    /// Maximum number of environments a token may be limited to.
+    pub const MAX_TOKEN_ENVIRONMENTS: usize = 100;
+}
+
+/// Checks a free-text field: at most [`limits::MAX_TEXT_CHARS`] characters, no control
+/// characters other than newlines and tabs.
+pub fn check_text(field: &'static str, text: &str) -> Result<(), DomainError> {
+    if text.chars().count() > limits::MAX_TEXT_CHARS {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {} characters", limits::MAX_TEXT_CHARS),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}

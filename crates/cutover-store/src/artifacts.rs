@@ -1,0 +1,299 @@
+use cutover_domain::{ArtifactKey, Content, PageLimit, Timestamp, ValueType};
+use serde_json::Value;
+
+use crate::audit::{Change, paginate, record};
+use crate::db::{Conn, new_id, q, read, transaction};
+use crate::{
+    Actor, Artifact, ArtifactChanges, NewArtifact, Page, Result, Store, StoreError, Version,
+};
+
+#[derive(sqlx::FromRow)]
+struct ArtifactRow {
+    id: String,
+    key: String,
+    value_type: String,
+    kind: String,
+    description: String,
+    latest_version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, key, value_type, kind, description, latest_version, created_at, updated_at";
+
+fn corrupt(e: impl ToString) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl TryFrom<ArtifactRow> for Artifact {
+    type Error = StoreError;
+
+    fn try_from(row: ArtifactRow) -> Result<Self> {
+        Ok(Artifact {
+            key: ArtifactKey::parse(&row.key).map_err(corrupt)?,
+            value_type: row.value_type.parse::<ValueType>().map_err(corrupt)?,
+            id: row.id,
+            kind: row.kind,
+            description: row.description,
+            latest_version: row.latest_version,
+            created_at: Timestamp::from_micros(row.created_at),
+            updated_at: Timestamp::from_micros(row.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    number: i64,
+    content: String,
+    sha256: String,
+    message: String,
+    author_token_id: String,
+    author_name: String,
+    created_at: i64,
+}
+
+const VERSION_COLUMNS: &str =
+    "number, content, sha256, message, author_token_id, author_name, created_at";
+
+impl VersionRow {
+    fn into_version(self, artifact: &ArtifactKey) -> Result<Version> {
+        Ok(Version {
+            artifact: artifact.clone(),
+            number: self.number,
+            content: Content::from_stored(self.content)?,
+            sha256: self.sha256,
+            message: self.message,
+            author: Actor {
+                token_id: self.author_token_id,
+                name: self.author_name,
+            },
+            created_at: Timestamp::from_micros(self.created_at),
+        })
+    }
+}
+
+async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) -> Result<Artifact> {
+    let row: Option<ArtifactRow> = q!(
+        conn,
+        fetch_optional,
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key = $2"
+        ))
+        .bind(workspace_id)
+        .bind(key)
+    )?;
+    row.ok_or_else(|| StoreError::NotFound(format!("artifact {key:?}")))?
+        .try_into()
+}
+
+impl Store {
+    pub async fn create_artifact(
+        &self,
+        workspace_id: &str,
+        actor: &Actor,
+        new: &NewArtifact,
+    ) -> Result<Artifact> {
+        transaction!(self, |tx| {
+            let now = Timestamp::now().as_micros();
+            let row: ArtifactRow = q!(
+                tx,
+                fetch_one,
+                sqlx::query_as(&format!(
+                    "INSERT INTO artifacts (id, workspace_id, key, value_type, kind, description, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+                ))
+                .bind(new_id())
+                .bind(workspace_id)
+                .bind(new.key.as_str())
+                .bind(new.value_type.as_str())
+                .bind(&new.kind)
+                .bind(&new.description)
+                .bind(now)
+            )
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict { .. } => StoreError::conflict(format!("artifact {:?} already exists", new.key.as_str())),
+                other => other,
+            })?;
+            let artifact = Artifact::try_from(row)?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("artifact.create", "artifact", artifact.key.as_str()).after(&artifact),
+            )
+            .await?;
+            artifact
+        })
+    }
+
+    /// Artifacts ordered by key, starting after `after`.
+    pub async fn list_artifacts(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: PageLimit,
+    ) -> Result<Page<Artifact>> {
+        let rows: Vec<ArtifactRow> = read!(self, |conn| {
+            q!(
+            conn,
+            fetch_all,
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key > $2 ORDER BY key LIMIT $3"
+            ))
+            .bind(workspace_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit.probe())
+        )
+        })?;
+        let mut items = rows
+            .into_iter()
+            .map(Artifact::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let next = paginate(&mut items, limit)
+            .map(|last| cutover_domain::Cursor::After(last.key.as_str().to_owned()));
+        Ok(Page { items, next })
+    }
+
+    pub async fn get_artifact(&self, workspace_id: &str, key: &str) -> Result<Artifact> {
+        read!(self, |conn| fetch(conn, workspace_id, key).await)
+    }
+
+    pub async fn update_artifact(
+        &self,
+        workspace_id: &str,
+        actor: &Actor,
+        key: &str,
+        changes: &ArtifactChanges,
+    ) -> Result<Artifact> {
+        transaction!(self, |tx| {
+            let before = fetch(tx, workspace_id, key).await?;
+            let row: ArtifactRow = q!(
+                tx,
+                fetch_one,
+                sqlx::query_as(&format!(
+                    "UPDATE artifacts SET kind = $1, description = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+                ))
+                .bind(changes.kind.as_ref().unwrap_or(&before.kind))
+                .bind(changes.description.as_ref().unwrap_or(&before.description))
+                .bind(Timestamp::now().as_micros())
+                .bind(&before.id)
+            )?;
+            let after = Artifact::try_from(row)?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("artifact.update", "artifact", key)
+                    .before(&before)
+                    .after(&after),
+            )
+            .await?;
+            after
+        })
+    }
+
+    /// Publishes the next version of an artifact. Numbers come from the artifact row's counter,
+    /// incremented under its write lock: concurrent publishers get consecutive numbers, no gaps.
+    pub async fn create_version(
+        &self,
+        workspace_id: &str,
+        actor: &Actor,
+        key: &str,
+        content: Value,
+        message: &str,
+    ) -> Result<Version> {
+        transaction!(self, |tx| {
+            let artifact = fetch(tx, workspace_id, key).await?;
+            let content = Content::parse(artifact.value_type, content)?;
+            let now = Timestamp::now().as_micros();
+            let (number,): (i64,) = q!(
+                tx,
+                fetch_one,
+                sqlx::query_as(
+                    "UPDATE artifacts SET latest_version = latest_version + 1, updated_at = $1
+                     WHERE id = $2 RETURNING latest_version"
+                )
+                .bind(now)
+                .bind(&artifact.id)
+            )?;
+            let row: VersionRow = q!(
+                tx,
+                fetch_one,
+                sqlx::query_as(&format!(
+                    "INSERT INTO versions (artifact_id, number, content, sha256, message, author_token_id, author_name, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {VERSION_COLUMNS}"
+                ))
+                .bind(&artifact.id)
+                .bind(number)
+                .bind(content.as_json())
+                .bind(content.sha256())
+                .bind(message)
+                .bind(&actor.token_id)
+                .bind(&actor.name)
+                .bind(now)
+            )?;
+            let version = row.into_version(&artifact.key)?;
+            let summary = serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("version.create", "artifact", key).after(&summary),
+            )
+            .await?;
+            version
+        })
+    }
+
+    /// Versions newest first, starting below `before`.
+    pub async fn list_versions(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        before: Option<i64>,
+        limit: PageLimit,
+    ) -> Result<Page<Version>> {
+        read!(self, |conn| {
+            let artifact = fetch(conn, workspace_id, key).await?;
+            let rows: Vec<VersionRow> = q!(
+                conn,
+                fetch_all,
+                sqlx::query_as(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions WHERE artifact_id = $1 AND number < $2
+                     ORDER BY number DESC LIMIT $3"
+                ))
+                .bind(&artifact.id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit.probe())
+            )?;
+            let mut items = rows
+                .into_iter()
+                .map(|r| r.into_version(&artifact.key))
+                .collect::<Result<Vec<_>>>()?;
+            let next =
+                paginate(&mut items, limit).map(|last| cutover_domain::Cursor::Before(last.number));
+            Ok(Page { items, next })
+        })
+    }
+
+    pub async fn get_version(&self, workspace_id: &str, key: &str, number: i64) -> Result<Version> {
+        read!(self, |conn| {
+            let artifact = fetch(conn, workspace_id, key).await?;
+            let row: Option<VersionRow> = q!(
+                conn,
+                fetch_optional,
+                sqlx::query_as(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions WHERE artifact_id = $1 AND number = $2"
+                ))
+                .bind(&artifact.id)
+                .bind(number)
+            )?;
+            row.ok_or_else(|| {
+                StoreError::NotFound(format!("version {number} of artifact {key:?}"))
+            })?
+            .into_version(&artifact.key)
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! Running the same SQL on either engine.
+//!
+//! SQL is written once, with `$1`-style parameters that both SQLite and PostgreSQL accept. The
+//! macros here expand a query for each engine's connection type, so the compiler checks both and
+//! no generic bounds leak into every store function.
+
+use sqlx::{PgConnection, SqliteConnection};
+
+/// A connection (or open transaction) on one of the two engines.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// `q!(conn, fetch_one, sqlx::query_as::<_, Row>(SQL).bind(x))` runs a query on `conn`.
+/// `execute` evaluates to the number of rows affected.
+macro_rules! q {
+    ($conn:expr, execute, $query:expr) => {
+        match &mut *$conn {
+            $crate::db::Conn::Sqlite(c) => {
+                $query.execute(&mut **c).await.map(|r| r.rows_affected())
+            }
+            $crate::db::Conn::Postgres(c) => {
+                $query.execute(&mut **c).await.map(|r| r.rows_affected())
+            }
+        }
+    };
+    ($conn:expr, $method:ident, $query:expr) => {
+        match &mut *$conn {
+            $crate::db::Conn::Sqlite(c) => $query.$method(&mut **c).await,
+            $crate::db::Conn::Postgres(c) => $query.$method(&mut **c).await,
+        }
+    };
+}
+
+/// `transaction!(store, |tx| body)`: runs `body` in a write transaction committed at its end.
+/// Evaluates to `Ok(body)`. An early return (`?`) drops the transaction, which rolls it back: nothing is written.
+macro_rules! transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &*$store.engine {
+            $crate::Engine::Sqlite { write, .. } => {
+                let mut txn = write.begin().await?;
+                let out = {
+                    let $tx = &mut $crate::db::Conn::Sqlite(&mut *txn);
+                    $body
+                };
+                txn.commit().await?;
+                Ok::<_, $crate::StoreError>(out)
+            }
+            $crate::Engine::Postgres(pool) => {
+                let mut txn = pool.begin().await?;
+                let out = {
+                    let $tx = &mut $crate::db::Conn::Postgres(&mut *txn);
+                    $body
+                };
+                txn.commit().await?;
+                Ok::<_, $crate::StoreError>(out)
+            }
+        }
+    };
+}
+
+/// `read!(store, |conn| body)`: runs `body` on a pooled connection (SQLite's read pool).
+macro_rules! read {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &*$store.engine {
+            $crate::Engine::Sqlite { read, .. } => {
+                let mut pooled = read.acquire().await?;
+                let $conn = &mut $crate::db::Conn::Sqlite(&mut *pooled);
+                $body
+            }
+            $crate::Engine::Postgres(pool) => {
+                let mut pooled = pool.acquire().await?;
+                let $conn = &mut $crate::db::Conn::Postgres(&mut *pooled);
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {q, read, transaction};
+
+/// A fresh, time-ordered id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
