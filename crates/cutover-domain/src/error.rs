@@ -22,10 +22,7 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid(FieldError {
-            field: field.into(),
-            message: message.into(),
-        })
+        Self::Invalid(FieldError { field: field.into(), message: message.into() })
     }
 
     pub fn field(&self) -> &str {

@@ -13,7 +13,7 @@ mod token;
 mod value;
 
 pub use error::{DomainError, FieldError};
-pub use names::{ArtifactKey, EnvironmentName, TargetName, WorkspaceName};
+pub use names::{ArtifactKey, ArtifactKind, EnvironmentName, TargetName, WorkspaceName};
 pub use page::{Cursor, PageLimit};
 pub use role::{Access, Role};
 pub use targets::{DeploymentTarget, DeploymentTargets};
@@ -39,19 +39,21 @@ pub mod limits {
 /// characters other than newlines and tabs.
 pub fn check_text(field: &'static str, text: &str) -> Result<(), DomainError> {
     if text.chars().count() > limits::MAX_TEXT_CHARS {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {} characters", limits::MAX_TEXT_CHARS),
-        ));
+        return Err(DomainError::invalid(field, format!("must be at most {} characters", limits::MAX_TEXT_CHARS)));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
-        return Err(DomainError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        return Err(DomainError::invalid(field, "must not contain control characters"));
     }
     Ok(())
+}
+
+/// Checks a short label (a token's name): 1 to 100 characters of free text.
+pub fn check_label(field: &'static str, text: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if text.chars().count() > 100 {
+        return Err(DomainError::invalid(field, "must be at most 100 characters"));
+    }
+    check_text(field, text)
 }

@@ -14,27 +14,18 @@ struct NameRule {
 
 impl NameRule {
     fn check(&self, input: &str) -> Result<(), DomainError> {
-        let invalid = |why: String| {
-            DomainError::invalid(self.field, format!("{why} (must match {})", self.pattern))
-        };
+        let invalid = |why: String| DomainError::invalid(self.field, format!("{why} (must match {})", self.pattern));
         let mut chars = input.chars();
         let Some(first) = chars.next() else {
             return Err(invalid("must not be empty".into()));
         };
         if input.len() > self.max_len {
-            return Err(invalid(format!(
-                "must be at most {} characters",
-                self.max_len
-            )));
+            return Err(invalid(format!("must be at most {} characters", self.max_len)));
         }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-            return Err(invalid(format!(
-                "{input:?} must start with a lowercase letter or digit"
-            )));
+            return Err(invalid(format!("{input:?} must start with a lowercase letter or digit")));
         }
-        if let Some(bad) = chars
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || self.extra.contains(c)))
-        {
+        if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || self.extra.contains(c))) {
             return Err(invalid(format!("{input:?} contains {bad:?}")));
         }
         Ok(())
@@ -105,6 +96,13 @@ name_type!(
 );
 
 name_type!(
+    /// What an artifact is, for people and tools (`prompt`, `config`, `template`, `schema`):
+    /// `^[a-z0-9][a-z0-9_-]{0,62}$`.
+    ArtifactKind,
+    NameRule { field: "kind", max_len: 63, extra: &['_', '-'], pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" }
+);
+
+name_type!(
     /// An artifact's key: `^[a-z0-9][a-z0-9._/-]{0,127}$`.
     ArtifactKey,
     NameRule { field: "key", max_len: 128, extra: &['.', '_', '/', '-'], pattern: "^[a-z0-9][a-z0-9._/-]{0,127}$" }
@@ -121,31 +119,14 @@ mod tests {
         for ok in ["production", "dev-eu", "a", "0", "stage_2", &"a".repeat(63)] {
             assert!(EnvironmentName::parse(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in [
-            "",
-            "Production",
-            "-dev",
-            "_dev",
-            "dev eu",
-            "dev.eu",
-            "dév",
-            &"a".repeat(64),
-        ] {
-            assert!(
-                EnvironmentName::parse(bad).is_err(),
-                "{bad} should be invalid"
-            );
+        for bad in ["", "Production", "-dev", "_dev", "dev eu", "dev.eu", "dév", &"a".repeat(64)] {
+            assert!(EnvironmentName::parse(bad).is_err(), "{bad} should be invalid");
         }
     }
 
     #[test]
     fn artifact_keys_allow_dots_and_slashes_after_the_first_character() {
-        for ok in [
-            "prompts/support.system",
-            "a",
-            "checkout-v2_config",
-            &"k".repeat(128),
-        ] {
+        for ok in ["prompts/support.system", "a", "checkout-v2_config", &"k".repeat(128)] {
             assert!(ArtifactKey::parse(ok).is_ok(), "{ok} should be valid");
         }
         for bad in ["", "/abs", ".hidden", "Upper", "sp ace", &"k".repeat(129)] {

@@ -11,10 +11,7 @@ impl PageLimit {
     pub fn parse(limit: Option<u32>) -> Result<Self, DomainError> {
         match limit.unwrap_or(Self::DEFAULT) {
             n @ 1..=Self::MAX => Ok(Self(n)),
-            _ => Err(DomainError::invalid(
-                "limit",
-                format!("must be between 1 and {}", Self::MAX),
-            )),
+            _ => Err(DomainError::invalid("limit", format!("must be between 1 and {}", Self::MAX))),
         }
     }
 
@@ -63,20 +60,14 @@ impl Cursor {
     pub fn before(&self) -> Result<i64, DomainError> {
         match self {
             Self::Before(n) => Ok(*n),
-            Self::After(_) => Err(DomainError::invalid(
-                "cursor",
-                "is not a cursor returned by this list",
-            )),
+            Self::After(_) => Err(DomainError::invalid("cursor", "is not a cursor returned by this list")),
         }
     }
 
     pub fn after(&self) -> Result<&str, DomainError> {
         match self {
             Self::After(key) => Ok(key),
-            Self::Before(_) => Err(DomainError::invalid(
-                "cursor",
-                "is not a cursor returned by this list",
-            )),
+            Self::Before(_) => Err(DomainError::invalid("cursor", "is not a cursor returned by this list")),
         }
     }
 }

@@ -69,12 +69,7 @@ impl FromStr for Role {
         Self::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                DomainError::invalid(
-                    "role",
-                    format!("{s:?} is not one of owner, editor, viewer, sdk"),
-                )
-            })
+            .ok_or_else(|| DomainError::invalid("role", format!("{s:?} is not one of owner, editor, viewer, sdk")))
     }
 }
 

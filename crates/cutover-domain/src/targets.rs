@@ -23,17 +23,11 @@ pub struct DeploymentTargets(Vec<DeploymentTarget>);
 impl DeploymentTargets {
     pub fn parse(targets: Vec<DeploymentTarget>) -> Result<Self, DomainError> {
         if targets.len() > limits::MAX_TARGETS {
-            return Err(DomainError::invalid(
-                "targets",
-                format!("must list at most {} targets", limits::MAX_TARGETS),
-            ));
+            return Err(DomainError::invalid("targets", format!("must list at most {} targets", limits::MAX_TARGETS)));
         }
         let mut seen = HashSet::new();
         if let Some(dup) = targets.iter().find(|t| !seen.insert(t.name.as_str())) {
-            return Err(DomainError::invalid(
-                "targets",
-                format!("{:?} is listed twice", dup.name.as_str()),
-            ));
+            return Err(DomainError::invalid("targets", format!("{:?} is listed twice", dup.name.as_str())));
         }
         Ok(Self(targets))
     }
@@ -67,22 +61,14 @@ mod tests {
 
     #[test]
     fn duplicate_target_names_are_refused() {
-        let result: Result<DeploymentTargets, _> =
-            serde_json::from_value(json!([{"name": "eu-1"}, {"name": "eu-1"}]));
-        assert!(
-            result
-                .unwrap_err()
-                .to_string()
-                .contains("\"eu-1\" is listed twice")
-        );
+        let result: Result<DeploymentTargets, _> = serde_json::from_value(json!([{"name": "eu-1"}, {"name": "eu-1"}]));
+        assert!(result.unwrap_err().to_string().contains("\"eu-1\" is listed twice"));
     }
 
     #[test]
     fn targets_keep_their_order_and_config() {
-        let targets: DeploymentTargets = serde_json::from_value(
-            json!([{"name": "us-1"}, {"name": "eu-1", "config": {"cluster": "c1"}}]),
-        )
-        .unwrap();
+        let targets: DeploymentTargets =
+            serde_json::from_value(json!([{"name": "us-1"}, {"name": "eu-1", "config": {"cluster": "c1"}}])).unwrap();
         let round: DeploymentTargets = serde_json::from_str(&targets.to_json()).unwrap();
         assert_eq!(round, targets);
         assert_eq!(targets.as_slice()[0].name.as_str(), "us-1");
@@ -90,10 +76,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_names_are_refused() {
-        assert!(
-            serde_json::from_value::<DeploymentTargets>(json!([{"name": "eu", "zone": 1}]))
-                .is_err()
-        );
+        assert!(serde_json::from_value::<DeploymentTargets>(json!([{"name": "eu", "zone": 1}])).is_err());
         assert!(serde_json::from_value::<DeploymentTargets>(json!([{"name": "EU"}])).is_err());
     }
 }

@@ -12,9 +12,7 @@ pub struct Timestamp(i64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros());
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
         Self(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 
@@ -52,13 +50,7 @@ mod tests {
 
     #[test]
     fn formats_as_rfc3339_utc_with_microseconds() {
-        assert_eq!(
-            Timestamp::from_micros(1_700_000_000_123_456).to_rfc3339(),
-            "2023-11-14T22:13:20.123456Z"
-        );
-        assert_eq!(
-            Timestamp::from_micros(0).to_rfc3339(),
-            "1970-01-01T00:00:00Z"
-        );
+        assert_eq!(Timestamp::from_micros(1_700_000_000_123_456).to_rfc3339(), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(Timestamp::from_micros(0).to_rfc3339(), "1970-01-01T00:00:00Z");
     }
 }

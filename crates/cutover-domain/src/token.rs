@@ -83,13 +83,7 @@ mod tests {
 
     #[test]
     fn malformed_tokens_do_not_parse() {
-        for bad in [
-            "",
-            "cutover_",
-            "cutover_abc",
-            "token",
-            "cutover_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
-        ] {
+        for bad in ["", "cutover_", "cutover_abc", "token", "cutover_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
             assert_eq!(TokenSecret::parse(bad), None, "{bad}");
         }
     }

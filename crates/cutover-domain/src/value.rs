@@ -49,15 +49,9 @@ impl FromStr for ValueType {
     type Err = DomainError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                DomainError::invalid(
-                    "value_type",
-                    format!("{s:?} is not one of string, json, boolean, number"),
-                )
-            })
+        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            DomainError::invalid("value_type", format!("{s:?} is not one of string, json, boolean, number"))
+        })
     }
 }
 
@@ -77,20 +71,14 @@ impl Content {
         if !value_type.accepts(&value) {
             return Err(DomainError::invalid(
                 "content",
-                format!(
-                    "must be a {value_type} value for this artifact, got {}",
-                    kind_of(&value)
-                ),
+                format!("must be a {value_type} value for this artifact, got {}", kind_of(&value)),
             ));
         }
         let json = value.to_string();
         if json.len() > limits::MAX_CONTENT_BYTES {
             return Err(DomainError::invalid(
                 "content",
-                format!(
-                    "must be at most {} bytes serialised",
-                    limits::MAX_CONTENT_BYTES
-                ),
+                format!("must be at most {} bytes serialised", limits::MAX_CONTENT_BYTES),
             ));
         }
         Ok(Self { value, json })
@@ -98,10 +86,7 @@ impl Content {
 
     /// Rebuilds content read back from the store, where it was checked on the way in.
     pub fn from_stored(json: String) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            value: serde_json::from_str(&json)?,
-            json,
-        })
+        Ok(Self { value: serde_json::from_str(&json)?, json })
     }
 
     pub fn value(&self) -> &Value {
@@ -147,10 +132,7 @@ mod tests {
         assert!(Content::parse(ValueType::Json, json!(null)).is_ok());
 
         let err = Content::parse(ValueType::String, json!(3)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "content: must be a string value for this artifact, got a number"
-        );
+        assert_eq!(err.to_string(), "content: must be a string value for this artifact, got a number");
         assert!(Content::parse(ValueType::Boolean, json!("true")).is_err());
         assert!(Content::parse(ValueType::Number, json!(null)).is_err());
     }
@@ -159,24 +141,13 @@ mod tests {
     fn string_content_hashes_like_sha256sum_of_the_text() {
         let content = Content::parse(ValueType::String, json!("hello")).unwrap();
         // printf hello | sha256sum
-        assert_eq!(
-            content.sha256(),
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(content.sha256(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
     }
 
     #[test]
     fn json_content_hash_does_not_depend_on_key_order() {
-        let a = Content::parse(
-            ValueType::Json,
-            serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap(),
-        )
-        .unwrap();
-        let b = Content::parse(
-            ValueType::Json,
-            serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap(),
-        )
-        .unwrap();
+        let a = Content::parse(ValueType::Json, serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap()).unwrap();
+        let b = Content::parse(ValueType::Json, serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap()).unwrap();
         assert_eq!(a.sha256(), b.sha256());
         assert_eq!(a.as_json(), r#"{"a":2,"b":1}"#);
     }

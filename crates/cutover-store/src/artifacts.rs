@@ -3,9 +3,7 @@ use serde_json::Value;
 
 use crate::audit::{Change, paginate, record};
 use crate::db::{Conn, new_id, q, read, transaction};
-use crate::{
-    Actor, Artifact, ArtifactChanges, NewArtifact, Page, Result, Store, StoreError, Version,
-};
+use crate::{Actor, Artifact, ArtifactChanges, NewArtifact, Page, Result, Store, StoreError, Version};
 
 #[derive(sqlx::FromRow)]
 struct ArtifactRow {
@@ -19,8 +17,7 @@ struct ArtifactRow {
     updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, key, value_type, kind, description, latest_version, created_at, updated_at";
+const COLUMNS: &str = "id, key, value_type, kind, description, latest_version, created_at, updated_at";
 
 fn corrupt(e: impl ToString) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -54,8 +51,7 @@ struct VersionRow {
     created_at: i64,
 }
 
-const VERSION_COLUMNS: &str =
-    "number, content, sha256, message, author_token_id, author_name, created_at";
+const VERSION_COLUMNS: &str = "number, content, sha256, message, author_token_id, author_name, created_at";
 
 impl VersionRow {
     fn into_version(self, artifact: &ArtifactKey) -> Result<Version> {
@@ -65,10 +61,7 @@ impl VersionRow {
             content: Content::from_stored(self.content)?,
             sha256: self.sha256,
             message: self.message,
-            author: Actor {
-                token_id: self.author_token_id,
-                name: self.author_name,
-            },
+            author: Actor { token_id: self.author_token_id, name: self.author_name },
             created_at: Timestamp::from_micros(self.created_at),
         })
     }
@@ -78,23 +71,15 @@ async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) -> Result<Art
     let row: Option<ArtifactRow> = q!(
         conn,
         fetch_optional,
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key = $2"
-        ))
-        .bind(workspace_id)
-        .bind(key)
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key = $2"))
+            .bind(workspace_id)
+            .bind(key)
     )?;
-    row.ok_or_else(|| StoreError::NotFound(format!("artifact {key:?}")))?
-        .try_into()
+    row.ok_or_else(|| StoreError::NotFound(format!("artifact {key:?}")))?.try_into()
 }
 
 impl Store {
-    pub async fn create_artifact(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        new: &NewArtifact,
-    ) -> Result<Artifact> {
+    pub async fn create_artifact(&self, workspace_id: &str, actor: &Actor, new: &NewArtifact) -> Result<Artifact> {
         transaction!(self, |tx| {
             let now = Timestamp::now().as_micros();
             let row: ArtifactRow = q!(
@@ -137,22 +122,18 @@ impl Store {
     ) -> Result<Page<Artifact>> {
         let rows: Vec<ArtifactRow> = read!(self, |conn| {
             q!(
-            conn,
-            fetch_all,
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key > $2 ORDER BY key LIMIT $3"
-            ))
-            .bind(workspace_id)
-            .bind(after.unwrap_or(""))
-            .bind(limit.probe())
-        )
+                conn,
+                fetch_all,
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key > $2 ORDER BY key LIMIT $3"
+                ))
+                .bind(workspace_id)
+                .bind(after.unwrap_or(""))
+                .bind(limit.probe())
+            )
         })?;
-        let mut items = rows
-            .into_iter()
-            .map(Artifact::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        let next = paginate(&mut items, limit)
-            .map(|last| cutover_domain::Cursor::After(last.key.as_str().to_owned()));
+        let mut items = rows.into_iter().map(Artifact::try_from).collect::<Result<Vec<_>>>()?;
+        let next = paginate(&mut items, limit).map(|last| cutover_domain::Cursor::After(last.key.as_str().to_owned()));
         Ok(Page { items, next })
     }
 
@@ -185,9 +166,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("artifact.update", "artifact", key)
-                    .before(&before)
-                    .after(&after),
+                Change::new("artifact.update", "artifact", key).before(&before).after(&after),
             )
             .await?;
             after
@@ -235,14 +214,9 @@ impl Store {
                 .bind(now)
             )?;
             let version = row.into_version(&artifact.key)?;
-            let summary = serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
-            record(
-                tx,
-                workspace_id,
-                actor,
-                Change::new("version.create", "artifact", key).after(&summary),
-            )
-            .await?;
+            let summary =
+                serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
+            record(tx, workspace_id, actor, Change::new("version.create", "artifact", key).after(&summary)).await?;
             version
         })
     }
@@ -268,12 +242,8 @@ impl Store {
                 .bind(before.unwrap_or(i64::MAX))
                 .bind(limit.probe())
             )?;
-            let mut items = rows
-                .into_iter()
-                .map(|r| r.into_version(&artifact.key))
-                .collect::<Result<Vec<_>>>()?;
-            let next =
-                paginate(&mut items, limit).map(|last| cutover_domain::Cursor::Before(last.number));
+            let mut items = rows.into_iter().map(|r| r.into_version(&artifact.key)).collect::<Result<Vec<_>>>()?;
+            let next = paginate(&mut items, limit).map(|last| cutover_domain::Cursor::Before(last.number));
             Ok(Page { items, next })
         })
     }
@@ -290,10 +260,8 @@ impl Store {
                 .bind(&artifact.id)
                 .bind(number)
             )?;
-            row.ok_or_else(|| {
-                StoreError::NotFound(format!("version {number} of artifact {key:?}"))
-            })?
-            .into_version(&artifact.key)
+            row.ok_or_else(|| StoreError::NotFound(format!("version {number} of artifact {key:?}")))?
+                .into_version(&artifact.key)
         })
     }
 }

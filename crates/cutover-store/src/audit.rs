@@ -16,13 +16,7 @@ pub(crate) struct Change<'a> {
 
 impl<'a> Change<'a> {
     pub fn new(action: &'static str, object_type: &'static str, object_id: &'a str) -> Self {
-        Self {
-            action,
-            object_type,
-            object_id,
-            before: None,
-            after: None,
-        }
+        Self { action, object_type, object_id, before: None, after: None }
     }
 
     pub fn before(mut self, state: &impl Serialize) -> Self {
@@ -36,12 +30,7 @@ impl<'a> Change<'a> {
     }
 }
 
-pub(crate) async fn record(
-    conn: &mut Conn<'_>,
-    workspace_id: &str,
-    actor: &Actor,
-    change: Change<'_>,
-) -> Result<()> {
+pub(crate) async fn record(conn: &mut Conn<'_>, workspace_id: &str, actor: &Actor, change: Change<'_>) -> Result<()> {
     let before = change.before.map(|v| v.to_string());
     let after = change.after.map(|v| v.to_string());
     q!(
@@ -81,16 +70,12 @@ struct AuditRow {
 impl AuditRow {
     fn into_event(self) -> Result<AuditEvent> {
         let parse = |text: Option<String>| -> Result<Option<Value>> {
-            text.map(|t| serde_json::from_str(&t).map_err(StoreError::from))
-                .transpose()
+            text.map(|t| serde_json::from_str(&t).map_err(StoreError::from)).transpose()
         };
         Ok(AuditEvent {
             seq: self.seq,
             at: Timestamp::from_micros(self.at),
-            actor: Actor {
-                token_id: self.actor_token_id,
-                name: self.actor_name,
-            },
+            actor: Actor { token_id: self.actor_token_id, name: self.actor_name },
             action: self.action,
             object_type: self.object_type,
             object_id: self.object_id,
@@ -112,10 +97,10 @@ impl Store {
         let before = before.unwrap_or(i64::MAX);
         let rows: Vec<AuditRow> = read!(self, |conn| {
             q!(
-            conn,
-            fetch_all,
-            sqlx::query_as(
-                "SELECT seq, at, actor_token_id, actor_name, action, object_type, object_id, before, after
+                conn,
+                fetch_all,
+                sqlx::query_as(
+                    "SELECT seq, at, actor_token_id, actor_name, action, object_type, object_id, before, after
                  FROM audit_events
                  WHERE workspace_id = $1 AND seq < $2
                    AND ($3 IS NULL OR object_type = $3)
@@ -123,19 +108,16 @@ impl Store {
                    AND ($5 IS NULL OR actor_token_id = $5)
                  ORDER BY seq DESC
                  LIMIT $6"
+                )
+                .bind(workspace_id)
+                .bind(before)
+                .bind(&filter.object_type)
+                .bind(&filter.object_id)
+                .bind(&filter.actor_token_id)
+                .bind(limit.probe())
             )
-            .bind(workspace_id)
-            .bind(before)
-            .bind(&filter.object_type)
-            .bind(&filter.object_id)
-            .bind(&filter.actor_token_id)
-            .bind(limit.probe())
-        )
         })?;
-        let mut items = rows
-            .into_iter()
-            .map(AuditRow::into_event)
-            .collect::<Result<Vec<_>>>()?;
+        let mut items = rows.into_iter().map(AuditRow::into_event).collect::<Result<Vec<_>>>()?;
         let next = paginate(&mut items, limit).map(|last| Cursor::Before(last.seq));
         Ok(Page { items, next })
     }

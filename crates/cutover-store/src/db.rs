@@ -17,12 +17,8 @@ pub(crate) enum Conn<'c> {
 macro_rules! q {
     ($conn:expr, execute, $query:expr) => {
         match &mut *$conn {
-            $crate::db::Conn::Sqlite(c) => {
-                $query.execute(&mut **c).await.map(|r| r.rows_affected())
-            }
-            $crate::db::Conn::Postgres(c) => {
-                $query.execute(&mut **c).await.map(|r| r.rows_affected())
-            }
+            $crate::db::Conn::Sqlite(c) => $query.execute(&mut **c).await.map(|r| r.rows_affected()),
+            $crate::db::Conn::Postgres(c) => $query.execute(&mut **c).await.map(|r| r.rows_affected()),
         }
     };
     ($conn:expr, $method:ident, $query:expr) => {

@@ -22,8 +22,7 @@ impl TryFrom<EnvironmentRow> for Environment {
 
     fn try_from(row: EnvironmentRow) -> Result<Self> {
         Ok(Environment {
-            name: EnvironmentName::parse(&row.name)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            name: EnvironmentName::parse(&row.name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             targets: DeploymentTargets::from_stored(&row.targets)?,
             id: row.id,
             description: row.description,
@@ -38,14 +37,11 @@ async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, name: &str) -> Result<En
     let row: Option<EnvironmentRow> = q!(
         conn,
         fetch_optional,
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 AND name = $2"
-        ))
-        .bind(workspace_id)
-        .bind(name)
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 AND name = $2"))
+            .bind(workspace_id)
+            .bind(name)
     )?;
-    row.ok_or_else(|| StoreError::NotFound(format!("environment {name:?}")))?
-        .try_into()
+    row.ok_or_else(|| StoreError::NotFound(format!("environment {name:?}")))?.try_into()
 }
 
 impl Store {
@@ -58,6 +54,10 @@ impl Store {
         max_environments: u32,
     ) -> Result<Environment> {
         transaction!(self, |tx| {
+            let taken = fetch(tx, workspace_id, new.name.as_str()).await;
+            if taken.is_ok() {
+                return Err(StoreError::conflict(format!("environment {:?} already exists", new.name.as_str())));
+            }
             // The counter row is the lock: concurrent creates cannot both take the last slot.
             let slot: Option<(i64,)> = q!(
                 tx,
@@ -101,12 +101,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new(
-                    "environment.create",
-                    "environment",
-                    environment.name.as_str(),
-                )
-                .after(&environment),
+                Change::new("environment.create", "environment", environment.name.as_str()).after(&environment),
             )
             .await?;
             environment
@@ -117,10 +112,8 @@ impl Store {
         let rows: Vec<EnvironmentRow> = read!(self, |conn| q!(
             conn,
             fetch_all,
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY name"
-            ))
-            .bind(workspace_id)
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY name"))
+                .bind(workspace_id)
         ))?;
         rows.into_iter().map(Environment::try_from).collect()
     }
@@ -156,9 +149,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("environment.update", "environment", name)
-                    .before(&before)
-                    .after(&after),
+                Change::new("environment.update", "environment", name).before(&before).after(&after),
             )
             .await?;
             after
@@ -166,12 +157,7 @@ impl Store {
     }
 
     /// Deletes an environment nothing depends on; otherwise 409 naming the dependents.
-    pub async fn delete_environment(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        name: &str,
-    ) -> Result<()> {
+    pub async fn delete_environment(&self, workspace_id: &str, actor: &Actor, name: &str) -> Result<()> {
         transaction!(self, |tx| {
             let environment = fetch(tx, workspace_id, name).await?;
             let dependents: Vec<(String, String)> = q!(
@@ -184,10 +170,8 @@ impl Store {
                 .bind(&environment.id)
             )?;
             if !dependents.is_empty() {
-                let tokens: Vec<_> = dependents
-                    .iter()
-                    .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
-                    .collect();
+                let tokens: Vec<_> =
+                    dependents.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect();
                 return Err(StoreError::Conflict {
                     message: format!(
                         "environment {name:?} is used by {} live token(s); revoke them first",
@@ -200,21 +184,14 @@ impl Store {
             q!(
                 tx,
                 execute,
-                sqlx::query("DELETE FROM token_environments WHERE environment_id = $1")
-                    .bind(&environment.id)
+                sqlx::query("DELETE FROM token_environments WHERE environment_id = $1").bind(&environment.id)
             )?;
+            q!(tx, execute, sqlx::query("DELETE FROM environments WHERE id = $1").bind(&environment.id))?;
             q!(
                 tx,
                 execute,
-                sqlx::query("DELETE FROM environments WHERE id = $1").bind(&environment.id)
-            )?;
-            q!(
-                tx,
-                execute,
-                sqlx::query(
-                    "UPDATE workspaces SET environment_count = environment_count - 1 WHERE id = $1"
-                )
-                .bind(workspace_id)
+                sqlx::query("UPDATE workspaces SET environment_count = environment_count - 1 WHERE id = $1")
+                    .bind(workspace_id)
             )?;
             record(
                 tx,

@@ -12,24 +12,14 @@ pub enum StoreError {
     Invalid(#[from] cutover_domain::DomainError),
     /// Several named objects do not exist (e.g. environments listed in a request).
     #[error("{what} not found: {}", names.join(", "))]
-    NotFoundMany {
-        what: &'static str,
-        names: Vec<String>,
-    },
+    NotFoundMany { what: &'static str, names: Vec<String> },
     #[error("{message}")]
-    Conflict {
-        message: String,
-        details: Option<Value>,
-    },
+    Conflict { message: String, details: Option<Value> },
     #[error("{0}")]
     LimitReached(String),
-    #[error(
-        "the database schema is at version {found}, newer than this binary knows ({known}); upgrade cutover"
-    )]
+    #[error("the database schema is at version {found}, newer than this binary knows ({known}); upgrade cutover")]
     SchemaTooNew { found: i64, known: i64 },
-    #[error(
-        "the database schema has {0} pending migration(s); run `cutover migrate` or start without --no-migrate"
-    )]
+    #[error("the database schema has {0} pending migration(s); run `cutover migrate` or start without --no-migrate")]
     SchemaBehind(usize),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -43,10 +33,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::Conflict {
-            message: message.into(),
-            details: None,
-        }
+        Self::Conflict { message: message.into(), details: None }
     }
 }
 
@@ -61,6 +48,11 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 Self::conflict("is still referenced by other objects")
+            }
+            // SQLSTATE class 22, "data exception": a value the database cannot hold, such as a
+            // NUL character in text. The caller sent it; it is not a server fault.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                Self::Invalid(cutover_domain::DomainError::invalid("value", db.message().to_owned()))
             }
             _ => Self::Database(err),
         }

@@ -55,10 +55,7 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
-        }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -93,8 +90,7 @@ impl Store {
                 .await?;
             Engine::Sqlite { read, write }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let connect = PgConnectOptions::from_str(url)
-                .map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?;
+            let connect = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(url.to_owned()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
@@ -104,9 +100,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self {
-            engine: std::sync::Arc::new(engine),
-        })
+        Ok(Self { engine: std::sync::Arc::new(engine) })
     }
 
     pub fn kind(&self) -> EngineKind {
@@ -127,9 +121,7 @@ impl Store {
     /// The SQLite database file, for tools and tests that open it directly.
     pub fn sqlite_path(&self) -> Option<String> {
         match &*self.engine {
-            Engine::Sqlite { write, .. } => {
-                Some(write.connect_options().get_filename().display().to_string())
-            }
+            Engine::Sqlite { write, .. } => Some(write.connect_options().get_filename().display().to_string()),
             Engine::Postgres(_) => None,
         }
     }
@@ -167,11 +159,7 @@ impl Store {
         if let Some(&found) = applied.iter().find(|v| **v > known) {
             return Err(StoreError::SchemaTooNew { found, known });
         }
-        let pending = self
-            .migrator()
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .count();
+        let pending = self.migrator().iter().filter(|m| !applied.contains(&m.version)).count();
         if pending > 0 {
             return Err(StoreError::SchemaBehind(pending));
         }
@@ -195,9 +183,7 @@ impl Store {
             let rows: Vec<(i64,)> = db::q!(
                 conn,
                 fetch_all,
-                sqlx::query_as(
-                    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
-                )
+                sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             )?;
             Ok(rows.into_iter().map(|(v,)| v).collect())
         })

@@ -1,9 +1,7 @@
 //! What the store returns: domain-typed records. They serialise to the before/after of audit
 //! events, so internal ids are skipped.
 
-use cutover_domain::{
-    ArtifactKey, Content, DeploymentTargets, EnvironmentName, Role, Timestamp, ValueType,
-};
+use cutover_domain::{ArtifactKey, Content, DeploymentTargets, EnvironmentName, Role, Timestamp, ValueType};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -52,20 +50,12 @@ pub struct Principal {
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        Actor {
-            token_id: self.token.id.clone(),
-            name: self.token.name.clone(),
-        }
+        Actor { token_id: self.token.id.clone(), name: self.token.name.clone() }
     }
 
     /// Whether the token may act on this environment: unscoped tokens may act on all.
     pub fn may_touch(&self, environment: &str) -> bool {
-        self.token.environments.is_empty()
-            || self
-                .token
-                .environments
-                .iter()
-                .any(|e| e.name == environment)
+        self.token.environments.is_empty() || self.token.environments.iter().any(|e| e.name == environment)
     }
 }
 

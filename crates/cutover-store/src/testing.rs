@@ -25,14 +25,9 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("cutover.db").display());
-        let store = Store::connect(&url, &ConnectOptions::default())
-            .await
-            .expect("open SQLite");
+        let store = Store::connect(&url, &ConnectOptions::default()).await.expect("open SQLite");
         store.migrate().await.expect("migrate SQLite");
-        Self {
-            store,
-            cleanup: Cleanup::Sqlite(dir),
-        }
+        Self { store, cleanup: Cleanup::Sqlite(dir) }
     }
 
     /// `None` when no PostgreSQL is configured and this is not CI.
@@ -40,9 +35,7 @@ impl TestDb {
         let url = match std::env::var(DATABASE_URL_VAR) {
             Ok(url) if !url.is_empty() => url,
             _ if std::env::var_os("CI").is_some() => {
-                panic!(
-                    "{DATABASE_URL_VAR} must be set under CI: the PostgreSQL half of the suite may not be skipped"
-                )
+                panic!("{DATABASE_URL_VAR} must be set under CI: the PostgreSQL half of the suite may not be skipped")
             }
             _ => {
                 eprintln!("skipping the PostgreSQL half: {DATABASE_URL_VAR} is not set");
@@ -52,9 +45,7 @@ impl TestDb {
         let schema = format!("cutover_test_{}", uuid::Uuid::now_v7().simple());
         let admin = Store::connect(&url, &small_pool())
             .await
-            .unwrap_or_else(|e| {
-                panic!("{DATABASE_URL_VAR} is set but PostgreSQL is unreachable: {e}")
-            });
+            .unwrap_or_else(|e| panic!("{DATABASE_URL_VAR} is set but PostgreSQL is unreachable: {e}"));
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(admin.postgres_pool().expect("a PostgreSQL url"))
             .await
@@ -64,10 +55,7 @@ impl TestDb {
             .await
             .expect("connect to test schema");
         store.migrate().await.expect("migrate PostgreSQL");
-        Some(Self {
-            store,
-            cleanup: Cleanup::Postgres { url, schema },
-        })
+        Some(Self { store, cleanup: Cleanup::Postgres { url, schema } })
     }
 
     /// The database url that reaches this test database (for a second server process).
@@ -80,10 +68,7 @@ impl TestDb {
 }
 
 fn small_pool() -> ConnectOptions {
-    ConnectOptions {
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(10),
-    }
+    ConnectOptions { max_connections: 1, acquire_timeout: Duration::from_secs(10) }
 }
 
 fn with_search_path(url: &str, schema: &str) -> String {
@@ -99,18 +84,12 @@ impl Drop for TestDb {
         let (url, schema, store) = (url.clone(), schema.clone(), self.store.clone());
         // Drop runs inside the test's runtime; use a thread with a runtime of its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async move {
                 store.close().await;
                 let admin = Store::connect(&url, &small_pool()).await.ok()?;
                 let pool = admin.postgres_pool()?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(pool)
-                    .await
-                    .ok()?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(pool).await.ok()?;
                 admin.close().await;
                 Some(())
             })

@@ -24,15 +24,11 @@ struct TokenRow {
     revoked_at: Option<i64>,
 }
 
-const TOKEN_COLUMNS: &str =
-    "t.id, t.name, t.role, t.created_at, t.created_by_id, t.created_by, t.revoked_at";
+const TOKEN_COLUMNS: &str = "t.id, t.name, t.role, t.created_at, t.created_by_id, t.created_by, t.revoked_at";
 
 impl TokenRow {
     fn into_token(self, environments: Vec<ScopedEnvironment>) -> Result<Token> {
-        let role = self
-            .role
-            .parse::<Role>()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let role = self.role.parse::<Role>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let created_by = match (self.created_by_id, self.created_by) {
             (Some(token_id), Some(name)) => Some(Actor { token_id, name }),
             _ => None,
@@ -77,11 +73,9 @@ pub(crate) async fn insert_token(
         q!(
             conn,
             execute,
-            sqlx::query(
-                "INSERT INTO token_environments (token_id, environment_id) VALUES ($1, $2)"
-            )
-            .bind(&row.id)
-            .bind(&env.id)
+            sqlx::query("INSERT INTO token_environments (token_id, environment_id) VALUES ($1, $2)")
+                .bind(&row.id)
+                .bind(&env.id)
         )?;
     }
     Ok((row.into_token(new.environments.clone())?, secret))
@@ -104,21 +98,11 @@ pub(crate) async fn find_environments(
                 .bind(name)
         )?;
         match row {
-            Some((id,)) => found.push(ScopedEnvironment {
-                id,
-                name: name.clone(),
-            }),
+            Some((id,)) => found.push(ScopedEnvironment { id, name: name.clone() }),
             None => missing.push(name.clone()),
         }
     }
-    if missing.is_empty() {
-        Ok(found)
-    } else {
-        Err(StoreError::NotFoundMany {
-            what: "environments",
-            names: missing,
-        })
-    }
+    if missing.is_empty() { Ok(found) } else { Err(StoreError::NotFoundMany { what: "environments", names: missing }) }
 }
 
 /// Every token's environment scope in a workspace, by token id.
@@ -141,10 +125,7 @@ async fn scopes(
     )?;
     let mut by_token: HashMap<String, Vec<ScopedEnvironment>> = HashMap::new();
     for (token_id, id, name) in rows {
-        by_token
-            .entry(token_id)
-            .or_default()
-            .push(ScopedEnvironment { id, name });
+        by_token.entry(token_id).or_default().push(ScopedEnvironment { id, name });
     }
     Ok(by_token)
 }
@@ -191,10 +172,7 @@ impl Store {
                 created_at: row.workspace_created_at,
             }
             .into();
-            Ok(Some(Principal {
-                token: row.token.into_token(environments)?,
-                workspace,
-            }))
+            Ok(Some(Principal { token: row.token.into_token(environments)?, workspace }))
         })
     }
 
@@ -209,19 +187,9 @@ impl Store {
     ) -> Result<(Token, TokenSecret)> {
         transaction!(self, |tx| {
             let environments = find_environments(tx, workspace_id, environments).await?;
-            let new = NewToken {
-                name: name.to_owned(),
-                role,
-                environments,
-            };
+            let new = NewToken { name: name.to_owned(), role, environments };
             let (token, secret) = insert_token(tx, workspace_id, actor, &new).await?;
-            record(
-                tx,
-                workspace_id,
-                actor,
-                Change::new("token.create", "token", &token.id).after(&token),
-            )
-            .await?;
+            record(tx, workspace_id, actor, Change::new("token.create", "token", &token.id).after(&token)).await?;
             (token, secret)
         })
     }
@@ -249,21 +217,11 @@ impl Store {
 
     /// Revokes a token. Revoking a revoked token changes nothing. The workspace's last unscoped
     /// owner token cannot be revoked: nobody could administer the workspace afterwards.
-    pub async fn revoke_token(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        token_id: &str,
-    ) -> Result<Token> {
+    pub async fn revoke_token(&self, workspace_id: &str, actor: &Actor, token_id: &str) -> Result<Token> {
         transaction!(self, |tx| {
             // Take the workspace row's write lock so concurrent revocations of the last two
             // owners are serialised (SQLite serialises writers already).
-            q!(
-                tx,
-                execute,
-                sqlx::query("UPDATE workspaces SET revision = revision WHERE id = $1")
-                    .bind(workspace_id)
-            )?;
+            q!(tx, execute, sqlx::query("UPDATE workspaces SET revision = revision WHERE id = $1").bind(workspace_id))?;
             let row: Option<TokenRow> = q!(
                 tx,
                 fetch_optional,
@@ -274,10 +232,7 @@ impl Store {
                 .bind(token_id)
             )?;
             let row = row.ok_or_else(|| StoreError::NotFound(format!("token {token_id:?}")))?;
-            let environments = scopes(tx, workspace_id, Some(token_id))
-                .await?
-                .remove(token_id)
-                .unwrap_or_default();
+            let environments = scopes(tx, workspace_id, Some(token_id)).await?.remove(token_id).unwrap_or_default();
             let before = row.into_token(environments)?;
             if before.revoked_at.is_some() {
                 return Ok(before);
@@ -309,17 +264,12 @@ impl Store {
                     .bind(&actor.token_id)
                     .bind(token_id)
             )?;
-            let after = Token {
-                revoked_at: Some(now),
-                ..before.clone()
-            };
+            let after = Token { revoked_at: Some(now), ..before.clone() };
             record(
                 tx,
                 workspace_id,
                 actor,
-                Change::new("token.revoke", "token", token_id)
-                    .before(&before)
-                    .after(&after),
+                Change::new("token.revoke", "token", token_id).before(&before).after(&after),
             )
             .await?;
             after

@@ -36,17 +36,10 @@ pub struct Bootstrapped {
 
 /// The actor recorded for changes the server makes itself.
 fn system_actor() -> Actor {
-    Actor {
-        token_id: "system".into(),
-        name: "cutover".into(),
-    }
+    Actor { token_id: "system".into(), name: "cutover".into() }
 }
 
-async fn insert_workspace(
-    conn: &mut Conn<'_>,
-    name: &WorkspaceName,
-    admin: bool,
-) -> Result<Workspace> {
+async fn insert_workspace(conn: &mut Conn<'_>, name: &WorkspaceName, admin: bool) -> Result<Workspace> {
     let row: WorkspaceRow = q!(
         conn,
         fetch_one,
@@ -60,9 +53,7 @@ async fn insert_workspace(
         .bind(Timestamp::now().as_micros())
     )
     .map_err(|e| match StoreError::from(e) {
-        StoreError::Conflict { .. } => {
-            StoreError::conflict(format!("workspace {name:?} already exists"))
-        }
+        StoreError::Conflict { .. } => StoreError::conflict(format!("workspace {:?} already exists", name.as_str())),
         other => other,
     })?;
     Ok(row.into())
@@ -72,24 +63,16 @@ impl Store {
     /// On the first start, creates the administrative workspace and an owner token for it.
     /// Returns `None` when it exists already, including when another server made it a moment ago.
     pub async fn bootstrap(&self, name: &WorkspaceName) -> Result<Option<Bootstrapped>> {
-        let exists: Option<(String,)> = read!(self, |conn| q!(
-            conn,
-            fetch_optional,
-            sqlx::query_as("SELECT id FROM workspaces WHERE admin")
-        ))?;
+        let exists: Option<(String,)> =
+            read!(self, |conn| q!(conn, fetch_optional, sqlx::query_as("SELECT id FROM workspaces WHERE admin")))?;
         if exists.is_some() {
             return Ok(None);
         }
         let made = async {
             transaction!(self, |tx| {
                 let workspace = insert_workspace(tx, name, true).await?;
-                let new = NewToken {
-                    name: "owner".into(),
-                    role: Role::Owner,
-                    environments: Vec::new(),
-                };
-                let (token, secret) =
-                    insert_token(tx, &workspace.id, &system_actor(), &new).await?;
+                let new = NewToken { name: "owner".into(), role: Role::Owner, environments: Vec::new() };
+                let (token, secret) = insert_token(tx, &workspace.id, &system_actor(), &new).await?;
                 record(
                     tx,
                     &workspace.id,
@@ -97,11 +80,7 @@ impl Store {
                     Change::new("workspace.create", "workspace", &workspace.id).after(&workspace),
                 )
                 .await?;
-                Bootstrapped {
-                    workspace,
-                    token,
-                    secret,
-                }
+                Bootstrapped { workspace, token, secret }
             })
         }
         .await;
@@ -124,23 +103,12 @@ impl Store {
     ) -> Result<(Workspace, Token, TokenSecret)> {
         transaction!(self, |tx| {
             let workspace = insert_workspace(tx, name, false).await?;
-            let new = NewToken {
-                name: token_name.to_owned(),
-                role: Role::Owner,
-                environments: Vec::new(),
-            };
+            let new = NewToken { name: token_name.to_owned(), role: Role::Owner, environments: Vec::new() };
             let (token, secret) = insert_token(tx, &workspace.id, actor, &new).await?;
-            let change =
-                || Change::new("workspace.create", "workspace", &workspace.id).after(&workspace);
+            let change = || Change::new("workspace.create", "workspace", &workspace.id).after(&workspace);
             record(tx, actor_workspace_id, actor, change()).await?;
             record(tx, &workspace.id, actor, change()).await?;
-            record(
-                tx,
-                &workspace.id,
-                actor,
-                Change::new("token.create", "token", &token.id).after(&token),
-            )
-            .await?;
+            record(tx, &workspace.id, actor, Change::new("token.create", "token", &token.id).after(&token)).await?;
             (workspace, token, secret)
         })
     }
@@ -149,22 +117,16 @@ impl Store {
         let row: Option<WorkspaceRow> = read!(self, |conn| q!(
             conn,
             fetch_optional,
-            sqlx::query_as(
-                "SELECT id, name, admin, revision, created_at FROM workspaces WHERE id = $1"
-            )
-            .bind(id)
+            sqlx::query_as("SELECT id, name, admin, revision, created_at FROM workspaces WHERE id = $1").bind(id)
         ))?;
-        row.map(Into::into)
-            .ok_or_else(|| StoreError::NotFound(format!("workspace {id:?}")))
+        row.map(Into::into).ok_or_else(|| StoreError::NotFound(format!("workspace {id:?}")))
     }
 
     pub async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
         let rows: Vec<WorkspaceRow> = read!(self, |conn| q!(
             conn,
             fetch_all,
-            sqlx::query_as(
-                "SELECT id, name, admin, revision, created_at FROM workspaces ORDER BY name"
-            )
+            sqlx::query_as("SELECT id, name, admin, revision, created_at FROM workspaces ORDER BY name")
         ))?;
         Ok(rows.into_iter().map(Into::into).collect())
     }

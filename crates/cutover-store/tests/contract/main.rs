@@ -10,15 +10,8 @@ use cutover_store::{Actor, Principal, Store, Workspace};
 
 /// A bootstrapped workspace and its owner, as most tests start.
 pub async fn setup(store: &Store) -> (Workspace, Actor) {
-    let made = store
-        .bootstrap(&WorkspaceName::parse("default").unwrap())
-        .await
-        .unwrap()
-        .expect("first bootstrap");
-    let actor = Actor {
-        token_id: made.token.id.clone(),
-        name: made.token.name.clone(),
-    };
+    let made = store.bootstrap(&WorkspaceName::parse("default").unwrap()).await.unwrap().expect("first bootstrap");
+    let actor = Actor { token_id: made.token.id.clone(), name: made.token.name.clone() };
     (made.workspace, actor)
 }
 

@@ -1,0 +1,102 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use cutover_api::{Artifact, CreateArtifact, ErrorBody, Page, UpdateArtifact};
+use cutover_domain::{Access, ArtifactKey, ArtifactKind, ValueType};
+use cutover_store::{ArtifactChanges, NewArtifact};
+
+use super::{PageQuery, artifact_path, text};
+use crate::AppState;
+use crate::auth::Auth;
+use crate::convert;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+
+/// Artifacts ordered by key, paged.
+#[utoipa::path(
+    get, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
+    params(PageQuery),
+    responses((status = 200, body = Page<Artifact>), (status = 400, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Artifact>>> {
+    auth.require(Access::Read)?;
+    let (limit, cursor) = query.parse()?;
+    let after = cursor.as_ref().map(|c| c.after()).transpose()?;
+    let page = state.store.list_artifacts(auth.workspace_id(), after, limit).await?;
+    Ok(axum::Json(convert::page(page, convert::artifact)))
+}
+
+/// Creates an artifact. Its key and value type are fixed from then on.
+#[utoipa::path(
+    post, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
+    request_body = CreateArtifact,
+    responses(
+        (status = 201, body = Artifact),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<CreateArtifact>,
+) -> ApiResult<(StatusCode, axum::Json<Artifact>)> {
+    auth.require(Access::Write)?;
+    let new = NewArtifact {
+        key: ArtifactKey::parse(&body.key)?,
+        value_type: body.value_type.parse::<ValueType>()?,
+        kind: ArtifactKind::parse(body.kind.as_deref().unwrap_or("config"))?.into_string(),
+        description: text("description", body.description)?,
+    };
+    let artifact = state.store.create_artifact(auth.workspace_id(), &auth.actor(), &new).await?;
+    Ok((StatusCode::CREATED, axum::Json(convert::artifact(artifact))))
+}
+
+/// One artifact. Keys containing `/` travel percent-encoded (`%2F`) in the path.
+#[utoipa::path(
+    get, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    responses((status = 200, body = Artifact), (status = 404, body = ErrorBody))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Artifact>> {
+    auth.require(Access::Read)?;
+    let key = artifact_path(key.as_str())?;
+    let artifact = state.store.get_artifact(auth.workspace_id(), key.as_str()).await?;
+    Ok(axum::Json(convert::artifact(artifact)))
+}
+
+/// Changes an artifact's kind or description.
+#[utoipa::path(
+    patch, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    request_body = UpdateArtifact,
+    responses(
+        (status = 200, body = Artifact),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    Json(body): Json<UpdateArtifact>,
+) -> ApiResult<axum::Json<Artifact>> {
+    auth.require(Access::Write)?;
+    let key = artifact_path(key.as_str())?;
+    let changes = ArtifactChanges {
+        kind: body.kind.map(|k| ArtifactKind::parse(&k).map(ArtifactKind::into_string)).transpose()?,
+        description: body.description.map(|d| text("description", Some(d))).transpose()?,
+    };
+    let artifact = state.store.update_artifact(auth.workspace_id(), &auth.actor(), key.as_str(), &changes).await?;
+    Ok(axum::Json(convert::artifact(artifact)))
+}

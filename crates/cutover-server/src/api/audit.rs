@@ -1,0 +1,55 @@
+use axum::extract::State;
+use cutover_api::{AuditEvent, ErrorBody, Page};
+use cutover_domain::{Access, Cursor, PageLimit};
+use cutover_store::AuditFilter;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::convert;
+use crate::error::ApiResult;
+use crate::extract::Query;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// `workspace`, `environment`, `artifact` or `token`.
+    pub object_type: Option<String>,
+    /// The object's name, key or id.
+    pub object_id: Option<String>,
+    /// Id of the token that made the change.
+    pub actor: Option<String>,
+    /// Items per page, 1 to 200; 50 when absent.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The workspace's audit log, newest first: every change with its actor, before and after.
+#[utoipa::path(
+    get, path = "/api/v1/audit", tag = "audit", security(("token" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = Page<AuditEvent>), (status = 400, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<axum::Json<Page<AuditEvent>>> {
+    auth.require(Access::Read)?;
+    let limit = PageLimit::parse(query.limit)?;
+    let before = query.cursor.as_deref().map(|c| Cursor::parse(c)?.before()).transpose()?;
+    for (field, value) in
+        [("object_type", &query.object_type), ("object_id", &query.object_id), ("actor", &query.actor)]
+    {
+        if let Some(value) = value {
+            cutover_domain::check_label(field, value)?;
+        }
+    }
+    let filter =
+        AuditFilter { object_type: query.object_type, object_id: query.object_id, actor_token_id: query.actor };
+    let page = state.store.list_audit(auth.workspace_id(), &filter, before, limit).await?;
+    Ok(axum::Json(convert::page(page, convert::audit_event)))
+}

@@ -1,0 +1,109 @@
+//! The HTTP API under `/api/v1`, one module per resource. Routes and their OpenAPI description
+//! are registered together, so the document cannot drift from the router.
+
+pub mod artifacts;
+pub mod audit;
+pub mod environments;
+pub mod health;
+pub mod tokens;
+pub mod versions;
+pub mod workspaces;
+
+use serde::Deserialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cutover",
+        description = "Release control plane: which version of each artifact is live in each environment.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&TokenAuth),
+    components(schemas(cutover_api::ErrorBody, cutover_api::ErrorDetail)),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "workspaces", description = "Tenants"),
+        (name = "environments", description = "Named stages and their deployment targets"),
+        (name = "artifacts", description = "Versioned things"),
+        (name = "versions", description = "Immutable content of an artifact"),
+        (name = "tokens", description = "API credentials"),
+        (name = "audit", description = "Who changed what")
+    )
+)]
+struct ApiDoc;
+
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        }
+    }
+}
+
+/// Every route with its OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi_json))
+        .routes(routes!(workspaces::whoami))
+        .routes(routes!(workspaces::list, workspaces::create))
+        .routes(routes!(environments::list, environments::create))
+        .routes(routes!(environments::show, environments::update, environments::delete))
+        .routes(routes!(artifacts::list, artifacts::create))
+        .routes(routes!(artifacts::show, artifacts::update))
+        .routes(routes!(versions::list, versions::create))
+        .routes(routes!(versions::show))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+}
+
+/// `?limit=&cursor=` of a paged list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 200; 50 when absent.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn parse(
+        &self,
+    ) -> Result<(cutover_domain::PageLimit, Option<cutover_domain::Cursor>), cutover_domain::DomainError> {
+        let limit = cutover_domain::PageLimit::parse(self.limit)?;
+        let cursor = self.cursor.as_deref().map(cutover_domain::Cursor::parse).transpose()?;
+        Ok((limit, cursor))
+    }
+}
+
+/// A free-text field, checked, or empty when absent.
+pub fn text(field: &'static str, value: Option<String>) -> Result<String, cutover_domain::DomainError> {
+    let value = value.unwrap_or_default();
+    cutover_domain::check_text(field, &value)?;
+    Ok(value)
+}
+
+/// An environment name from the path; one that breaks the naming rule cannot exist.
+pub fn environment_path(name: &str) -> Result<cutover_domain::EnvironmentName, crate::error::ApiError> {
+    cutover_domain::EnvironmentName::parse(name)
+        .map_err(|e| crate::error::ApiError::bad_request("invalid_path", format!("environment {e}")))
+}
+
+/// An artifact key from the (percent-decoded) path.
+pub fn artifact_path(key: &str) -> Result<cutover_domain::ArtifactKey, crate::error::ApiError> {
+    cutover_domain::ArtifactKey::parse(key)
+        .map_err(|e| crate::error::ApiError::bad_request("invalid_path", format!("artifact {e}")))
+}

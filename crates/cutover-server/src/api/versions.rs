@@ -1,0 +1,81 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use cutover_api::{CreateVersion, ErrorBody, Page, Version};
+use cutover_domain::{Access, DomainError};
+
+use super::{PageQuery, artifact_path, text};
+use crate::AppState;
+use crate::auth::Auth;
+use crate::convert;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+
+/// An artifact's versions, newest first, paged.
+#[utoipa::path(
+    get, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded"), PageQuery),
+    responses((status = 200, body = Page<Version>), (status = 404, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Version>>> {
+    auth.require(Access::Read)?;
+    let key = artifact_path(key.as_str())?;
+    let (limit, cursor) = query.parse()?;
+    let before = cursor.as_ref().map(|c| c.before()).transpose()?;
+    let page = state.store.list_versions(auth.workspace_id(), key.as_str(), before, limit).await?;
+    Ok(axum::Json(convert::page(page, convert::version)))
+}
+
+/// Publishes the next version. Content must match the artifact's value type; the author is the
+/// token.
+#[utoipa::path(
+    post, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    request_body = CreateVersion,
+    responses(
+        (status = 201, body = Version),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    Json(body): Json<CreateVersion>,
+) -> ApiResult<(StatusCode, axum::Json<Version>)> {
+    auth.require(Access::Write)?;
+    let key = artifact_path(key.as_str())?;
+    let message = text("message", body.message)?;
+    let version =
+        state.store.create_version(auth.workspace_id(), &auth.actor(), key.as_str(), body.content, &message).await?;
+    Ok((StatusCode::CREATED, axum::Json(convert::version(version))))
+}
+
+/// One version by number.
+#[utoipa::path(
+    get, path = "/api/v1/artifacts/{key}/versions/{n}", tag = "versions", security(("token" = [])),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded"),
+        ("n" = i64, Path, description = "Version number, from 1")
+    ),
+    responses((status = 200, body = Version), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((key, number)): Path<(String, i64)>,
+) -> ApiResult<axum::Json<Version>> {
+    auth.require(Access::Read)?;
+    let key = artifact_path(key.as_str())?;
+    if number < 1 {
+        return Err(DomainError::invalid("n", "version numbers start at 1").into());
+    }
+    let version = state.store.get_version(auth.workspace_id(), key.as_str(), number).await?;
+    Ok(axum::Json(convert::version(version)))
+}

@@ -1,0 +1,87 @@
+//! Who is calling: the token from `Authorization: Bearer …` (or `X-API-Key`), and what its role
+//! and environment scope allow.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use cutover_domain::{Access, Role, TokenSecret};
+use cutover_store::{Actor, Principal};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// An authenticated request. Extracting it answers 401 for a missing, malformed, unknown or
+/// revoked token; handlers then state the access they need.
+pub struct Auth(pub Principal);
+
+/// The token a request presents, if any.
+pub fn presented_token(parts: &Parts) -> Option<&str> {
+    if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = presented_token(parts)
+            .ok_or_else(|| ApiError::unauthorized("missing token: send Authorization: Bearer <token>"))?;
+        let invalid = || ApiError::unauthorized("invalid or revoked token");
+        let secret = TokenSecret::parse(presented).ok_or_else(invalid)?;
+        let principal = state.store.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
+        Ok(Self(principal))
+    }
+}
+
+impl Auth {
+    pub fn workspace_id(&self) -> &str {
+        &self.0.workspace.id
+    }
+
+    pub fn actor(&self) -> Actor {
+        self.0.actor()
+    }
+
+    /// 403 unless the token's role grants `access`.
+    pub fn require(&self, access: Access) -> ApiResult<&Self> {
+        let role = self.0.token.role;
+        if role.allows(access) {
+            return Ok(self);
+        }
+        Err(ApiError::forbidden(match (role, access) {
+            (Role::Sdk, _) => "an sdk token can only resolve what is live".to_owned(),
+            (_, Access::Administer) => format!("only owners can do this; this token's role is {role}"),
+            _ => format!("a {role} token cannot change anything"),
+        }))
+    }
+
+    /// 403 unless the token's role grants `access` and its scope includes `environment`.
+    pub fn require_environment(&self, access: Access, environment: &str) -> ApiResult<&Self> {
+        self.require(access)?;
+        if self.0.may_touch(environment) {
+            Ok(self)
+        } else {
+            Err(ApiError::forbidden(format!("this token is not allowed to act on environment {environment:?}")))
+        }
+    }
+
+    /// 403 unless the token can act on every environment (an unscoped token).
+    pub fn require_unscoped(&self, access: Access) -> ApiResult<&Self> {
+        self.require(access)?;
+        if self.0.token.environments.is_empty() {
+            Ok(self)
+        } else {
+            Err(ApiError::forbidden("this token is limited to some environments and cannot do this"))
+        }
+    }
+
+    /// Whether every environment in `names` is within this token's scope; an empty list means
+    /// "all environments", which only an unscoped token covers.
+    pub fn covers(&self, names: &[String]) -> bool {
+        let scope = &self.0.token.environments;
+        scope.is_empty() || (!names.is_empty() && names.iter().all(|n| scope.iter().any(|e| &e.name == n)))
+    }
+}

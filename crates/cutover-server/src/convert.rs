@@ -1,0 +1,92 @@
+//! Store records to wire types.
+
+use cutover_api as api;
+use cutover_store as store;
+
+pub fn actor(actor: store::Actor) -> api::Actor {
+    api::Actor { token_id: actor.token_id, name: actor.name }
+}
+
+pub fn workspace(w: store::Workspace) -> api::Workspace {
+    api::Workspace {
+        id: w.id,
+        name: w.name,
+        admin: w.admin,
+        revision: w.revision,
+        created_at: w.created_at.to_rfc3339(),
+    }
+}
+
+pub fn token(t: store::Token) -> api::Token {
+    api::Token {
+        id: t.id,
+        name: t.name,
+        role: t.role.as_str().to_owned(),
+        environments: t.environments.into_iter().map(|e| e.name).collect(),
+        created_at: t.created_at.to_rfc3339(),
+        created_by: t.created_by.map(actor),
+        revoked_at: t.revoked_at.map(|at| at.to_rfc3339()),
+    }
+}
+
+pub fn environment(e: store::Environment) -> api::Environment {
+    api::Environment {
+        name: e.name.into_string(),
+        description: e.description,
+        protected: e.protected,
+        targets: e
+            .targets
+            .as_slice()
+            .iter()
+            .map(|t| api::Target { name: t.name.to_string(), config: t.config.clone() })
+            .collect(),
+        created_at: e.created_at.to_rfc3339(),
+        updated_at: e.updated_at.to_rfc3339(),
+    }
+}
+
+pub fn artifact(a: store::Artifact) -> api::Artifact {
+    api::Artifact {
+        key: a.key.into_string(),
+        value_type: a.value_type.as_str().to_owned(),
+        kind: a.kind,
+        description: a.description,
+        latest_version: a.latest_version,
+        created_at: a.created_at.to_rfc3339(),
+        updated_at: a.updated_at.to_rfc3339(),
+    }
+}
+
+pub fn version(v: store::Version) -> api::Version {
+    api::Version {
+        artifact: v.artifact.into_string(),
+        number: v.number,
+        content: v.content.value().clone(),
+        sha256: v.sha256,
+        message: v.message,
+        author: actor(v.author),
+        created_at: v.created_at.to_rfc3339(),
+    }
+}
+
+pub fn audit_event(e: store::AuditEvent) -> api::AuditEvent {
+    api::AuditEvent {
+        id: e.seq,
+        at: e.at.to_rfc3339(),
+        actor: actor(e.actor),
+        action: e.action,
+        object_type: e.object_type,
+        object_id: e.object_id,
+        before: e.before,
+        after: e.after,
+    }
+}
+
+pub fn page<T, U>(page: store::Page<T>, each: impl FnMut(T) -> U) -> api::Page<U> {
+    api::Page { items: page.items.into_iter().map(each).collect(), next_cursor: page.next.map(|c| c.encode()) }
+}
+
+/// A whole list as one page.
+pub fn all<T, U>(items: Vec<T>, each: impl FnMut(T) -> U) -> api::Page<U> {
+    api::Page { items: items.into_iter().map(each).collect(), next_cursor: None }
+}

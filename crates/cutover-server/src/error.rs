@@ -1,0 +1,94 @@
+//! The one error type of the HTTP API and its one JSON shape.
+//!
+//! Every failure a handler can meet converts into [`ApiError`] through `?`. The caller's mistakes
+//! become 4xx with a stable machine-readable `code`; anything else is logged here, once, and
+//! answered with a 500 that says nothing about internals.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cutover_api::{ErrorBody, ErrorDetail};
+use cutover_domain::DomainError;
+use cutover_store::StoreError;
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: None }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has details")
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        let field = err.field().to_owned();
+        Self::bad_request("invalid_field", err.to_string()).with_details(json!({ "field": field }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            StoreError::NotFoundMany { what, names } => {
+                Self::not_found(format!("{what} not found: {}", names.join(", ")))
+                    .with_details(json!({ "missing": names }))
+            }
+            StoreError::Invalid(domain) => domain.into(),
+            StoreError::Conflict { message, details } => {
+                Self { status: StatusCode::CONFLICT, code: "conflict", message, details }
+            }
+            StoreError::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code.to_owned(), message: self.message, details: self.details },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,124 @@
+//! Starting the server: logging, database, migrations, first-start bootstrap, serving, shutdown.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use cutover_domain::WorkspaceName;
+use cutover_store::{ConnectOptions, Store};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, ServerConfig};
+use crate::{AppState, app};
+
+/// Name of the administrative workspace made on first start.
+const FIRST_WORKSPACE: &str = "default";
+
+fn init_logging(config: &ServerConfig) {
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn connect(config: &ServerConfig) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let options = ConnectOptions { max_connections: config.max_connections, ..ConnectOptions::default() };
+    Store::connect(&config.database_url(), &options).await.context("connecting to the database")
+}
+
+/// `cutover migrate`: applies pending migrations and returns how many there were.
+pub async fn migrate(config: &ServerConfig) -> anyhow::Result<usize> {
+    let store = connect(config).await?;
+    let applied = store.migrate().await?;
+    store.close().await;
+    Ok(applied)
+}
+
+/// `cutover serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    init_logging(&config);
+    tracing::info!(?config, "starting cutover");
+    let store = connect(&config).await?;
+    if config.migrate {
+        let applied = store.migrate().await?;
+        if applied > 0 {
+            tracing::info!(applied, "applied database migrations");
+        }
+    } else {
+        store.check_schema().await?;
+    }
+    bootstrap(&store, &config).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, engine = ?store.kind(), "serving");
+    let state = AppState::new(store.clone(), config);
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On the first start, makes the administrative workspace and shows its owner token once:
+/// printed to stdout and saved, mode 0600, in the data directory for the CLI.
+async fn bootstrap(store: &Store, config: &ServerConfig) -> anyhow::Result<()> {
+    let name = WorkspaceName::parse(FIRST_WORKSPACE)?;
+    let Some(made) = store.bootstrap(&name).await? else { return Ok(()) };
+    let path = config.owner_token_path();
+    write_secret(&path, made.secret.expose())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Created workspace {:?}. Its owner token (shown once, saved to {}):\n\n    {}\n",
+        made.workspace.name,
+        path.display(),
+        made.secret.expose()
+    )?;
+    Ok(())
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{secret}")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
