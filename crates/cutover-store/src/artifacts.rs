@@ -3,7 +3,20 @@ use serde_json::Value;
 
 use crate::audit::{Change, paginate, record};
 use crate::db::{Conn, new_id, q, read, transaction};
-use crate::{Actor, Artifact, ArtifactChanges, NewArtifact, Page, Result, Store, StoreError, Version};
+use crate::{
+    Actor, Artifact, ArtifactChanges, NewArtifact, Page, PinAuthority, PinWrite, Result, Store, StoreError, Version,
+    pins,
+};
+
+/// A version to publish, and where to pin it.
+pub struct Publish<'a> {
+    pub content: Value,
+    pub message: &'a str,
+    pub environments: &'a [String],
+    /// Take environments owned by other versions instead of refusing.
+    pub move_pins: bool,
+    pub authority: &'a PinAuthority,
+}
 
 #[derive(sqlx::FromRow)]
 struct ArtifactRow {
@@ -67,7 +80,7 @@ impl VersionRow {
     }
 }
 
-async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) -> Result<Artifact> {
+pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) -> Result<Artifact> {
     let row: Option<ArtifactRow> = q!(
         conn,
         fetch_optional,
@@ -183,9 +196,48 @@ impl Store {
         content: Value,
         message: &str,
     ) -> Result<Version> {
+        let publish =
+            Publish { content, message, environments: &[], move_pins: false, authority: &PinAuthority::default() };
+        Ok(self.publish_version(workspace_id, actor, key, publish).await?.0)
+    }
+
+    /// Publishes the next version and pins it to `environments` in the same transaction. If any
+    /// of them is owned by another version, refuses (409 listing every one) and creates nothing,
+    /// unless `move_pins`.
+    pub async fn publish_version(
+        &self,
+        workspace_id: &str,
+        actor: &Actor,
+        key: &str,
+        publish: Publish<'_>,
+    ) -> Result<(Version, PinWrite)> {
+        let Publish { content, message, environments, move_pins, authority } = publish;
         transaction!(self, |tx| {
+            if !environments.is_empty() {
+                pins::lock_workspace(tx, workspace_id).await?;
+            }
             let artifact = fetch(tx, workspace_id, key).await?;
             let content = Content::parse(artifact.value_type, content)?;
+            let targets = pins::environments_named(tx, workspace_id, environments).await?;
+            if !move_pins && !targets.is_empty() {
+                let owned = pins::owners(tx, &artifact.id).await?;
+                let conflicts: Vec<_> = targets
+                    .iter()
+                    .filter_map(|e| {
+                        owned.get(e.name.as_str()).map(|v| serde_json::json!({"environment": e.name, "version": v}))
+                    })
+                    .collect();
+                if !conflicts.is_empty() {
+                    let names: Vec<_> = conflicts.iter().filter_map(|c| c["environment"].as_str()).collect();
+                    return Err(StoreError::Conflict {
+                        message: format!(
+                            "already owned by other versions: {}; send \"move\": true to move them",
+                            names.join(", ")
+                        ),
+                        details: Some(serde_json::json!({ "environments": conflicts })),
+                    });
+                }
+            }
             let now = Timestamp::now().as_micros();
             let (number,): (i64,) = q!(
                 tx,
@@ -217,7 +269,9 @@ impl Store {
             let summary =
                 serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
             record(tx, workspace_id, actor, Change::new("version.create", "artifact", key).after(&summary)).await?;
-            version
+            let desired: Vec<_> = targets.into_iter().map(|e| (e, Some(version.number))).collect();
+            let pinned = pins::apply(tx, workspace_id, actor, authority, &artifact, &desired, message).await?;
+            (version, pinned)
         })
     }
 

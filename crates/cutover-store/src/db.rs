@@ -30,9 +30,13 @@ macro_rules! q {
 }
 
 /// `transaction!(store, |tx| body)`: runs `body` in a write transaction committed at its end.
-/// Evaluates to `Ok(body)`. An early return (`?`) drops the transaction, which rolls it back: nothing is written.
+/// Evaluates to `Ok(body)`. An early return (`?`) drops the transaction, which rolls it back:
+/// nothing is written. `transaction!(store, dry_run = flag, |tx| body)` rolls back when `flag`.
 macro_rules! transaction {
     ($store:expr, |$tx:ident| $body:expr) => {
+        $crate::db::transaction!($store, dry_run = false, |$tx| $body)
+    };
+    ($store:expr, dry_run = $dry_run:expr, |$tx:ident| $body:expr) => {
         match &*$store.engine {
             $crate::Engine::Sqlite { write, .. } => {
                 let mut txn = write.begin().await?;
@@ -40,7 +44,11 @@ macro_rules! transaction {
                     let $tx = &mut $crate::db::Conn::Sqlite(&mut *txn);
                     $body
                 };
-                txn.commit().await?;
+                if $dry_run {
+                    txn.rollback().await?
+                } else {
+                    txn.commit().await?
+                }
                 Ok::<_, $crate::StoreError>(out)
             }
             $crate::Engine::Postgres(pool) => {
@@ -49,7 +57,11 @@ macro_rules! transaction {
                     let $tx = &mut $crate::db::Conn::Postgres(&mut *txn);
                     $body
                 };
-                txn.commit().await?;
+                if $dry_run {
+                    txn.rollback().await?
+                } else {
+                    txn.commit().await?
+                }
                 Ok::<_, $crate::StoreError>(out)
             }
         }

@@ -33,7 +33,7 @@ impl TryFrom<EnvironmentRow> for Environment {
     }
 }
 
-async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, name: &str) -> Result<Environment> {
+pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, name: &str) -> Result<Environment> {
     let row: Option<EnvironmentRow> = q!(
         conn,
         fetch_optional,
@@ -180,6 +180,25 @@ impl Store {
                     details: Some(serde_json::json!({ "tokens": tokens })),
                 });
             }
+            let live: Vec<(String, i64)> = q!(
+                tx,
+                fetch_all,
+                sqlx::query_as(
+                    "SELECT a.key, p.version FROM pins p JOIN artifacts a ON a.id = p.artifact_id
+                     WHERE p.environment_id = $1 AND p.ended_at IS NULL ORDER BY a.key"
+                )
+                .bind(&environment.id)
+            )?;
+            if !live.is_empty() {
+                let pins: Vec<_> =
+                    live.iter().map(|(key, v)| serde_json::json!({"artifact": key, "version": v})).collect();
+                return Err(StoreError::Conflict {
+                    message: format!("environment {name:?} has {} live pin(s); unpin them first", live.len()),
+                    details: Some(serde_json::json!({ "pins": pins })),
+                });
+            }
+            // The closed history goes with the environment; the audit log keeps every change.
+            q!(tx, execute, sqlx::query("DELETE FROM pins WHERE environment_id = $1").bind(&environment.id))?;
             // Revoked tokens keep their audit trail, not their scope rows.
             q!(
                 tx,

@@ -17,6 +17,12 @@ pub enum StoreError {
     Conflict { message: String, details: Option<Value> },
     #[error("{0}")]
     LimitReached(String),
+    /// The caller's token may not do this to this object.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `If-Match` named a revision that is no longer current.
+    #[error("{what} changed since revision {expected}; it is now at revision {current}")]
+    PreconditionFailed { what: String, expected: i64, current: i64 },
     #[error("the database schema is at version {found}, newer than this binary knows ({known}); upgrade cutover")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("the database schema has {0} pending migration(s); run `cutover migrate` or start without --no-migrate")]

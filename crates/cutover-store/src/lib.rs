@@ -11,6 +11,7 @@ mod db;
 mod environments;
 mod error;
 mod models;
+mod pins;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -24,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use artifacts::Publish;
 pub use error::StoreError;
 pub use models::*;
 

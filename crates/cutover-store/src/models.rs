@@ -156,3 +156,89 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<cutover_domain::Cursor>,
 }
+
+/// One interval during which a version owned an environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pin {
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    /// The workspace revision that opened this interval; `If-Match` compares against it.
+    pub revision: i64,
+    pub reason: String,
+    pub started_at: Timestamp,
+    pub started_by: Actor,
+    pub ended_at: Option<Timestamp>,
+    pub ended_by: Option<Actor>,
+    pub end_reason: Option<String>,
+}
+
+/// What one write did to one environment of an artifact: `from` and `to` versions (None:
+/// nothing pinned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PinChange {
+    pub artifact: String,
+    pub environment: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// The outcome of a pin write: the workspace revision it made (None when nothing changed) and
+/// each change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinWrite {
+    pub revision: Option<i64>,
+    pub changes: Vec<PinChange>,
+}
+
+/// Who may change what is live where, from the caller's token: owners may change protected
+/// environments; a token limited to some environments acts only on those, and may change them
+/// even when protected.
+#[derive(Debug, Clone, Default)]
+pub struct PinAuthority {
+    pub owner: bool,
+    pub scope: Vec<String>,
+}
+
+impl PinAuthority {
+    pub fn from_principal(principal: &Principal) -> Self {
+        Self {
+            owner: principal.token.role == cutover_domain::Role::Owner,
+            scope: principal.token.environments.iter().map(|e| e.name.clone()).collect(),
+        }
+    }
+
+    /// `None` when allowed; otherwise why not.
+    pub fn refuses(&self, environment: &Environment) -> Option<String> {
+        let name = environment.name.as_str();
+        let scoped_here = self.scope.iter().any(|s| s == name);
+        if !self.scope.is_empty() && !scoped_here {
+            return Some(format!("this token is not allowed to act on environment {name:?}"));
+        }
+        if environment.protected && !self.owner && !scoped_here {
+            return Some(format!(
+                "environment {name:?} is protected: only owners or tokens limited to it can change what is live there"
+            ));
+        }
+        None
+    }
+}
+
+/// What is live for one (artifact, environment), with everything resolve returns.
+#[derive(Debug, Clone)]
+pub struct LivePin {
+    pub artifact: String,
+    pub value_type: ValueType,
+    pub environment: String,
+    pub version: i64,
+    pub revision: i64,
+    pub content: Content,
+}
+
+/// One revision of a workspace, as the change stream replays it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeRecord {
+    pub revision: i64,
+    pub at: Timestamp,
+    pub pins: Vec<PinChange>,
+}

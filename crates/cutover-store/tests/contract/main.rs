@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod environments;
+mod pins;
 mod tokens;
 mod workspaces;
 

@@ -1,0 +1,262 @@
+use cutover_domain::{ArtifactKey, PageLimit, ValueType};
+use cutover_store::{Actor, NewArtifact, PinAuthority, PinChange, Publish, Store, StoreError, Workspace};
+use serde_json::json;
+
+use crate::environments::new_env;
+use crate::setup;
+
+cutover_store::contract_tests!(
+    moving_a_pin_closes_the_old_interval_and_keeps_history,
+    one_active_pin_per_environment_holds_under_concurrent_moves,
+    the_database_refuses_a_second_active_pin,
+    a_version_s_environment_set_is_replaced_whole,
+    publishing_onto_owned_environments_conflicts_unless_moving,
+    promote_copies_what_is_live_atomically_and_dry_runs_write_nothing,
+    protected_environments_need_an_owner_or_a_scoped_token,
+    a_stale_expected_revision_is_refused,
+    environments_with_live_pins_cannot_be_deleted,
+    live_pins_and_the_change_log_follow_every_write,
+);
+
+const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+
+/// An artifact `k` with `versions` string versions and environments `dev`, `staging`, `prod`.
+async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
+    let (ws, actor) = setup(store).await;
+    let artifact = NewArtifact {
+        key: ArtifactKey::parse("k").unwrap(),
+        value_type: ValueType::String,
+        kind: "config".into(),
+        description: String::new(),
+    };
+    store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
+    for n in 1..=versions {
+        store.create_version(&ws.id, &actor, "k", json!(format!("v{n}")), "").await.unwrap();
+    }
+    for name in ["dev", "staging", "prod"] {
+        store.create_environment(&ws.id, &actor, &new_env(name), 100).await.unwrap();
+    }
+    (ws, actor)
+}
+
+async fn pin(
+    store: &Store,
+    ws: &Workspace,
+    actor: &Actor,
+    env: &str,
+    version: Option<i64>,
+) -> Result<cutover_store::PinWrite, StoreError> {
+    store.pin(&ws.id, actor, &OWNER, "k", env, version, None, "test").await
+}
+
+async fn moving_a_pin_closes_the_old_interval_and_keeps_history(store: Store) {
+    let (ws, actor) = world(&store, 3).await;
+    let first = pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    assert_eq!(
+        first.changes,
+        [PinChange { artifact: "k".into(), environment: "prod".into(), from: None, to: Some(1) }]
+    );
+    let second = pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
+    assert_eq!(second.revision, Some(first.revision.unwrap() + 1));
+    let same = pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
+    assert_eq!(same.revision, None, "pinning what is already live changes nothing");
+
+    let live = store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap();
+    assert_eq!((live.version, live.revision, live.ended_at), (2, second.revision.unwrap(), None));
+    let history = store.pin_history(&ws.id, "k", "prod", None, PageLimit::default()).await.unwrap();
+    let versions: Vec<_> = history.items.iter().map(|p| p.version).collect();
+    assert_eq!(versions, [2, 1]);
+    let closed = &history.items[1];
+    assert_eq!(closed.ended_by.as_ref(), Some(&actor));
+    assert_eq!(closed.started_by, actor);
+    assert!(closed.ended_at.is_some());
+
+    pin(&store, &ws, &actor, "prod", None).await.unwrap();
+    assert!(store.get_pin(&ws.id, "k", "prod").await.unwrap().is_none());
+    assert_eq!(store.pin_history(&ws.id, "k", "prod", None, PageLimit::default()).await.unwrap().items.len(), 2);
+    let err = pin(&store, &ws, &actor, "prod", Some(9)).await.unwrap_err();
+    assert_eq!(err.to_string(), "version 9 of artifact \"k\" not found");
+}
+
+async fn one_active_pin_per_environment_holds_under_concurrent_moves(store: Store) {
+    let (ws, actor) = world(&store, 8).await;
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
+            tokio::spawn(async move { pin(&store, &ws, &actor, "prod", Some(i % 8 + 1)).await })
+        })
+        .collect();
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(other) => panic!("a concurrent pin failed with {other:?}"),
+        }
+    }
+    let live = store.list_pins(&ws.id, "k").await.unwrap();
+    assert_eq!(live.len(), 1);
+    let history =
+        store.pin_history(&ws.id, "k", "prod", None, PageLimit::parse(Some(200)).unwrap()).await.unwrap().items;
+    assert_eq!(history.iter().filter(|p| p.ended_at.is_none()).count(), 1);
+}
+
+async fn the_database_refuses_a_second_active_pin(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    // Bypass the application: copy the active row under a new id.
+    let copy = "INSERT INTO pins (id, workspace_id, artifact_id, environment_id, version, revision, reason, started_at, started_by_id, started_by)
+                SELECT 'dup', workspace_id, artifact_id, environment_id, 2, revision, reason, started_at, started_by_id, started_by
+                FROM pins WHERE ended_at IS NULL";
+    let result = match store.postgres_pool() {
+        Some(pool) => sqlx::query(copy).execute(pool).await.map(|_| ()),
+        None => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.sqlite_path().unwrap())).await.unwrap();
+            sqlx::query(copy).execute(&pool).await.map(|_| ())
+        }
+    };
+    let err = result.unwrap_err();
+    assert!(err.as_database_error().is_some_and(|e| e.is_unique_violation()), "{err:?}");
+}
+
+async fn a_version_s_environment_set_is_replaced_whole(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let set = |version: i64, envs: &[&str]| {
+        let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
+        let envs: Vec<String> = envs.iter().map(|e| e.to_string()).collect();
+        async move { store.set_version_environments(&ws.id, &actor, &OWNER, "k", version, &envs, "").await }
+    };
+    set(1, &["dev", "staging", "prod"]).await.unwrap();
+    let moved = set(2, &["dev", "staging"]).await.unwrap();
+    assert_eq!(moved.changes.len(), 2);
+    let owners =
+        |pins: Vec<cutover_store::Pin>| pins.into_iter().map(|p| (p.environment, p.version)).collect::<Vec<_>>();
+    assert_eq!(
+        owners(store.list_pins(&ws.id, "k").await.unwrap()),
+        [("dev".into(), 2), ("prod".into(), 1), ("staging".into(), 2)]
+    );
+    // Listing fewer releases the rest of what version 2 owned.
+    set(2, &["dev"]).await.unwrap();
+    assert_eq!(owners(store.list_pins(&ws.id, "k").await.unwrap()), [("dev".into(), 2), ("prod".into(), 1)]);
+    set(2, &[]).await.unwrap();
+    assert_eq!(owners(store.list_pins(&ws.id, "k").await.unwrap()), [("prod".into(), 1)]);
+    match set(1, &["prod", "nope", "gone"]).await.unwrap_err() {
+        StoreError::NotFoundMany { names, .. } => assert_eq!(names, ["nope", "gone"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn publishing_onto_owned_environments_conflicts_unless_moving(store: Store) {
+    let (ws, actor) = world(&store, 1).await;
+    pin(&store, &ws, &actor, "dev", Some(1)).await.unwrap();
+    pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    let envs: Vec<String> = ["dev", "staging", "prod"].map(String::from).to_vec();
+    let owner = OWNER;
+    let publish =
+        |move_pins| Publish { content: json!("new"), message: "m", environments: &envs, move_pins, authority: &owner };
+    let err = store.publish_version(&ws.id, &actor, "k", publish(false)).await.unwrap_err();
+    match err {
+        StoreError::Conflict { details: Some(details), message } => {
+            assert_eq!(
+                details["environments"],
+                json!([{"environment": "dev", "version": 1}, {"environment": "prod", "version": 1}])
+            );
+            assert!(message.contains("dev, prod"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.get_artifact(&ws.id, "k").await.unwrap().latest_version, 1, "no version created");
+    let (version, write) = store.publish_version(&ws.id, &actor, "k", publish(true)).await.unwrap();
+    assert_eq!(version.number, 2);
+    assert_eq!(write.changes.len(), 3);
+    assert!(store.list_pins(&ws.id, "k").await.unwrap().iter().all(|p| p.version == 2));
+}
+
+async fn promote_copies_what_is_live_atomically_and_dry_runs_write_nothing(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    pin(&store, &ws, &actor, "staging", Some(2)).await.unwrap();
+    pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    let to: Vec<String> = vec!["prod".into(), "dev".into()];
+    let (version, dry) = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", true).await.unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(dry.revision, None);
+    assert_eq!(
+        dry.changes,
+        [
+            PinChange { artifact: "k".into(), environment: "prod".into(), from: Some(1), to: Some(2) },
+            PinChange { artifact: "k".into(), environment: "dev".into(), from: None, to: Some(2) },
+        ]
+    );
+    assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 1, "dry run wrote nothing");
+    let (_, real) = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", false).await.unwrap();
+    assert_eq!(real.changes, dry.changes);
+    assert!(real.revision.is_some());
+    assert_eq!(store.get_pin(&ws.id, "k", "dev").await.unwrap().unwrap().version, 2);
+    let err = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &["nope".into()], "", false).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFoundMany { .. }), "{err:?}");
+    pin(&store, &ws, &actor, "staging", None).await.unwrap();
+    let err = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", false).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+}
+
+async fn protected_environments_need_an_owner_or_a_scoped_token(store: Store) {
+    let (ws, actor) = world(&store, 1).await;
+    let changes = cutover_store::EnvironmentChanges { protected: Some(true), ..Default::default() };
+    store.update_environment(&ws.id, &actor, "prod", &changes).await.unwrap();
+    let editor = PinAuthority { owner: false, scope: vec![] };
+    let err = store.pin(&ws.id, &actor, &editor, "k", "prod", Some(1), None, "").await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    assert!(store.get_pin(&ws.id, "k", "prod").await.unwrap().is_none());
+    store.pin(&ws.id, &actor, &editor, "k", "dev", Some(1), None, "").await.unwrap();
+    let scoped = PinAuthority { owner: false, scope: vec!["prod".into()] };
+    store.pin(&ws.id, &actor, &scoped, "k", "prod", Some(1), None, "").await.unwrap();
+    let err = store.pin(&ws.id, &actor, &scoped, "k", "staging", Some(1), None, "").await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    // A promote touching a forbidden environment writes nothing at all.
+    let err = store
+        .promote(&ws.id, &actor, &editor, "k", "dev", &["staging".into(), "prod".into()], "", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    assert!(store.get_pin(&ws.id, "k", "staging").await.unwrap().is_none());
+}
+
+async fn a_stale_expected_revision_is_refused(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let err = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(5), "").await.unwrap_err();
+    assert!(matches!(err, StoreError::PreconditionFailed { expected: 5, current: 0, .. }), "{err:?}");
+    let first = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(0), "").await.unwrap().revision.unwrap();
+    store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(2), Some(first), "").await.unwrap();
+    let err = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(first), "").await.unwrap_err();
+    assert!(matches!(err, StoreError::PreconditionFailed { .. }), "{err:?}");
+    assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 2);
+}
+
+async fn environments_with_live_pins_cannot_be_deleted(store: Store) {
+    let (ws, actor) = world(&store, 1).await;
+    pin(&store, &ws, &actor, "dev", Some(1)).await.unwrap();
+    match store.delete_environment(&ws.id, &actor, "dev").await.unwrap_err() {
+        StoreError::Conflict { details: Some(details), .. } => {
+            assert_eq!(details["pins"], json!([{"artifact": "k", "version": 1}]))
+        }
+        other => panic!("{other:?}"),
+    }
+    pin(&store, &ws, &actor, "dev", None).await.unwrap();
+    store.delete_environment(&ws.id, &actor, "dev").await.unwrap();
+}
+
+async fn live_pins_and_the_change_log_follow_every_write(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let start = store.live_pins(&ws.id).await.unwrap().0;
+    pin(&store, &ws, &actor, "dev", Some(1)).await.unwrap();
+    pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
+    pin(&store, &ws, &actor, "dev", None).await.unwrap();
+    let (revision, live) = store.live_pins(&ws.id).await.unwrap();
+    assert_eq!(revision, start + 3);
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].environment.as_str(), live[0].version, live[0].content.value()), ("prod", 2, &json!("v2")));
+    let changes = store.changes_since(&ws.id, start + 1, 100).await.unwrap();
+    assert_eq!(changes.iter().map(|c| c.revision).collect::<Vec<_>>(), [start + 2, start + 3]);
+    assert_eq!(
+        changes[1].pins,
+        [PinChange { artifact: "k".into(), environment: "dev".into(), from: Some(1), to: None }]
+    );
+}
