@@ -176,6 +176,12 @@ pub struct CreateVersion {
     pub content: Value,
     #[serde(default)]
     pub message: Option<String>,
+    /// Pin the new version to these environments in the same transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
+    /// Move listed environments owned by other versions instead of refusing with 409.
+    #[serde(default, rename = "move", skip_serializing_if = "std::ops::Not::not")]
+    pub move_pins: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -229,4 +235,96 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+/// One interval during which a version owned an environment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Pin {
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    /// The workspace revision that opened this interval; send it as `If-Match` to change the pin
+    /// only if nobody else did meanwhile.
+    pub revision: i64,
+    pub reason: String,
+    pub started_at: String,
+    pub started_by: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<Actor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+/// What a write did to one environment: the version live before and after (null: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PinChange {
+    pub artifact: String,
+    pub environment: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// The outcome of a pin write.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PinWrite {
+    /// The workspace revision the write made; null when nothing changed (or on a dry run).
+    pub revision: Option<i64>,
+    pub changes: Vec<PinChange>,
+}
+
+/// Replace the set of environments a version owns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnvironments {
+    pub environments: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Pin one environment to a version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPin {
+    pub version: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    pub artifact: String,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Promoted {
+    pub artifact: String,
+    /// The version live in `from`, now (or, on a dry run, to be) live in every target.
+    pub version: i64,
+    pub dry_run: bool,
+    pub revision: Option<i64>,
+    pub changes: Vec<PinChange>,
+}
+
+/// What is live for one artifact in one environment (native resolve).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Resolved {
+    pub artifact: String,
+    pub environment: String,
+    /// Null when nothing is pinned.
+    pub version: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// `string`, `json`, `boolean` or `number`.
+    pub value_type: String,
+    /// The workspace revision this answer is as of.
+    pub revision: i64,
 }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 
 /// An authenticated request. Extracting it answers 401 for a missing, malformed, unknown or
 /// revoked token; handlers then state the access they need.
-pub struct Auth(pub Principal);
+pub struct Auth(pub std::sync::Arc<Principal>);
 
 /// The token a request presents, if any.
 pub fn presented_token(parts: &Parts) -> Option<&str> {
@@ -20,7 +20,15 @@ pub fn presented_token(parts: &Parts) -> Option<&str> {
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    // Browsers' EventSource cannot send headers: the change stream alone takes the token from
+    // `?access_token=` (kept out of logs, which record only the path).
+    if parts.uri.path() == "/api/v1/stream" {
+        return parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token="));
+    }
+    None
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -31,7 +39,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(|| ApiError::unauthorized("missing token: send Authorization: Bearer <token>"))?;
         let invalid = || ApiError::unauthorized("invalid or revoked token");
         let secret = TokenSecret::parse(presented).ok_or_else(invalid)?;
-        let principal = state.store.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
+        let principal = state.resolver.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
         Ok(Self(principal))
     }
 }

@@ -90,3 +90,26 @@ pub fn page<T, U>(page: store::Page<T>, each: impl FnMut(T) -> U) -> api::Page<U
 pub fn all<T, U>(items: Vec<T>, each: impl FnMut(T) -> U) -> api::Page<U> {
     api::Page { items: items.into_iter().map(each).collect(), next_cursor: None }
 }
+
+pub fn pin(p: store::Pin) -> api::Pin {
+    api::Pin {
+        artifact: p.artifact,
+        environment: p.environment,
+        version: p.version,
+        revision: p.revision,
+        reason: p.reason,
+        started_at: p.started_at.to_rfc3339(),
+        started_by: actor(p.started_by),
+        ended_at: p.ended_at.map(|t| t.to_rfc3339()),
+        ended_by: p.ended_by.map(actor),
+        end_reason: p.end_reason,
+    }
+}
+
+pub fn pin_change(c: store::PinChange) -> api::PinChange {
+    api::PinChange { artifact: c.artifact, environment: c.environment, from: c.from, to: c.to }
+}
+
+pub fn pin_write(w: store::PinWrite) -> api::PinWrite {
+    api::PinWrite { revision: w.revision, changes: w.changes.into_iter().map(pin_change).collect() }
+}

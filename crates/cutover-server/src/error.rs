@@ -72,6 +72,11 @@ impl From<StoreError> for ApiError {
                 Self { status: StatusCode::CONFLICT, code: "conflict", message, details }
             }
             StoreError::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
+            StoreError::Forbidden(message) => Self::forbidden(message),
+            e @ StoreError::PreconditionFailed { current, .. } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string())
+                    .with_details(json!({ "revision": current }))
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::internal()

@@ -11,6 +11,7 @@ mod convert;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod resolve;
 mod startup;
 
 use std::sync::Arc;
@@ -34,11 +35,38 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
+    pub resolver: Arc<resolve::Resolver>,
+    /// Turns true when the server starts shutting down; long-lived streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
+    /// State whose shutdown never comes (tests); [`run`] passes its own.
     pub fn new(store: Store, config: ServerConfig) -> Self {
-        Self { store, config: Arc::new(config), metrics: Arc::default() }
+        let (sender, shutdown) = tokio::sync::watch::channel(false);
+        // Keep the sender alive for the life of the process: the receiver then never sees a change.
+        std::mem::forget(sender);
+        Self::with_shutdown(store, config, shutdown)
+    }
+
+    pub fn with_shutdown(store: Store, config: ServerConfig, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        let resolver = Arc::new(resolve::Resolver::new(store.clone()));
+        Self { store, config: Arc::new(config), metrics: Arc::default(), resolver, shutdown }
+    }
+
+    /// After a write that changes what resolve returns: rebuild this process's view before
+    /// answering, and tell the other replicas.
+    pub async fn changed(&self, workspace_id: &str) {
+        if let Err(e) = self.resolver.refresh(workspace_id).await {
+            tracing::error!(error = %e, workspace_id, "could not refresh the resolve view; the timer will retry");
+        }
+        resolve::notify::send(&self.store, resolve::notify::Notice::Resolve, workspace_id).await;
+    }
+
+    /// After a token is created or revoked.
+    pub async fn tokens_changed(&self, workspace_id: &str) {
+        self.resolver.forget_tokens(workspace_id);
+        resolve::notify::send(&self.store, resolve::notify::Notice::Tokens, workspace_id).await;
     }
 }
 

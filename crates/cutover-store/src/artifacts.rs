@@ -319,3 +319,16 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Every artifact key of a workspace with its value type: what resolve needs to tell an
+    /// unknown key from one with nothing pinned.
+    pub async fn artifact_types(&self, workspace_id: &str) -> Result<Vec<(String, ValueType)>> {
+        let rows: Vec<(String, String)> = read!(self, |conn| q!(
+            conn,
+            fetch_all,
+            sqlx::query_as("SELECT key, value_type FROM artifacts WHERE workspace_id = $1").bind(workspace_id)
+        ))?;
+        rows.into_iter().map(|(key, value_type)| Ok((key, value_type.parse::<ValueType>().map_err(corrupt)?))).collect()
+    }
+}

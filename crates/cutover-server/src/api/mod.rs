@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod environments;
 pub mod health;
+pub mod pins;
 pub mod tokens;
 pub mod versions;
 pub mod workspaces;
@@ -33,7 +34,10 @@ use crate::AppState;
         (name = "artifacts", description = "Versioned things"),
         (name = "versions", description = "Immutable content of an artifact"),
         (name = "tokens", description = "API credentials"),
-        (name = "audit", description = "Who changed what")
+        (name = "audit", description = "Who changed what"),
+        (name = "pins", description = "Which version is live in each environment"),
+        (name = "resolve", description = "What is live, read fast, and the change stream"),
+        (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
     )
 )]
 struct ApiDoc;
@@ -44,6 +48,12 @@ impl Modify for TokenAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                    utoipa::openapi::security::ApiKeyValue::new("X-API-Key"),
+                )),
+            );
         }
     }
 }
@@ -66,6 +76,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(pins::set_environments))
+        .routes(routes!(pins::list))
+        .routes(routes!(pins::show, pins::set, pins::unpin))
+        .routes(routes!(pins::history))
+        .routes(routes!(pins::environment))
+        .routes(routes!(pins::promote))
+        .routes(routes!(crate::resolve::native::resolve))
+        .routes(routes!(crate::resolve::stream::stream))
+        .routes(routes!(crate::resolve::ofrep::evaluate_flag))
+        .routes(routes!(crate::resolve::ofrep::evaluate_flags))
 }
 
 /// `?limit=&cursor=` of a paged list.

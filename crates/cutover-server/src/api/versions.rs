@@ -2,6 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cutover_api::{CreateVersion, ErrorBody, Page, Version};
 use cutover_domain::{Access, DomainError};
+use cutover_store::{PinAuthority, Publish};
 
 use super::{PageQuery, artifact_path, text};
 use crate::AppState;
@@ -31,7 +32,8 @@ pub async fn list(
 }
 
 /// Publishes the next version. Content must match the artifact's value type; the author is the
-/// token.
+/// token. With `environments`, pins it there in the same transaction: 409 listing every
+/// environment another version owns, and nothing created, unless `"move": true`.
 #[utoipa::path(
     post, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
     params(("key" = String, Path, description = "Artifact key, percent-encoded")),
@@ -40,7 +42,8 @@ pub async fn list(
         (status = 201, body = Version),
         (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody)
     )
 )]
 pub async fn create(
@@ -52,8 +55,19 @@ pub async fn create(
     auth.require(Access::Write)?;
     let key = artifact_path(key.as_str())?;
     let message = text("message", body.message)?;
-    let version =
-        state.store.create_version(auth.workspace_id(), &auth.actor(), key.as_str(), body.content, &message).await?;
+    let environments = super::pins::environment_names("environments", body.environments.unwrap_or_default())?;
+    let publish = Publish {
+        content: body.content,
+        message: &message,
+        environments: &environments,
+        move_pins: body.move_pins,
+        authority: &PinAuthority::from_principal(&auth.0),
+    };
+    let (version, pinned) =
+        state.store.publish_version(auth.workspace_id(), &auth.actor(), key.as_str(), publish).await?;
+    if pinned.revision.is_some() {
+        state.changed(auth.workspace_id()).await;
+    }
     Ok((StatusCode::CREATED, axum::Json(convert::version(version))))
 }
 

@@ -14,9 +14,9 @@ use crate::extract::Json;
     get, path = "/api/v1/whoami", tag = "workspaces", security(("token" = [])),
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody))
 )]
-pub async fn whoami(auth: Auth) -> axum::Json<WhoAmI> {
-    let principal = auth.0;
-    axum::Json(WhoAmI { workspace: convert::workspace(principal.workspace), token: convert::token(principal.token) })
+pub async fn whoami(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<WhoAmI>> {
+    let workspace = state.store.get_workspace(auth.workspace_id()).await?;
+    Ok(axum::Json(WhoAmI { workspace: convert::workspace(workspace), token: convert::token(auth.0.token.clone()) }))
 }
 
 fn require_admin(auth: &Auth) -> ApiResult<()> {
@@ -61,6 +61,7 @@ pub async fn create(
     check_label("token_name", &token_name)?;
     let (workspace, token, secret) =
         state.store.create_workspace(auth.workspace_id(), &auth.actor(), &name, &token_name).await?;
+    state.changed(&workspace.id).await;
     let created = WorkspaceCreated {
         workspace: convert::workspace(workspace),
         token: TokenCreated { token: convert::token(token), secret: secret.expose().to_owned() },

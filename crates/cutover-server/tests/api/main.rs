@@ -6,6 +6,8 @@ mod auth;
 mod environments;
 mod errors;
 mod health;
+mod pins;
+mod resolve;
 mod tokens;
 mod workspaces;
 

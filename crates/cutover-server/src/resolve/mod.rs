@@ -1,0 +1,161 @@
+//! The resolve path: an in-memory snapshot per workspace of everything resolve needs, rebuilt
+//! from the store when something changes, so that reads never touch the database.
+//!
+//! Within one process, a write's handler refreshes the snapshot after commit and before it
+//! answers. Across replicas on PostgreSQL, writers `NOTIFY` and every replica's listener
+//! refreshes (see [`notify`]); a timer refreshes everything as a backstop.
+
+pub mod native;
+pub mod notify;
+pub mod ofrep;
+pub mod stream;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use cutover_domain::{TokenHash, ValueType};
+use cutover_store::{ChangeRecord, Principal, Store, StoreError};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// What is live for one (artifact, environment).
+#[derive(Debug)]
+pub struct LiveValue {
+    pub version: i64,
+    /// The revision that pinned it.
+    pub revision: i64,
+    pub value: Value,
+}
+
+/// Everything resolve needs for one workspace, as of `revision`.
+#[derive(Debug, Default)]
+pub struct WorkspaceView {
+    pub revision: i64,
+    pub environments: HashSet<String>,
+    pub artifacts: HashMap<String, ValueType>,
+    /// environment → artifact key → live value.
+    pub live: HashMap<String, HashMap<String, Arc<LiveValue>>>,
+}
+
+impl WorkspaceView {
+    pub fn get(&self, environment: &str, artifact: &str) -> Option<&Arc<LiveValue>> {
+        self.live.get(environment).and_then(|pins| pins.get(artifact))
+    }
+}
+
+/// How long a cached token is trusted without a change notice; revocations normally arrive as
+/// notices at once, this bounds the damage of a missed one.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+pub struct Resolver {
+    store: Store,
+    views: ArcSwap<HashMap<String, Arc<WorkspaceView>>>,
+    tokens: Mutex<HashMap<String, (Arc<Principal>, Instant)>>,
+    streams: Mutex<HashMap<String, broadcast::Sender<Arc<ChangeRecord>>>>,
+    /// Serialises rebuilds so that a view's revision only moves forward.
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl Resolver {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            views: ArcSwap::default(),
+            tokens: Mutex::default(),
+            streams: Mutex::default(),
+            rebuilding: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Builds every workspace's view: at start-up, and on the backstop timer.
+    pub async fn load_all(&self) -> Result<(), StoreError> {
+        for workspace in self.store.list_workspaces().await? {
+            self.refresh(&workspace.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The current view of a workspace, built on first use (a workspace made after start-up).
+    pub async fn view(&self, workspace_id: &str) -> Result<Arc<WorkspaceView>, StoreError> {
+        if let Some(view) = self.views.load().get(workspace_id) {
+            return Ok(view.clone());
+        }
+        self.refresh(workspace_id).await?;
+        Ok(self.views.load().get(workspace_id).cloned().unwrap_or_default())
+    }
+
+    /// Rebuilds one workspace's view from the store, and publishes the revisions it moved past to
+    /// the change stream.
+    pub async fn refresh(&self, workspace_id: &str) -> Result<(), StoreError> {
+        let _serial = self.rebuilding.lock().await;
+        let previous = self.views.load().get(workspace_id).map(|v| v.revision);
+        let (revision, live) = self.store.live_pins(workspace_id).await?;
+        let mut view = WorkspaceView { revision, ..WorkspaceView::default() };
+        view.artifacts = self.store.artifact_types(workspace_id).await?.into_iter().collect();
+        view.environments =
+            self.store.list_environments(workspace_id).await?.into_iter().map(|e| e.name.into_string()).collect();
+        for pin in live {
+            let value = Arc::new(LiveValue {
+                version: pin.version,
+                revision: pin.revision,
+                value: pin.content.value().clone(),
+            });
+            view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
+        }
+        let view = Arc::new(view);
+        self.views.rcu(|views| {
+            let mut views = HashMap::clone(views);
+            views.insert(workspace_id.to_owned(), view.clone());
+            views
+        });
+        if let Some(previous) = previous.filter(|p| *p < revision) {
+            self.publish(workspace_id, previous).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, workspace_id: &str, after: i64) -> Result<(), StoreError> {
+        let Some(sender) = self.streams.lock().unwrap_or_else(PoisonError::into_inner).get(workspace_id).cloned()
+        else {
+            return Ok(());
+        };
+        for change in self.store.changes_since(workspace_id, after, 1_000).await? {
+            // No subscriber is not an error.
+            let _ = sender.send(Arc::new(change));
+        }
+        Ok(())
+    }
+
+    /// Live changes of a workspace, for the change stream.
+    pub fn subscribe(&self, workspace_id: &str) -> broadcast::Receiver<Arc<ChangeRecord>> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.entry(workspace_id.to_owned()).or_insert_with(|| broadcast::channel(1_024).0).subscribe()
+    }
+
+    /// The principal of a token, from the cache or the store.
+    pub async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Arc<Principal>>, StoreError> {
+        if let Some((principal, at)) = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(hash.as_str()) {
+            if at.elapsed() < TOKEN_TTL {
+                return Ok(Some(principal.clone()));
+            }
+        }
+        let Some(principal) = self.store.authenticate(hash).await? else { return Ok(None) };
+        let principal = Arc::new(principal);
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(hash.as_str().to_owned(), (principal.clone(), Instant::now()));
+        Ok(Some(principal))
+    }
+
+    pub fn forget_all_tokens(&self) {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Forgets the cached tokens of a workspace: after a token is created or revoked.
+    pub fn forget_tokens(&self, workspace_id: &str) {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, (p, _)| p.workspace.id != workspace_id);
+    }
+}

@@ -1,0 +1,74 @@
+//! `GET /api/v1/resolve/{key}?environment=`: what is live, in Cutover's own JSON.
+
+use axum::extract::State;
+use cutover_api::{ErrorBody, Resolved};
+use cutover_domain::Access;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::api::artifact_path;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Path, Query};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResolveQuery {
+    /// The environment; optional for sdk tokens, which are bound to one.
+    pub environment: Option<String>,
+}
+
+/// Which environment a resolve request is about: an sdk token's own, or the one named.
+pub fn environment_for(auth: &Auth, named: Option<&str>) -> ApiResult<String> {
+    let token = &auth.0.token;
+    if token.role == cutover_domain::Role::Sdk {
+        let bound = token.environments.first().map(|e| e.name.clone()).unwrap_or_default();
+        return match named {
+            Some(name) if name != bound => {
+                Err(ApiError::forbidden(format!("this sdk token is bound to environment {bound:?}")))
+            }
+            _ => Ok(bound),
+        };
+    }
+    let name = named.ok_or_else(|| {
+        ApiError::bad_request("invalid_query", "name the environment: ?environment=NAME (or use an sdk token)")
+    })?;
+    auth.require_environment(Access::Resolve, name)?;
+    Ok(name.to_owned())
+}
+
+/// What is live for an artifact in an environment. `version` and `value` are null when nothing
+/// is pinned there.
+#[utoipa::path(
+    get, path = "/api/v1/resolve/{key}", tag = "resolve", security(("token" = [])),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded"), ResolveQuery),
+    responses((status = 200, body = Resolved), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn resolve(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    Query(query): Query<ResolveQuery>,
+) -> ApiResult<axum::Json<Resolved>> {
+    let key = artifact_path(&key)?;
+    let environment = environment_for(&auth, query.environment.as_deref())?;
+    let view = state.resolver.view(auth.workspace_id()).await?;
+    if !view.environments.contains(&environment) {
+        return Err(ApiError::not_found(format!("environment {environment:?} not found")));
+    }
+    let value_type = *view
+        .artifacts
+        .get(key.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("artifact {:?} not found", key.as_str())))?;
+    let live = view.get(&environment, key.as_str());
+    Ok(axum::Json(Resolved {
+        artifact: key.into_string(),
+        environment,
+        version: live.map(|l| l.version),
+        value: live.map(|l| l.value.clone()),
+        value_type: value_type.as_str().to_owned(),
+        revision: view.revision,
+    }))
+}

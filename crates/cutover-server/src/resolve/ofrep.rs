@@ -1,0 +1,270 @@
+//! OpenFeature Remote Evaluation Protocol (OFREP): `POST /ofrep/v1/evaluate/flags/{key}` and the
+//! bulk `POST /ofrep/v1/evaluate/flags`, with OFREP's own bodies and status codes, so that the
+//! official OFREP providers work unmodified.
+//!
+//! A flag is an artifact; its value is the content of the version pinned in the environment,
+//! `variant` is `v{n}`, `reason` is `STATIC` (or `DISABLED` with no value when nothing is pinned,
+//! so that the client's default applies).
+
+use std::hash::{Hash, Hasher};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::WorkspaceView;
+use super::native::environment_for;
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// An OFREP error answer: `{"key"?, "errorCode", "errorDetails"}` with its status.
+pub struct OfrepError {
+    status: StatusCode,
+    key: Option<String>,
+    code: &'static str,
+    details: String,
+}
+
+impl OfrepError {
+    fn new(status: StatusCode, key: Option<&str>, code: &'static str, details: impl Into<String>) -> Self {
+        Self { status, key: key.map(str::to_owned), code, details: details.into() }
+    }
+
+    /// The API's own errors (authentication, access) in OFREP's shape.
+    fn from_api(error: ApiError, key: Option<&str>) -> Self {
+        let code = match error.status {
+            StatusCode::BAD_REQUEST => "INVALID_CONTEXT",
+            StatusCode::NOT_FOUND => "FLAG_NOT_FOUND",
+            _ => "GENERAL",
+        };
+        Self::new(error.status, key, code, error.message)
+    }
+}
+
+impl IntoResponse for OfrepError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        if let Some(key) = self.key {
+            body.insert("key".into(), Value::String(key));
+        }
+        body.insert("errorCode".into(), Value::String(self.code.into()));
+        body.insert("errorDetails".into(), Value::String(self.details));
+        (self.status, axum::Json(Value::Object(body))).into_response()
+    }
+}
+
+/// `{"context": {"targetingKey"?, "environment"?, ...}}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct EvaluationRequest {
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// A successful evaluation. `value` is absent when nothing is pinned (`reason: DISABLED`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationSuccess {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// `STATIC`, `DISABLED` (and `SPLIT` inside experiments).
+    pub reason: &'static str,
+    /// `v{n}`; null when nothing is pinned.
+    pub variant: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkEvaluationSuccess {
+    pub flags: Vec<EvaluationSuccess>,
+    /// Where to hear about changes: an SSE stream of `refetchEvaluation` messages.
+    #[schema(value_type = Vec<Object>)]
+    pub event_streams: Vec<Value>,
+}
+
+fn parse_request(body: &Bytes, key: Option<&str>) -> Result<EvaluationRequest, OfrepError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(EvaluationRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        OfrepError::new(
+            StatusCode::BAD_REQUEST,
+            key,
+            "PARSE_ERROR",
+            format!("the body is not an evaluation request: {e}"),
+        )
+    })
+}
+
+async fn authenticate(parts: &mut Parts, state: &AppState, key: Option<&str>) -> Result<Auth, OfrepError> {
+    Auth::from_request_parts(parts, state).await.map_err(|e| OfrepError::from_api(e, key))
+}
+
+/// The environment a request evaluates in: an sdk token's own, or `context.environment`.
+fn environment(auth: &Auth, context: &Map<String, Value>, key: Option<&str>) -> Result<String, OfrepError> {
+    let named = match context.get("environment") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.as_str()),
+        Some(_) => {
+            return Err(OfrepError::new(
+                StatusCode::BAD_REQUEST,
+                key,
+                "INVALID_CONTEXT",
+                "context.environment must be a string",
+            ));
+        }
+    };
+    environment_for(auth, named).map_err(|e| {
+        if e.status == StatusCode::BAD_REQUEST {
+            OfrepError::new(
+                StatusCode::BAD_REQUEST,
+                key,
+                "INVALID_CONTEXT",
+                "name the environment in context.environment, or use an sdk token",
+            )
+        } else {
+            OfrepError::from_api(e, key)
+        }
+    })
+}
+
+fn evaluate(view: &WorkspaceView, environment: &str, key: &str) -> Option<EvaluationSuccess> {
+    view.artifacts.get(key)?;
+    let live = view.get(environment, key);
+    let metadata = match live {
+        Some(live) => json!({"environment": environment, "version": live.version, "revision": view.revision}),
+        None => json!({"environment": environment, "revision": view.revision}),
+    };
+    Some(EvaluationSuccess {
+        key: key.to_owned(),
+        value: live.map(|l| l.value.clone()),
+        reason: if live.is_some() { "STATIC" } else { "DISABLED" },
+        variant: live.map(|l| format!("v{}", l.version)),
+        metadata,
+    })
+}
+
+/// Evaluates one flag (an artifact) in the environment of the token or `context.environment`.
+#[utoipa::path(
+    post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep",
+    security(("token" = []), ("api_key" = [])),
+    params(("key" = String, Path, description = "Flag key: the artifact key")),
+    request_body = EvaluationRequest,
+    responses(
+        (status = 200, body = EvaluationSuccess),
+        (status = 400, description = "`errorCode` PARSE_ERROR or INVALID_CONTEXT", body = Object),
+        (status = 401, description = "missing or invalid token"),
+        (status = 403, description = "the token may not evaluate in this environment"),
+        (status = 404, description = "`errorCode` FLAG_NOT_FOUND", body = Object)
+    )
+)]
+pub async fn evaluate_flag(
+    State(state): State<AppState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, OfrepError> {
+    let (mut parts, body) = request.into_parts();
+    let auth = authenticate(&mut parts, &state, Some(&key)).await?;
+    let body = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+        OfrepError::new(StatusCode::PAYLOAD_TOO_LARGE, Some(&key), "GENERAL", "the request body is too large")
+    })?;
+    let request = parse_request(&body, Some(&key))?;
+    let context = request.context.unwrap_or_default();
+    let environment = environment(&auth, &context, Some(&key))?;
+    let view =
+        state.resolver.view(auth.workspace_id()).await.map_err(|e| OfrepError::from_api(e.into(), Some(&key)))?;
+    if !view.environments.contains(&environment) {
+        return Err(OfrepError::new(
+            StatusCode::BAD_REQUEST,
+            Some(&key),
+            "INVALID_CONTEXT",
+            format!("environment {environment:?} does not exist"),
+        ));
+    }
+    let success = evaluate(&view, &environment, &key).ok_or_else(|| {
+        OfrepError::new(StatusCode::NOT_FOUND, Some(&key), "FLAG_NOT_FOUND", format!("flag {key:?} was not found"))
+    })?;
+    Ok(axum::Json(success).into_response())
+}
+
+/// The bulk ETag: the workspace revision and a hash of what the answer depends on, so that a
+/// client whose context changed does not get a stale 304.
+fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    environment.hash(&mut hasher);
+    context.get("targetingKey").map(Value::to_string).hash(&mut hasher);
+    format!("\"{}-{:x}\"", view.revision, hasher.finish())
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|candidate| candidate.trim() == etag || candidate.trim() == "*")
+}
+
+/// Evaluates every flag that has a value in the environment. `ETag` changes with the revision;
+/// `If-None-Match` with the current one answers 304. `eventStreams` advertises the SSE stream.
+#[utoipa::path(
+    post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep",
+    security(("token" = []), ("api_key" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "ETag of the last answer")),
+    request_body = EvaluationRequest,
+    responses(
+        (status = 200, body = BulkEvaluationSuccess, headers(("ETag" = String, description = "Revision of this answer"))),
+        (status = 304, description = "nothing changed since the ETag in If-None-Match"),
+        (status = 400, description = "`errorCode` PARSE_ERROR or INVALID_CONTEXT", body = Object),
+        (status = 401, description = "missing or invalid token"),
+        (status = 403, description = "the token may not evaluate in this environment")
+    )
+)]
+pub async fn evaluate_flags(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, OfrepError> {
+    let (mut parts, body) = request.into_parts();
+    let auth = authenticate(&mut parts, &state, None).await?;
+    let body = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+        OfrepError::new(StatusCode::PAYLOAD_TOO_LARGE, None, "GENERAL", "the request body is too large")
+    })?;
+    let request = parse_request(&body, None)?;
+    let context = request.context.unwrap_or_default();
+    let environment = environment(&auth, &context, None)?;
+    let view = state.resolver.view(auth.workspace_id()).await.map_err(|e| OfrepError::from_api(e.into(), None))?;
+    if !view.environments.contains(&environment) {
+        return Err(OfrepError::new(
+            StatusCode::BAD_REQUEST,
+            None,
+            "INVALID_CONTEXT",
+            format!("environment {environment:?} does not exist"),
+        ));
+    }
+    let etag = etag(&view, &environment, &context);
+    let etag_header = HeaderValue::from_str(&etag)
+        .map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "etag"))?;
+    if not_modified(&parts.headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
+    }
+    let mut keys: Vec<&String> = view.live.get(&environment).map(|pins| pins.keys().collect()).unwrap_or_default();
+    keys.sort_unstable();
+    let flags = keys.into_iter().filter_map(|key| evaluate(&view, &environment, key)).collect();
+    let event_streams = vec![json!({
+        "type": "sse",
+        "endpoint": {"requestUri": "/api/v1/stream?format=ofrep"},
+        "inactivityDelaySec": 120,
+    })];
+    let mut response = axum::Json(BulkEvaluationSuccess { flags, event_streams }).into_response();
+    response.headers_mut().insert(header::ETAG, etag_header);
+    Ok(response)
+}
