@@ -3,6 +3,7 @@
 mod artifacts;
 mod environments;
 mod pins;
+mod plans;
 mod tokens;
 mod workspaces;
 
