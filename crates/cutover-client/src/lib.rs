@@ -1,0 +1,248 @@
+//! A typed async client for Cutover's HTTP API, used by the `cutover` CLI, tests and benchmarks.
+//!
+//! Every method maps to one route and returns the wire types of `cutover-api`. Failures come back
+//! as one [`ClientError`]: the server's own error (`{"error": {"code", "message", "details"}}`),
+//! a transport failure that names the server it could not reach, or a response that was not the
+//! JSON the route promises.
+#![forbid(unsafe_code)]
+
+mod error;
+mod path;
+
+use std::time::Duration;
+
+use cutover_api::{
+    Artifact, AuditEvent, CreateArtifact, CreateEnvironment, CreateToken, CreateVersion, CreateWorkspace, Environment,
+    Health, Page, Token, TokenCreated, UpdateArtifact, UpdateEnvironment, Version, WhoAmI, Workspace, WorkspaceCreated,
+};
+use reqwest::{Method, RequestBuilder, Response, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use crate::error::ClientError;
+use crate::path::segment;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `?limit=&cursor=` of the paged routes. Leave both out for the server's default first page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PageQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Filters of `GET /api/v1/audit`; fields left out do not filter.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    /// A token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A connection to one Cutover server, authenticated by at most one token.
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// Without a trailing slash, so that `base + "/api/v1/..."` is the route.
+    base: String,
+    token: Option<String>,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the server at `server_url` (e.g. `http://127.0.0.1:7300`, or with a path
+    /// prefix behind a proxy), sending `token` as `Authorization: Bearer <token>`.
+    pub fn new(server_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidServerUrl { url: server_url.to_owned(), reason };
+        let url = Url::parse(server_url).map_err(|err| invalid(err.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("cutover-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| invalid(err.to_string()))?;
+        Ok(Self { http, base: url.as_str().trim_end_matches('/').to_owned(), token })
+    }
+
+    /// The server's URL, as given to [`Client::new`] (without a trailing slash).
+    pub fn server_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /healthz`: the process is up.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.send(self.request(Method::GET, "/healthz")).await
+    }
+
+    /// `GET /readyz`: the process can serve (its database answers).
+    pub async fn ready(&self) -> Result<Health, ClientError> {
+        self.send(self.request(Method::GET, "/readyz")).await
+    }
+
+    /// `GET /api/v1/whoami`: the token of this client and its workspace.
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/whoami")).await
+    }
+
+    /// `POST /api/v1/workspaces`: a new workspace and its first owner token (admin owners only).
+    pub async fn create_workspace(&self, body: &CreateWorkspace) -> Result<WorkspaceCreated, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/workspaces").json(body)).await
+    }
+
+    /// `GET /api/v1/workspaces`.
+    pub async fn list_workspaces(&self) -> Result<Page<Workspace>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/workspaces")).await
+    }
+
+    /// `GET /api/v1/environments`.
+    pub async fn list_environments(&self) -> Result<Page<Environment>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/environments")).await
+    }
+
+    /// `POST /api/v1/environments`.
+    pub async fn create_environment(&self, body: &CreateEnvironment) -> Result<Environment, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/environments").json(body)).await
+    }
+
+    /// `GET /api/v1/environments/{name}`.
+    pub async fn get_environment(&self, name: &str) -> Result<Environment, ClientError> {
+        let path = format!("/api/v1/environments/{}", segment(name)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `PATCH /api/v1/environments/{name}`: fields left out are unchanged.
+    pub async fn update_environment(&self, name: &str, body: &UpdateEnvironment) -> Result<Environment, ClientError> {
+        let path = format!("/api/v1/environments/{}", segment(name)?);
+        self.send(self.request(Method::PATCH, &path).json(body)).await
+    }
+
+    /// `DELETE /api/v1/environments/{name}`.
+    pub async fn delete_environment(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/environments/{}", segment(name)?);
+        self.send_empty(self.request(Method::DELETE, &path)).await
+    }
+
+    /// `GET /api/v1/artifacts`: one page, in key order.
+    pub async fn list_artifacts(&self, page: &PageQuery) -> Result<Page<Artifact>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/artifacts").query(page)).await
+    }
+
+    /// `POST /api/v1/artifacts`.
+    pub async fn create_artifact(&self, body: &CreateArtifact) -> Result<Artifact, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/artifacts").json(body)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}`.
+    pub async fn get_artifact(&self, key: &str) -> Result<Artifact, ClientError> {
+        let path = format!("/api/v1/artifacts/{}", segment(key)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `PATCH /api/v1/artifacts/{key}`: fields left out are unchanged.
+    pub async fn update_artifact(&self, key: &str, body: &UpdateArtifact) -> Result<Artifact, ClientError> {
+        let path = format!("/api/v1/artifacts/{}", segment(key)?);
+        self.send(self.request(Method::PATCH, &path).json(body)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}/versions`: one page, newest first.
+    pub async fn list_versions(&self, key: &str, page: &PageQuery) -> Result<Page<Version>, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/versions", segment(key)?);
+        self.send(self.request(Method::GET, &path).query(page)).await
+    }
+
+    /// `POST /api/v1/artifacts/{key}/versions`: publishes the next version.
+    pub async fn create_version(&self, key: &str, body: &CreateVersion) -> Result<Version, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/versions", segment(key)?);
+        self.send(self.request(Method::POST, &path).json(body)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}/versions/{number}`.
+    pub async fn get_version(&self, key: &str, number: i64) -> Result<Version, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/versions/{number}", segment(key)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /api/v1/tokens`: the workspace's tokens, revoked ones included.
+    pub async fn list_tokens(&self) -> Result<Page<Token>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/tokens")).await
+    }
+
+    /// `POST /api/v1/tokens`: the answer holds the secret, which the server never shows again.
+    pub async fn create_token(&self, body: &CreateToken) -> Result<TokenCreated, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/tokens").json(body)).await
+    }
+
+    /// `DELETE /api/v1/tokens/{id}`: the token, now revoked.
+    pub async fn revoke_token(&self, id: &str) -> Result<Token, ClientError> {
+        let path = format!("/api/v1/tokens/{}", segment(id)?);
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
+    /// `GET /api/v1/audit`: one page, newest first.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/audit").query(query)).await
+    }
+
+    /// `path` starts with `/`; its variable segments are already encoded by [`segment`].
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
+        let response = self.execute(request).await?;
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|err| ClientError::transport(&self.base, &err))?;
+        serde_json::from_slice(&bytes).map_err(|err| ClientError::Decode { url, reason: err.to_string() })
+    }
+
+    async fn send_empty(&self, request: RequestBuilder) -> Result<(), ClientError> {
+        self.execute(request).await.map(drop)
+    }
+
+    /// Sends the request; a response that is not a success becomes an error.
+    async fn execute(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let response = request.send().await.map_err(|err| ClientError::transport(&self.base, &err))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        // The body is only context here: if it cannot be read, the status alone still explains.
+        let body = response.bytes().await.unwrap_or_default();
+        Err(ClientError::from_response(status, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Unit tests, and calls against a one-shot HTTP responder that records the request it got.
+
+use cutover_api::{CreateVersion, UpdateEnvironment};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::path::segment;
+use crate::{AuditQuery, Client, ClientError, PageQuery};
+
+/// Answers one request with `status` and `body`, and hands back the request's head and body.
+async fn respond_once(status: &'static str, body: &'static str) -> (String, JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0_u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if request.len() >= head_end + 4 + length || n == 0 {
+                    break;
+                }
+            }
+        }
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    (url, task)
+}
+
+const VERSION_JSON: &str = r#"{"artifact":"prompts/welcome","number":3,"content":"hi","sha256":"ab","message":"","author":{"token_id":"t1","name":"owner"},"created_at":"2025-01-01T00:00:00Z"}"#;
+
+#[test]
+fn segments_keep_unreserved_characters_and_encode_the_rest() {
+    assert_eq!(segment("prod-eu_1.x~").unwrap(), "prod-eu_1.x~");
+    assert_eq!(segment("prompts/welcome").unwrap(), "prompts%2Fwelcome");
+    assert_eq!(segment("100%").unwrap(), "100%25");
+    assert_eq!(segment("a?b#c d").unwrap(), "a%3Fb%23c%20d");
+    assert_eq!(segment("é").unwrap(), "%C3%A9");
+}
+
+#[test]
+fn segments_that_url_parsing_would_rewrite_are_refused() {
+    for value in ["", ".", ".."] {
+        assert!(matches!(segment(value), Err(ClientError::InvalidPathValue { .. })));
+    }
+}
+
+#[test]
+fn the_server_error_shape_becomes_an_api_error() {
+    let body = br#"{"error":{"code":"invalid_field","message":"bad name","details":{"field":"name"}}}"#;
+    let err = ClientError::from_response(StatusCode::UNPROCESSABLE_ENTITY, body);
+    let ClientError::Api { status, code, message, details } = &err else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(*status, 422);
+    assert_eq!(code, "invalid_field");
+    assert_eq!(message, "bad name");
+    assert_eq!(details, &Some(json!({"field": "name"})));
+    assert_eq!(err.to_string(), "bad name");
+}
+
+#[test]
+fn a_failure_without_the_error_shape_still_explains_itself() {
+    let err = ClientError::from_response(StatusCode::BAD_GATEWAY, b"<html>upstream down</html>");
+    assert!(matches!(&err, ClientError::Api { code, .. } if code == "unexpected_response"));
+    assert_eq!(err.to_string(), "the server answered 502 Bad Gateway: <html>upstream down</html>");
+    let empty = ClientError::from_response(StatusCode::NOT_FOUND, b"");
+    assert_eq!(empty.to_string(), "the server answered 404 Not Found");
+}
+
+#[test]
+fn debug_output_never_shows_the_token() {
+    let client = Client::new("http://127.0.0.1:7300/", Some("secret-value".into())).unwrap();
+    let debug = format!("{client:?}");
+    assert!(!debug.contains("secret-value"), "{debug}");
+    assert_eq!(client.server_url(), "http://127.0.0.1:7300");
+}
+
+#[test]
+fn server_urls_that_cannot_address_a_server_are_refused() {
+    for url in ["127.0.0.1:7300", "ftp://example.com", "not a url"] {
+        assert!(matches!(Client::new(url, None), Err(ClientError::InvalidServerUrl { .. })), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn requests_carry_the_bearer_token_and_encoded_keys() {
+    let (url, request) = respond_once("200 OK", VERSION_JSON).await;
+    let client = Client::new(&url, Some("s3cret".into())).unwrap();
+    let version = client.get_version("prompts/welcome", 3).await.unwrap();
+    assert_eq!(version.number, 3);
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/artifacts/prompts%2Fwelcome/versions/3 HTTP/1.1\r\n"), "{request}");
+    assert!(request.to_ascii_lowercase().contains("authorization: bearer s3cret\r\n"), "{request}");
+}
+
+#[tokio::test]
+async fn bodies_are_json_and_paging_goes_in_the_query() {
+    let (url, request) = respond_once("201 Created", VERSION_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    let body =
+        CreateVersion { content: json!("hi"), message: Some("first".into()), environments: None, move_pins: false };
+    client.create_version("prompts/welcome", &body).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/artifacts/prompts%2Fwelcome/versions "));
+    assert!(!request.to_ascii_lowercase().contains("authorization:"));
+    assert!(request.ends_with(r#"{"content":"hi","message":"first"}"#), "{request}");
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    let client = Client::new(&url, None).unwrap();
+    let page = PageQuery { limit: Some(5), cursor: Some("a b&c".into()) };
+    let versions = client.list_versions("k", &page).await.unwrap();
+    assert!(versions.items.is_empty() && versions.next_cursor.is_none());
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/artifacts/k/versions?limit=5&cursor=a+b%26c "), "{request}");
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    let client = Client::new(&url, None).unwrap();
+    let query = AuditQuery { actor: Some("t1".into()), ..AuditQuery::default() };
+    client.list_audit(&query).await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/audit?actor=t1 "));
+}
+
+#[tokio::test]
+async fn only_the_fields_to_change_are_sent_in_an_update() {
+    let (url, request) = respond_once(
+        "200 OK",
+        r#"{"name":"prod","description":"d","protected":true,"targets":[],"created_at":"x","updated_at":"y"}"#,
+    )
+    .await;
+    let client = Client::new(&url, None).unwrap();
+    let body = UpdateEnvironment { protected: Some(true), ..UpdateEnvironment::default() };
+    let env = client.update_environment("prod", &body).await.unwrap();
+    assert!(env.protected);
+    let request = request.await.unwrap();
+    assert!(request.starts_with("PATCH /api/v1/environments/prod "));
+    assert!(request.ends_with(r#"{"protected":true}"#), "{request}");
+}
+
+#[tokio::test]
+async fn a_refusal_is_parsed_from_the_error_shape() {
+    let (url, _request) =
+        respond_once("403 Forbidden", r#"{"error":{"code":"forbidden","message":"viewer tokens cannot write"}}"#).await;
+    let client = Client::new(&url, None).unwrap();
+    let err = client.delete_environment("prod").await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.to_string(), "viewer tokens cannot write");
+}
+
+#[tokio::test]
+async fn a_success_without_the_promised_json_is_a_decode_error() {
+    let (url, _request) = respond_once("200 OK", "not json").await;
+    let client = Client::new(&url, None).unwrap();
+    let err = client.whoami().await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_with_the_reason() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let err = Client::new(&url, None).unwrap().health().await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("cannot reach {url}: connection refused"));
+}

@@ -1,0 +1,82 @@
+//! One module per command group. [`run`] sends each command to its module; the ones that talk to
+//! a server get a [`Context`] with a client.
+
+pub mod artifact;
+pub mod audit;
+pub mod env;
+pub mod token;
+pub mod version;
+pub mod whoami;
+pub mod workspace;
+
+use std::path::Path;
+
+use clap::CommandFactory;
+use cutover_client::Client;
+
+use crate::cli::{Cli, ClientCommand, Command, GlobalArgs};
+use crate::failure::usage;
+use crate::output::{self, OutputFormat};
+use crate::server_args;
+
+/// The file in the server's data directory that holds its first owner token.
+const OWNER_TOKEN_FILE: &str = "cutover-owner-token";
+
+/// What a client command needs.
+pub struct Context {
+    pub client: Client,
+    pub output: OutputFormat,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { global, command } = cli;
+    let data_dir = global.data_dir.as_deref();
+    match command {
+        Command::Client(command) => {
+            let context =
+                Context { client: Client::new(&global.server, Some(token(&global)?))?, output: global.output };
+            run_client(&context, command).await
+        }
+        Command::Completions { shell } => completions(shell),
+        Command::Serve(args) => server_args::serve(&args, data_dir).await,
+        Command::Migrate(args) => server_args::migrate(&args, data_dir).await,
+        Command::Config(command) => server_args::config(&command),
+    }
+}
+
+async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Env(command) => env::run(context, command).await,
+        ClientCommand::Artifact(command) => artifact::run(context, command).await,
+        ClientCommand::Version(command) => version::run(context, command).await,
+        ClientCommand::Token(command) => token::run(context, command).await,
+        ClientCommand::Workspace(command) => workspace::run(context, command).await,
+        ClientCommand::Audit(args) => audit::run(context, args).await,
+        ClientCommand::Whoami => whoami::run(context).await,
+    }
+}
+
+/// `--token`, else the owner token the server wrote into its data directory on first start.
+fn token(global: &GlobalArgs) -> anyhow::Result<String> {
+    if let Some(token) = global.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok(token.to_owned());
+    }
+    let path = global.data_dir.as_deref().unwrap_or(Path::new(".")).join(OWNER_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Ok(_) => Err(usage(format!("{} is empty: pass --token or set CUTOVER_TOKEN", path.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(usage(format!(
+            "no token: pass --token, set CUTOVER_TOKEN, or point --data-dir at the server's data \
+             directory ({} does not exist)",
+            path.display()
+        ))),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("reading {}", path.display()))),
+    }
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    // Into a buffer first: clap_complete panics when it cannot write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cutover", &mut script);
+    output::emit(String::from_utf8_lossy(&script).trim_end())
+}

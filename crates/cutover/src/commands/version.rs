@@ -1,0 +1,150 @@
+//! `cutover version`: publishing and reading the immutable versions of an artifact.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use cutover_api::{CreateVersion, Version};
+use cutover_client::PageQuery;
+use serde_json::Value;
+
+use super::Context;
+use crate::failure::usage;
+use crate::output::{self, OutputFormat, or_dash};
+
+/// How many characters of a sha256 tables show.
+const SHORT_SHA: usize = 12;
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Lists an artifact's versions, newest first.
+    List {
+        /// Artifact key.
+        key: String,
+        /// Versions to show (the server's default when absent).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Shows one version and its content.
+    Show {
+        /// Artifact key.
+        key: String,
+        /// Version number.
+        #[arg(value_name = "N")]
+        number: i64,
+    },
+    /// Publishes the next version of an artifact.
+    Create {
+        /// Artifact key.
+        key: String,
+        #[command(flatten)]
+        content: ContentSource,
+        /// Why this version exists.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+}
+
+/// Exactly one way to give the content.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ContentSource {
+    /// The content as JSON: '"hello"', '42', 'true', '{"a": 1}'.
+    #[arg(long, value_name = "JSON")]
+    content: Option<String>,
+    /// A file holding the content (`-` for stdin): its text as is for a `string` artifact,
+    /// parsed as JSON for the other types.
+    #[arg(long, value_name = "PATH")]
+    content_file: Option<PathBuf>,
+    /// The content as plain text, for a `string` artifact.
+    #[arg(long, value_name = "STRING")]
+    text: Option<String>,
+}
+
+pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<()> {
+    let client = &context.client;
+    match command {
+        VersionCommand::List { key, limit } => {
+            let query = PageQuery { limit, cursor: None };
+            let page = client.list_versions(&key, &query).await?;
+            if context.output == OutputFormat::Json {
+                return output::json(&page);
+            }
+            if page.items.is_empty() {
+                return output::emit(&format!("{key} has no versions yet"));
+            }
+            let rows = page.items.iter().map(|version| {
+                [
+                    version.number.to_string(),
+                    version.sha256.chars().take(SHORT_SHA).collect(),
+                    version.author.name.clone(),
+                    version.created_at.clone(),
+                    or_dash(&version.message),
+                ]
+            });
+            output::emit(&output::table(["VERSION", "SHA256", "AUTHOR", "CREATED", "MESSAGE"], rows))?;
+            if page.next_cursor.is_some() {
+                output::note("(older versions not shown: raise --limit to see more)");
+            }
+            Ok(())
+        }
+        VersionCommand::Show { key, number } => show(context, &client.get_version(&key, number).await?),
+        VersionCommand::Create { key, content, message } => {
+            let content = read_content(context, &key, content).await?;
+            let body = CreateVersion { content, message, environments: None, move_pins: false };
+            show(context, &client.create_version(&key, &body).await?)
+        }
+    }
+}
+
+async fn read_content(context: &Context, key: &str, source: ContentSource) -> anyhow::Result<Value> {
+    if let Some(text) = source.text {
+        return Ok(Value::String(text));
+    }
+    if let Some(json) = source.content {
+        return serde_json::from_str(&json)
+            .map_err(|err| usage(format!("--content is not valid JSON ({err}); use --text to give a plain string")));
+    }
+    let Some(path) = source.content_file else {
+        return Err(usage("give --content, --content-file or --text"));
+    };
+    // The artifact's type decides whether the file is text or JSON, so ask before reading.
+    let artifact = context.client.get_artifact(key).await?;
+    let text = read_file(&path)?;
+    if artifact.value_type == "string" {
+        return Ok(Value::String(text));
+    }
+    serde_json::from_str(&text).map_err(|err| {
+        usage(format!("{} is not valid JSON ({err}), which a {} artifact needs", path.display(), artifact.value_type))
+    })
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading the content from stdin")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn show(context: &Context, version: &Version) -> anyhow::Result<()> {
+    if context.output == OutputFormat::Json {
+        return output::json(version);
+    }
+    let author = format!("{} ({})", version.author.name, version.author.token_id);
+    output::emit(&output::fields(&[
+        ("artifact", version.artifact.clone()),
+        ("version", version.number.to_string()),
+        ("sha256", version.sha256.clone()),
+        ("author", author),
+        ("created", version.created_at.clone()),
+        ("message", or_dash(&version.message)),
+    ]))?;
+    let content = match &version.content {
+        Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other)?,
+    };
+    output::emit(&format!("\n{content}"))
+}

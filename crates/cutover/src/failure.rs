@@ -1,0 +1,148 @@
+//! How a failed command ends: one `error:` message on stderr and an exit code that tells
+//! scripts what kind of failure it was.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use cutover_client::ClientError;
+use serde_json::Value;
+
+use crate::output;
+
+/// The server refused, or something else went wrong.
+const EXIT_FAILURE: u8 = 1;
+/// The command line cannot work as given (clap uses the same code for its own errors).
+const EXIT_USAGE: u8 = 2;
+/// No answer from the server.
+const EXIT_UNREACHABLE: u8 = 3;
+
+/// A mistake in how the command was invoked, found before asking the server.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand for returning a [`UsageError`].
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// Prints `err` to stderr and picks the exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    let (text, code) = describe(err);
+    output::note(text.trim_end());
+    ExitCode::from(code)
+}
+
+/// The message for stderr, and the exit code.
+fn describe(err: &anyhow::Error) -> (String, u8) {
+    let mut text = format!("error: {err:#}\n");
+    let Some(client_error) = err.downcast_ref::<ClientError>() else {
+        let code = match err.downcast_ref::<UsageError>() {
+            Some(_) => EXIT_USAGE,
+            None => EXIT_FAILURE,
+        };
+        return (text, code);
+    };
+    let code = match client_error {
+        ClientError::Api { status, code, details, .. } => {
+            text.push_str(&format!("  code: {code} (HTTP {status})\n"));
+            if let Some(details) = details {
+                text.push_str(&describe_details(details));
+            }
+            EXIT_FAILURE
+        }
+        ClientError::Transport { .. } => {
+            text.push_str("  is the server running? point --server or CUTOVER_SERVER at it\n");
+            EXIT_UNREACHABLE
+        }
+        ClientError::InvalidServerUrl { .. } | ClientError::InvalidPathValue { .. } => EXIT_USAGE,
+        ClientError::Decode { .. } => EXIT_FAILURE,
+    };
+    (text, code)
+}
+
+/// `details` as indented lines: one per field of an object, one per item of a list.
+fn describe_details(details: &Value) -> String {
+    let mut lines = String::new();
+    match details {
+        Value::Object(fields) => {
+            for (name, value) in fields {
+                lines.push_str(&format!("  {name}: {}\n", inline(value)));
+            }
+        }
+        Value::Array(items) => {
+            lines.push_str("  details:\n");
+            for item in items {
+                lines.push_str(&format!("    - {}\n", inline(item)));
+            }
+        }
+        Value::Null => {}
+        other => lines.push_str(&format!("  details: {}\n", inline(other))),
+    }
+    lines
+}
+
+/// Strings without their quotes; anything else as compact JSON.
+fn inline(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use cutover_client::ClientError;
+
+    use super::{EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, describe, describe_details, usage};
+
+    #[test]
+    fn a_refusal_shows_the_message_code_and_details_and_exits_1() {
+        let err = anyhow::Error::new(ClientError::Api {
+            status: 409,
+            code: "conflict".into(),
+            message: "environment \"production\" already exists".into(),
+            details: Some(json!({"name": "production"})),
+        });
+        let (text, code) = describe(&err);
+        assert_eq!(
+            text,
+            "error: environment \"production\" already exists\n  code: conflict (HTTP 409)\n  name: production\n"
+        );
+        assert_eq!(code, EXIT_FAILURE);
+    }
+
+    #[test]
+    fn exit_codes_tell_usage_from_unreachable_from_other_failures() {
+        let unreachable = anyhow::Error::new(ClientError::Transport {
+            url: "http://127.0.0.1:7300".into(),
+            reason: "connection refused".into(),
+        });
+        assert_eq!(describe(&unreachable).1, EXIT_UNREACHABLE);
+        assert_eq!(describe(&usage("no token")).1, EXIT_USAGE);
+        assert_eq!(describe(&anyhow::anyhow!("disk full")).1, EXIT_FAILURE);
+    }
+
+    #[test]
+    fn object_details_are_one_line_per_field() {
+        let details = json!({"field": "name", "conflicts": ["prod", "staging"]});
+        let text = describe_details(&details);
+        let mut lines: Vec<_> = text.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["  conflicts: [\"prod\",\"staging\"]", "  field: name"]);
+    }
+
+    #[test]
+    fn list_details_are_one_line_per_item() {
+        assert_eq!(describe_details(&json!(["a", 1])), "  details:\n    - a\n    - 1\n");
+    }
+}
