@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use cutover_api::{
     Artifact, AuditEvent, CreateArtifact, CreateEnvironment, CreateToken, CreateVersion, CreateWorkspace, Environment,
-    Health, Page, Token, TokenCreated, UpdateArtifact, UpdateEnvironment, Version, WhoAmI, Workspace, WorkspaceCreated,
+    Health, Page, Pin, PinWrite, Promote, Promoted, Resolved, SetEnvironments, SetPin, Token, TokenCreated,
+    UpdateArtifact, UpdateEnvironment, Version, WhoAmI, Workspace, WorkspaceCreated,
 };
+use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,6 +50,20 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// `?reason=` of `DELETE /api/v1/artifacts/{key}/pins/{env}`.
+#[derive(Serialize)]
+struct ReasonQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+/// `?environment=` of `GET /api/v1/resolve/{key}`.
+#[derive(Serialize)]
+struct ResolveQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<&'a str>,
 }
 
 /// A connection to one Cutover server, authenticated by at most one token.
@@ -190,6 +206,85 @@ impl Client {
         self.send(self.request(Method::GET, &path)).await
     }
 
+    /// `PUT /api/v1/artifacts/{key}/versions/{number}/environments`: replaces the set of
+    /// environments the version owns (an empty set releases them all).
+    pub async fn set_version_environments(
+        &self,
+        key: &str,
+        number: i64,
+        body: &SetEnvironments,
+    ) -> Result<PinWrite, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/versions/{number}/environments", segment(key)?);
+        self.send(self.request(Method::PUT, &path).json(body)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}/pins`: the environments the artifact is live in.
+    pub async fn list_pins(&self, key: &str) -> Result<Page<Pin>, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/pins", segment(key)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}/pins/{environment}`: the current pin; its `revision` is what
+    /// [`set_pin`](Self::set_pin) and [`unpin`](Self::unpin) take as `if_match`. A 404 refusal
+    /// when nothing is pinned there.
+    pub async fn get_pin(&self, key: &str, environment: &str) -> Result<Pin, ClientError> {
+        self.send(self.request(Method::GET, &pin_path(key, environment)?)).await
+    }
+
+    /// `PUT /api/v1/artifacts/{key}/pins/{environment}`: makes `body.version` live there. With
+    /// `if_match`, only if the pin is still the one opened at that revision (0: nothing pinned);
+    /// otherwise a 412 `precondition_failed` refusal and nothing is written.
+    pub async fn set_pin(
+        &self,
+        key: &str,
+        environment: &str,
+        body: &SetPin,
+        if_match: Option<i64>,
+    ) -> Result<PinWrite, ClientError> {
+        let request = self.request(Method::PUT, &pin_path(key, environment)?).json(body);
+        self.send(with_if_match(request, if_match)).await
+    }
+
+    /// `DELETE /api/v1/artifacts/{key}/pins/{environment}`: nothing of the artifact is live there
+    /// afterwards. `if_match` as for [`set_pin`](Self::set_pin).
+    pub async fn unpin(
+        &self,
+        key: &str,
+        environment: &str,
+        reason: Option<&str>,
+        if_match: Option<i64>,
+    ) -> Result<PinWrite, ClientError> {
+        let request = self.request(Method::DELETE, &pin_path(key, environment)?).query(&ReasonQuery { reason });
+        self.send(with_if_match(request, if_match)).await
+    }
+
+    /// `GET /api/v1/artifacts/{key}/pins/{environment}/history`: one page of intervals, newest
+    /// first; the open one (no `ended_at`) is what is live now.
+    pub async fn pin_history(&self, key: &str, environment: &str, page: &PageQuery) -> Result<Page<Pin>, ClientError> {
+        let path = format!("{}/history", pin_path(key, environment)?);
+        self.send(self.request(Method::GET, &path).query(page)).await
+    }
+
+    /// `GET /api/v1/environments/{name}/pins`: what is live in one environment, across artifacts.
+    pub async fn environment_pins(&self, name: &str) -> Result<Page<Pin>, ClientError> {
+        let path = format!("/api/v1/environments/{}/pins", segment(name)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `POST /api/v1/promote`: pins the version live in `from` to every `to`, atomically; with
+    /// `dry_run`, answers the same changes and writes nothing.
+    pub async fn promote(&self, body: &Promote) -> Result<Promoted, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/promote").json(body)).await
+    }
+
+    /// `GET /api/v1/resolve/{key}?environment=`: what is live (`version` and `value` are `None`
+    /// when nothing is pinned). `environment` may be left out with an `sdk` token, which is
+    /// bound to one.
+    pub async fn resolve(&self, key: &str, environment: Option<&str>) -> Result<Resolved, ClientError> {
+        let path = format!("/api/v1/resolve/{}", segment(key)?);
+        self.send(self.request(Method::GET, &path).query(&ResolveQuery { environment })).await
+    }
+
     /// `GET /api/v1/tokens`: the workspace's tokens, revoked ones included.
     pub async fn list_tokens(&self) -> Result<Page<Token>, ClientError> {
         self.send(self.request(Method::GET, "/api/v1/tokens")).await
@@ -241,6 +336,19 @@ impl Client {
         // The body is only context here: if it cannot be read, the status alone still explains.
         let body = response.bytes().await.unwrap_or_default();
         Err(ClientError::from_response(status, &body))
+    }
+}
+
+/// `/api/v1/artifacts/{key}/pins/{environment}`, both encoded.
+fn pin_path(key: &str, environment: &str) -> Result<String, ClientError> {
+    Ok(format!("/api/v1/artifacts/{}/pins/{}", segment(key)?, segment(environment)?))
+}
+
+fn with_if_match(request: RequestBuilder, if_match: Option<i64>) -> RequestBuilder {
+    match if_match {
+        // Quoted, as the server's `ETag` is (it accepts the bare number too).
+        Some(revision) => request.header(IF_MATCH, format!("\"{revision}\"")),
+        None => request,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Unit tests, and calls against a one-shot HTTP responder that records the request it got.
 
-use cutover_api::{CreateVersion, UpdateEnvironment};
+use cutover_api::{CreateVersion, Promote, SetEnvironments, SetPin, UpdateEnvironment};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,7 +11,8 @@ use crate::path::segment;
 use crate::{AuditQuery, Client, ClientError, PageQuery};
 
 /// Answers one request with `status` and `body`, and hands back the request's head and body.
-async fn respond_once(status: &'static str, body: &'static str) -> (String, JoinHandle<String>) {
+async fn respond_once(status: &'static str, body: impl Into<String>) -> (String, JoinHandle<String>) {
+    let body = body.into();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -46,6 +47,25 @@ async fn respond_once(status: &'static str, body: &'static str) -> (String, Join
 }
 
 const VERSION_JSON: &str = r#"{"artifact":"prompts/welcome","number":3,"content":"hi","sha256":"ab","message":"","author":{"token_id":"t1","name":"owner"},"created_at":"2025-01-01T00:00:00Z"}"#;
+
+const PIN_JSON: &str = r#"{"artifact":"prompts/welcome","environment":"prod eu","version":3,"revision":7,"reason":"","started_at":"2025-01-01T00:00:00Z","started_by":{"token_id":"t1","name":"owner"}}"#;
+
+const PIN_WRITE_JSON: &str =
+    r#"{"revision":8,"changes":[{"artifact":"prompts/welcome","environment":"prod","from":3,"to":4}]}"#;
+
+/// The request's body: what follows the blank line after the head.
+fn body_of(request: &str) -> &str {
+    request.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+/// The value of header `name` (case-insensitive), if the request has it.
+fn header_of<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+    let head = request.split_once("\r\n\r\n").map_or(request, |(head, _)| head);
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
 
 #[test]
 fn segments_keep_unreserved_characters_and_encode_the_rest() {
@@ -183,4 +203,145 @@ async fn an_unreachable_server_is_named_with_the_reason() {
     let err = Client::new(&url, None).unwrap().health().await.unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
     assert_eq!(err.to_string(), format!("cannot reach {url}: connection refused"));
+}
+
+#[tokio::test]
+async fn a_pin_write_sends_if_match_and_encodes_both_path_values() {
+    let (url, request) = respond_once("200 OK", PIN_WRITE_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    let body = SetPin { version: 4, reason: Some("fix typo".into()) };
+    let write = client.set_pin("prompts/welcome", "prod eu", &body, Some(7)).await.unwrap();
+    assert_eq!(write.revision, Some(8));
+    assert_eq!(write.changes[0].from, Some(3));
+    assert_eq!(write.changes[0].to, Some(4));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("PUT /api/v1/artifacts/prompts%2Fwelcome/pins/prod%20eu HTTP/1.1\r\n"), "{request}");
+    assert_eq!(header_of(&request, "if-match"), Some("\"7\""), "{request}");
+    assert_eq!(body_of(&request), r#"{"version":4,"reason":"fix typo"}"#);
+
+    // Without a revision, no precondition.
+    let (url, request) = respond_once("200 OK", r#"{"revision":null,"changes":[]}"#).await;
+    let client = Client::new(&url, None).unwrap();
+    let write = client.set_pin("k", "prod", &SetPin { version: 1, reason: None }, None).await.unwrap();
+    assert!(write.revision.is_none() && write.changes.is_empty());
+    assert_eq!(header_of(&request.await.unwrap(), "if-match"), None);
+}
+
+#[tokio::test]
+async fn unpinning_puts_the_reason_in_the_query() {
+    let (url, request) = respond_once("200 OK", PIN_WRITE_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    client.unpin("prompts/welcome", "prod", Some("bad deploy & more"), Some(0)).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(
+        request.starts_with("DELETE /api/v1/artifacts/prompts%2Fwelcome/pins/prod?reason=bad+deploy+%26+more HTTP/1.1"),
+        "{request}"
+    );
+    assert_eq!(header_of(&request, "if-match"), Some("\"0\""), "{request}");
+
+    let (url, request) = respond_once("200 OK", PIN_WRITE_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    client.unpin("k", "prod", None, None).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("DELETE /api/v1/artifacts/k/pins/prod HTTP/1.1"), "{request}");
+    assert_eq!(header_of(&request, "if-match"), None);
+}
+
+#[tokio::test]
+async fn pin_reads_address_their_routes() {
+    let (url, request) = respond_once("200 OK", PIN_JSON).await;
+    let pin = Client::new(&url, None).unwrap().get_pin("prompts/welcome", "prod eu").await.unwrap();
+    assert_eq!((pin.version, pin.revision), (3, 7));
+    assert!(pin.ended_at.is_none() && pin.ended_by.is_none());
+    assert!(request.await.unwrap().starts_with("GET /api/v1/artifacts/prompts%2Fwelcome/pins/prod%20eu HTTP/1.1"));
+
+    let (url, request) = respond_once("200 OK", format!(r#"{{"items":[{PIN_JSON}],"next_cursor":"c1"}}"#)).await;
+    let query = PageQuery { limit: Some(2), cursor: Some("c0".into()) };
+    let history = Client::new(&url, None).unwrap().pin_history("a/b", "prod", &query).await.unwrap();
+    assert_eq!(history.items.len(), 1);
+    assert_eq!(history.next_cursor.as_deref(), Some("c1"));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/artifacts/a%2Fb/pins/prod/history?limit=2&cursor=c0 "), "{request}");
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    Client::new(&url, None).unwrap().list_pins("a/b").await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/artifacts/a%2Fb/pins HTTP/1.1"));
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    Client::new(&url, None).unwrap().environment_pins("prod").await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/environments/prod/pins HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn a_version_s_environments_are_replaced_with_a_put() {
+    let (url, request) = respond_once("200 OK", PIN_WRITE_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    let body = SetEnvironments { environments: vec!["prod".into(), "staging".into()], reason: None };
+    client.set_version_environments("prompts/welcome", 4, &body).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("PUT /api/v1/artifacts/prompts%2Fwelcome/versions/4/environments "), "{request}");
+    assert_eq!(body_of(&request), r#"{"environments":["prod","staging"],"reason":null}"#);
+}
+
+#[tokio::test]
+async fn publishing_with_environments_sends_move() {
+    let (url, request) = respond_once("201 Created", VERSION_JSON).await;
+    let client = Client::new(&url, None).unwrap();
+    let body =
+        CreateVersion { content: json!(1), message: None, environments: Some(vec!["prod".into()]), move_pins: true };
+    client.create_version("k", &body).await.unwrap();
+    let request = request.await.unwrap();
+    assert_eq!(body_of(&request), r#"{"content":1,"message":null,"environments":["prod"],"move":true}"#);
+}
+
+#[tokio::test]
+async fn promote_posts_the_request_and_reads_the_diff() {
+    let (url, request) = respond_once(
+        "200 OK",
+        r#"{"artifact":"k","version":4,"dry_run":true,"revision":null,"changes":[{"artifact":"k","environment":"prod","from":null,"to":4}]}"#,
+    )
+    .await;
+    let client = Client::new(&url, None).unwrap();
+    let body =
+        Promote { artifact: "k".into(), from: "staging".into(), to: vec!["prod".into()], dry_run: true, reason: None };
+    let promoted = client.promote(&body).await.unwrap();
+    assert!(promoted.dry_run);
+    assert_eq!(promoted.version, 4);
+    assert_eq!(promoted.changes[0].from, None);
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/promote "), "{request}");
+    assert_eq!(body_of(&request), r#"{"artifact":"k","from":"staging","to":["prod"],"dry_run":true,"reason":null}"#);
+}
+
+#[tokio::test]
+async fn resolve_names_the_environment_in_the_query_when_given() {
+    let resolved =
+        r#"{"artifact":"a/b","environment":"prod","version":2,"value":{"x":1},"value_type":"json","revision":9}"#;
+    let (url, request) = respond_once("200 OK", resolved).await;
+    let answer = Client::new(&url, None).unwrap().resolve("a/b", Some("prod")).await.unwrap();
+    assert_eq!(answer.version, Some(2));
+    assert_eq!(answer.value, Some(json!({"x": 1})));
+    assert!(request.await.unwrap().starts_with("GET /api/v1/resolve/a%2Fb?environment=prod "));
+
+    let nothing =
+        r#"{"artifact":"k","environment":"dev","version":null,"value":null,"value_type":"string","revision":0}"#;
+    let (url, request) = respond_once("200 OK", nothing).await;
+    let answer = Client::new(&url, None).unwrap().resolve("k", None).await.unwrap();
+    assert!(answer.version.is_none() && answer.value.is_none());
+    assert!(request.await.unwrap().starts_with("GET /api/v1/resolve/k HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_a_412_with_the_current_revision() {
+    let (url, _request) = respond_once(
+        "412 Precondition Failed",
+        r#"{"error":{"code":"precondition_failed","message":"the pin changed","details":{"revision":9}}}"#,
+    )
+    .await;
+    let client = Client::new(&url, None).unwrap();
+    let err = client.set_pin("k", "prod", &SetPin { version: 1, reason: None }, Some(7)).await.unwrap_err();
+    let ClientError::Api { status, code, details, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(*status, 412);
+    assert_eq!(code, "precondition_failed");
+    assert_eq!(details, &Some(json!({"revision": 9})));
 }

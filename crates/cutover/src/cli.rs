@@ -9,6 +9,8 @@ use clap_complete::Shell;
 use crate::commands::artifact::ArtifactCommand;
 use crate::commands::audit::AuditArgs;
 use crate::commands::env::EnvCommand;
+use crate::commands::pin::{HistoryArgs, PinArgs, PinsArgs, PromoteArgs, RollbackArgs, UnpinArgs};
+use crate::commands::resolve::ResolveArgs;
 use crate::commands::token::TokenCommand;
 use crate::commands::version::VersionCommand;
 use crate::commands::workspace::WorkspaceCommand;
@@ -86,6 +88,20 @@ pub enum ClientCommand {
     /// Versions: the immutable content of an artifact.
     #[command(subcommand)]
     Version(VersionCommand),
+    /// Makes a version of an artifact live in an environment.
+    Pin(PinArgs),
+    /// Takes an artifact out of an environment: nothing of it is live there afterwards.
+    Unpin(UnpinArgs),
+    /// Where an artifact is live (KEY), or what is live in an environment (--env).
+    Pins(PinsArgs),
+    /// Every version an artifact had in an environment, newest first: when, by whom, why.
+    History(HistoryArgs),
+    /// Makes the version live in one environment live in others, atomically.
+    Promote(PromoteArgs),
+    /// Makes the version live before the current one live again in an environment.
+    Rollback(RollbackArgs),
+    /// What is live for an artifact in an environment, and its value, as clients get it.
+    Resolve(ResolveArgs),
     /// API tokens of the workspace.
     #[command(subcommand)]
     Token(TokenCommand),

@@ -33,6 +33,14 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// `err`, with `hint` put in front of the server's message when the server refused with
+/// `status`: what the refusal means for this command. Exit code and details are unchanged.
+pub fn explain(err: ClientError, status: u16, hint: impl FnOnce() -> String) -> anyhow::Error {
+    let refused = err.status() == Some(status);
+    let err = anyhow::Error::new(err);
+    if refused { err.context(hint()) } else { err }
+}
+
 /// Prints `err` to stderr and picks the exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     let (text, code) = describe(err);
@@ -103,7 +111,7 @@ mod tests {
 
     use cutover_client::ClientError;
 
-    use super::{EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, describe, describe_details, usage};
+    use super::{EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, describe, describe_details, explain, usage};
 
     #[test]
     fn a_refusal_shows_the_message_code_and_details_and_exits_1() {
@@ -130,6 +138,21 @@ mod tests {
         assert_eq!(describe(&unreachable).1, EXIT_UNREACHABLE);
         assert_eq!(describe(&usage("no token")).1, EXIT_USAGE);
         assert_eq!(describe(&anyhow::anyhow!("disk full")).1, EXIT_FAILURE);
+    }
+
+    #[test]
+    fn a_hint_goes_in_front_of_the_refusal_it_explains_only() {
+        let stale = || ClientError::Api {
+            status: 412,
+            code: "precondition_failed".into(),
+            message: "the pin changed".into(),
+            details: None,
+        };
+        let (text, code) = describe(&explain(stale(), 412, || "nothing was written".into()));
+        assert_eq!(text, "error: nothing was written: the pin changed\n  code: precondition_failed (HTTP 412)\n");
+        assert_eq!(code, EXIT_FAILURE);
+        let (text, _) = describe(&explain(stale(), 409, || "unused".into()));
+        assert!(text.starts_with("error: the pin changed\n"), "{text}");
     }
 
     #[test]

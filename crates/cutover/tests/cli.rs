@@ -367,3 +367,289 @@ fn without_a_token_the_cli_explains_where_it_looked() {
     let token_file = empty.path().join("cutover-owner-token");
     assert!(stderr.contains(&token_file.display().to_string()), "{stderr}");
 }
+
+impl Server {
+    /// Runs `cutover ARGS` as the owner, expecting it to fail with exit code 1; its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.cutover(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "cutover {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        assert!(output.stdout.is_empty(), "cutover {args:?} printed:\n{}", text(&output.stdout));
+        text(&output.stderr)
+    }
+
+    /// Runs `cutover ARGS` as the owner (tables), expecting success; its stdout.
+    fn table(&self, args: &[&str]) -> String {
+        succeeded(&self.cutover(args), args)
+    }
+}
+
+/// `[{"environment", "from", "to"}]` of a pin write as (environment, from, to).
+fn changes(write: &Value) -> Vec<(String, Option<i64>, Option<i64>)> {
+    write["changes"]
+        .as_array()
+        .expect("a write has changes")
+        .iter()
+        .map(|change| {
+            (
+                change["environment"].as_str().expect("an environment").to_owned(),
+                change["from"].as_i64(),
+                change["to"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// (environment or artifact, version) of each pin in a page.
+fn live(page: &Value, field: &str) -> Vec<(String, i64)> {
+    page["items"]
+        .as_array()
+        .expect("a page has items")
+        .iter()
+        .map(|pin| (pin[field].as_str().expect("a name").to_owned(), pin["version"].as_i64().expect("a version")))
+        .collect()
+}
+
+fn versions(history: &Value) -> Vec<i64> {
+    history["items"].as_array().expect("items").iter().map(|pin| pin["version"].as_i64().expect("a version")).collect()
+}
+
+/// `staging` and `production`, and `prompts/welcome` (string) with versions "one", "two", "three"
+/// of which none is pinned.
+fn release_setup(server: &Server) {
+    server.json(&["env", "create", "staging"]);
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
+    for text in ["one", "two", "three"] {
+        server.json(&["version", "create", "prompts/welcome", "--text", text]);
+    }
+}
+
+#[test]
+fn pins_move_promote_and_show_their_history() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+
+    let pinned = server.json(&["pin", KEY, "staging", "1", "--reason", "first"]);
+    assert_eq!(changes(&pinned), [("staging".to_owned(), None, Some(1))]);
+    assert!(pinned["revision"].as_i64().is_some(), "{pinned}");
+    let again = server.json(&["pin", KEY, "staging", "1"]);
+    assert!(again["revision"].is_null() && changes(&again).is_empty(), "pinning what is live is a no-op: {again}");
+    let table = server.table(&["pin", KEY, "staging", "1"]);
+    assert!(table.contains("already live") && table.contains("nothing changed"), "{table}");
+
+    let table = server.table(&["pin", KEY, "production", "1"]);
+    assert!(table.starts_with("ENVIRONMENT"), "{table}");
+    assert!(table.contains("production") && table.contains("- → 1"), "{table}");
+    server.json(&["pin", KEY, "staging", "2", "--reason", "new copy"]);
+
+    let pins = server.json(&["pins", KEY]);
+    assert_eq!(live(&pins, "environment"), [("production".to_owned(), 1), ("staging".to_owned(), 2)]);
+    let in_production = server.json(&["pins", "--env", "production"]);
+    assert_eq!(live(&in_production, "artifact"), [(KEY.to_owned(), 1)]);
+    let one = server.json(&["pins", KEY, "--env", "staging"]);
+    assert_eq!((one["version"].as_i64(), one["reason"].as_str()), (Some(2), Some("new copy")));
+    let table = server.table(&["pins", KEY]);
+    let header = table.lines().next().expect("a header");
+    for column in ["ENVIRONMENT", "VERSION", "REVISION", "SINCE", "BY"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let table = server.table(&["pins", "--env", "production"]);
+    assert!(table.starts_with("ARTIFACT") && table.contains(KEY), "{table}");
+
+    // A dry run shows the diff and changes nothing.
+    let dry = server.json(&["promote", KEY, "--from", "staging", "--to", "production", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["version"], 2);
+    assert!(dry["revision"].is_null(), "{dry}");
+    assert_eq!(changes(&dry), [("production".to_owned(), Some(1), Some(2))]);
+    let table = server.table(&["promote", KEY, "--from", "staging", "--to", "production", "--dry-run"]);
+    assert!(table.contains("1 → 2") && table.contains("dry run: nothing was written"), "{table}");
+    assert_eq!(live(&server.json(&["pins", "--env", "production"]), "artifact"), [(KEY.to_owned(), 1)]);
+    assert_eq!(server.json(&["resolve", KEY, "--env", "production"])["version"], 1);
+
+    let promoted = server.json(&["promote", KEY, "--from", "staging", "--to", "production", "--reason", "ship"]);
+    assert_eq!(promoted["dry_run"], false);
+    assert!(promoted["revision"].as_i64().is_some(), "{promoted}");
+    assert_eq!(changes(&promoted), [("production".to_owned(), Some(1), Some(2))]);
+    assert_eq!(
+        live(&server.json(&["pins", KEY]), "environment"),
+        [("production".to_owned(), 2), ("staging".to_owned(), 2)]
+    );
+    let table = server.table(&["promote", KEY, "--from", "staging", "--to", "production"]);
+    assert!(table.contains("already live in every target"), "{table}");
+
+    let resolved = server.json(&["resolve", KEY, "--env", "production"]);
+    assert_eq!((resolved["version"].as_i64(), resolved["value"].as_str()), (Some(2), Some("two")));
+    let table = server.table(&["resolve", KEY, "--env", "production"]);
+    assert!(table.contains("two") && table.lines().any(|line| line.starts_with("version") && line.ends_with('2')));
+
+    // Newest first: the live interval, then the closed one, with who closed it and why.
+    let history = server.json(&["history", KEY, "production"]);
+    assert_eq!(versions(&history), [2, 1]);
+    let [open, closed] = history["items"].as_array().expect("items").as_slice() else {
+        panic!("two intervals: {history}");
+    };
+    assert!(open.get("ended_at").is_none(), "{open}");
+    assert_eq!(open["reason"], "ship");
+    assert!(closed["ended_at"].is_string() && closed["ended_by"]["name"].is_string(), "{closed}");
+    let table = server.table(&["history", KEY, "production"]);
+    let header = table.lines().next().expect("a header");
+    for column in ["VERSION", "FROM", "UNTIL", "OPENED BY", "CLOSED BY", "REASON"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.lines().nth(1).is_some_and(|line| line.contains("live") && line.ends_with("ship")), "{table}");
+    let first_page = server.json(&["history", KEY, "staging", "--limit", "1"]);
+    assert_eq!(versions(&first_page), [2]);
+    assert!(first_page["next_cursor"].is_string(), "{first_page}");
+    let every_page = server.json(&["history", KEY, "staging", "--limit", "1", "--all"]);
+    assert_eq!(versions(&every_page), [2, 1]);
+    assert!(every_page.get("next_cursor").is_none_or(Value::is_null), "{every_page}");
+}
+
+#[test]
+fn if_match_refuses_a_stale_revision_and_unpin_takes_an_artifact_out() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+    server.json(&["pin", KEY, "production", "1"]);
+    let revision = server.json(&["pins", KEY, "--env", "production"])["revision"].as_i64().expect("a revision");
+    server.json(&["pin", KEY, "production", "2"]);
+
+    // The revision read before someone else moved the pin is stale now.
+    let stale = revision.to_string();
+    let stderr = server.fails(&["pin", KEY, "production", "3", "--if-match", &stale]);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("code: precondition_failed (HTTP 412)"), "{stderr}");
+    assert_eq!(server.json(&["resolve", KEY, "--env", "production"])["version"], 2, "nothing was written");
+
+    let current = server.json(&["pins", KEY, "--env", "production"])["revision"].as_i64().expect("a revision");
+    let moved = server.json(&["pin", KEY, "production", "3", "--if-match", &current.to_string()]);
+    assert_eq!(changes(&moved), [("production".to_owned(), Some(2), Some(3))]);
+
+    let stderr = server.fails(&["unpin", KEY, "production", "--if-match", &current.to_string()]);
+    assert!(stderr.contains("precondition_failed"), "{stderr}");
+    let unpinned = server.json(&["unpin", KEY, "production", "--reason", "incident"]);
+    assert_eq!(changes(&unpinned), [("production".to_owned(), Some(3), None)]);
+    let history = server.json(&["history", KEY, "production"]);
+    assert_eq!(history["items"][0]["end_reason"], "incident");
+    assert!(history["items"].as_array().expect("items").iter().all(|pin| pin["ended_at"].is_string()));
+    let table = server.table(&["unpin", KEY, "production"]);
+    assert!(table.contains("nothing changed"), "{table}");
+
+    // Nothing live: resolve answers no version and no value, and the pin reads say so.
+    let resolved = server.json(&["resolve", KEY, "--env", "production"]);
+    assert!(resolved["version"].is_null() && resolved["value"].is_null(), "{resolved}");
+    let table = server.table(&["resolve", KEY, "--env", "production"]);
+    assert!(table.contains("nothing pinned"), "{table}");
+    assert!(server.json(&["pins", "--env", "production"])["items"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(server.table(&["pins", KEY]), format!("{KEY} is not live in any environment\n"));
+    let stderr = server.fails(&["pins", KEY, "--env", "production"]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+}
+
+#[test]
+fn rollback_returns_to_the_previous_version() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+    server.json(&["pin", KEY, "production", "1"]);
+    server.json(&["pin", KEY, "production", "2"]);
+    server.json(&["pin", KEY, "staging", "3"]);
+
+    let rolled = server.json(&["rollback", KEY, "production"]);
+    assert_eq!(changes(&rolled), [("production".to_owned(), Some(2), Some(1))]);
+    assert_eq!(server.json(&["resolve", KEY, "--env", "production"])["value"], "one");
+    let history = server.json(&["history", KEY, "production"]);
+    assert_eq!(versions(&history), [1, 2, 1]);
+    assert_eq!(history["items"][0]["reason"], "rollback from version 2");
+    // Other environments are untouched.
+    assert_eq!(server.json(&["resolve", KEY, "--env", "staging"])["version"], 3);
+
+    // Back again: the version before the live one is 2 now.
+    let table = server.table(&["rollback", KEY, "production", "--reason", "undo"]);
+    assert!(table.contains("1 → 2"), "{table}");
+    assert_eq!(server.json(&["history", KEY, "production"])["items"][0]["reason"], "undo");
+
+    // Intervals with the live version are skipped: after 2 → 3 → 3 (unpinned and pinned again),
+    // the previous version is still 2.
+    server.json(&["pin", KEY, "production", "3"]);
+    server.json(&["unpin", KEY, "production"]);
+    server.json(&["pin", KEY, "production", "3"]);
+    let rolled = server.json(&["rollback", KEY, "production"]);
+    assert_eq!(changes(&rolled), [("production".to_owned(), Some(3), Some(2))]);
+
+    // With nothing live, the last version that was comes back.
+    server.json(&["unpin", KEY, "production"]);
+    let rolled = server.json(&["rollback", KEY, "production"]);
+    assert_eq!(changes(&rolled), [("production".to_owned(), None, Some(2))]);
+}
+
+#[test]
+fn rollback_with_nothing_to_roll_back_to_fails_and_changes_nothing() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+
+    let stderr = server.fails(&["rollback", KEY, "production"]);
+    assert_eq!(
+        stderr,
+        format!("error: nothing to roll back to: nothing of {KEY} has ever been pinned in production\n")
+    );
+
+    server.json(&["pin", KEY, "production", "2"]);
+    let stderr = server.fails(&["rollback", KEY, "production"]);
+    assert!(stderr.starts_with("error: nothing to roll back to: version 2 is the only version"), "{stderr}");
+    assert_eq!(versions(&server.json(&["history", KEY, "production"])), [2]);
+
+    let stderr = server.fails(&["rollback", KEY, "nowhere"]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+}
+
+#[test]
+fn versions_are_published_into_environments_and_given_sets_of_them() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+
+    let four = server.json(&["version", "create", KEY, "--text", "four", "--env", "staging", "--env", "production"]);
+    assert_eq!(four["number"], 4);
+    assert_eq!(
+        live(&server.json(&["pins", KEY]), "environment"),
+        [("production".to_owned(), 4), ("staging".to_owned(), 4)]
+    );
+
+    // Both environments are taken: refused, listing them, and nothing is published.
+    let stderr = server.fails(&["version", "create", KEY, "--text", "five", "--env", "staging", "--env", "production"]);
+    assert!(stderr.starts_with("error: nothing was published (--move takes the environments over): "), "{stderr}");
+    assert!(stderr.contains("code: conflict (HTTP 409)"), "{stderr}");
+    assert!(stderr.contains("staging") && stderr.contains("production"), "{stderr}");
+    assert_eq!(server.json(&["artifact", "show", KEY])["latest_version"], 4);
+
+    let args = ["version", "create", KEY, "--text", "five", "--env", "staging", "--move"];
+    let table = server.table(&args);
+    assert!(table.lines().any(|line| line.starts_with("live in") && line.ends_with("staging")), "{table}");
+    assert_eq!(server.json(&["resolve", KEY, "--env", "staging"])["value"], "five");
+
+    let set = server.json(&["version", "environments", KEY, "1", "--env", "production", "--env", "staging"]);
+    let mut set = changes(&set);
+    set.sort();
+    assert_eq!(set, [("production".to_owned(), Some(4), Some(1)), ("staging".to_owned(), Some(5), Some(1))]);
+    let cleared = server.json(&["version", "environments", KEY, "1", "--clear", "--reason", "cleanup"]);
+    assert_eq!(changes(&cleared).len(), 2, "{cleared}");
+    assert!(server.json(&["pins", KEY])["items"].as_array().is_some_and(Vec::is_empty));
+    let table = server.table(&["version", "environments", KEY, "1", "--clear"]);
+    assert!(table.contains("nothing changed"), "{table}");
+
+    // --move without --env, and --env with --clear, are usage errors.
+    let output = server.cutover(&["version", "create", KEY, "--text", "x", "--move"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let output = server.cutover(&["version", "environments", KEY, "1", "--clear", "--env", "staging"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+}

@@ -4,6 +4,8 @@
 pub mod artifact;
 pub mod audit;
 pub mod env;
+pub mod pin;
+pub mod resolve;
 pub mod token;
 pub mod version;
 pub mod whoami;
@@ -51,6 +53,13 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Version(command) => version::run(context, command).await,
         ClientCommand::Token(command) => token::run(context, command).await,
         ClientCommand::Workspace(command) => workspace::run(context, command).await,
+        ClientCommand::Pin(args) => pin::pin(context, args).await,
+        ClientCommand::Unpin(args) => pin::unpin(context, args).await,
+        ClientCommand::Pins(args) => pin::pins(context, args).await,
+        ClientCommand::History(args) => pin::history(context, args).await,
+        ClientCommand::Promote(args) => pin::promote(context, args).await,
+        ClientCommand::Rollback(args) => pin::rollback(context, args).await,
+        ClientCommand::Resolve(args) => resolve::run(context, args).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
     }

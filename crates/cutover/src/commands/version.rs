@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use cutover_api::{CreateVersion, Version};
+use cutover_api::{CreateVersion, SetEnvironments, Version};
 use cutover_client::PageQuery;
 use serde_json::Value;
 
-use super::Context;
-use crate::failure::usage;
+use super::{Context, pin};
+use crate::failure::{self, usage};
 use crate::output::{self, OutputFormat, or_dash};
 
 /// How many characters of a sha256 tables show.
@@ -43,6 +43,31 @@ pub enum VersionCommand {
         /// Why this version exists.
         #[arg(long, short)]
         message: Option<String>,
+        /// Makes the new version live in this environment at once; repeat for several. Refused
+        /// (and nothing published) if another version is live in any of them, unless --move.
+        #[arg(long = "env", value_name = "ENV")]
+        environments: Vec<String>,
+        /// Moves the environments given with --env from the versions live there.
+        #[arg(long = "move", requires = "environments")]
+        move_pins: bool,
+    },
+    /// Replaces the set of environments a version is live in: those listed move to it, those it
+    /// had and are not listed are unpinned.
+    Environments {
+        /// Artifact key.
+        key: String,
+        /// Version number.
+        #[arg(value_name = "N")]
+        number: i64,
+        /// An environment the version is to be live in; repeat for several.
+        #[arg(long = "env", value_name = "ENV", required_unless_present = "clear", conflicts_with = "clear")]
+        environments: Vec<String>,
+        /// Unpins the version from every environment.
+        #[arg(long)]
+        clear: bool,
+        /// Why, for the history and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -89,11 +114,37 @@ pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<(
             }
             Ok(())
         }
-        VersionCommand::Show { key, number } => show(context, &client.get_version(&key, number).await?),
-        VersionCommand::Create { key, content, message } => {
+        VersionCommand::Show { key, number } => show(context, &client.get_version(&key, number).await?, &[]),
+        VersionCommand::Create { key, content, message, environments, move_pins } => {
             let content = read_content(context, &key, content).await?;
-            let body = CreateVersion { content, message, environments: None, move_pins: false };
-            show(context, &client.create_version(&key, &body).await?)
+            let body = CreateVersion {
+                content,
+                message,
+                environments: (!environments.is_empty()).then(|| environments.clone()),
+                move_pins,
+            };
+            let version = client.create_version(&key, &body).await.map_err(|err| {
+                failure::explain(err, 409, || {
+                    if environments.is_empty() || move_pins {
+                        "nothing was published".to_owned()
+                    } else {
+                        "nothing was published (--move takes the environments over)".to_owned()
+                    }
+                })
+            })?;
+            show(context, &version, &environments)
+        }
+        VersionCommand::Environments { key, number, environments, clear: _, reason } => {
+            // With --clear, `environments` is empty: clap refuses both together.
+            let body = SetEnvironments { environments, reason };
+            let write = client.set_version_environments(&key, number, &body).await?;
+            let unchanged = match body.environments.as_slice() {
+                [] => format!("version {number} of {key} is not live anywhere: nothing changed"),
+                listed => {
+                    format!("version {number} of {key} is live in exactly {}: nothing changed", listed.join(", "))
+                }
+            };
+            pin::show_write(context, &write, &unchanged)
         }
     }
 }
@@ -129,19 +180,24 @@ fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn show(context: &Context, version: &Version) -> anyhow::Result<()> {
+/// One version; `live_in` lists the environments it was just pinned to, if any.
+fn show(context: &Context, version: &Version, live_in: &[String]) -> anyhow::Result<()> {
     if context.output == OutputFormat::Json {
         return output::json(version);
     }
     let author = format!("{} ({})", version.author.name, version.author.token_id);
-    output::emit(&output::fields(&[
+    let mut fields = vec![
         ("artifact", version.artifact.clone()),
         ("version", version.number.to_string()),
         ("sha256", version.sha256.clone()),
         ("author", author),
         ("created", version.created_at.clone()),
         ("message", or_dash(&version.message)),
-    ]))?;
+    ];
+    if !live_in.is_empty() {
+        fields.push(("live in", live_in.join(", ")));
+    }
+    output::emit(&output::fields(&fields))?;
     let content = match &version.content {
         Value::String(text) => text.clone(),
         other => serde_json::to_string_pretty(other)?,

@@ -47,6 +47,15 @@ impl Server {
         panic!("cutover serve did not answer /healthz within 30 s");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn owner_token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("cutover-owner-token")).expect("owner token file").trim().to_owned()
     }
