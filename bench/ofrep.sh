@@ -37,17 +37,16 @@ bulk="http://127.0.0.1:$PORT/ofrep/v1/evaluate/flags"
 etag=$(curl -fsS -D - -o /dev/null -X POST "$bulk" -H "Authorization: Bearer $sdk" -H 'Content-Type: application/json' -d "$body" | awk -F': ' 'tolower($1)=="etag"{print $2}' | tr -d '\r')
 
 # oha --json: requestsPerSec, latencyPercentiles.p50/p99 (seconds).
-measure() { oha --no-tui --output-format json -z "$DURATION" "$@" | python3 -c '
-import json,sys; r=json.load(sys.stdin); s=r["summary"]; p=r["latencyPercentiles"]
-print(f"{s[\"requestsPerSec\"]:.0f} {p[\"p50\"]*1000:.3f} {p[\"p99\"]*1000:.3f} {s[\"successRate\"]:.4f}")'; }
+measure() { oha --no-tui --output-format json -z "$DURATION" "$@" | python3 bench/oha_summary.py; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run() { # name, then oha arguments; prints median rps, p50 ms, p99 ms
     local name=$1; shift
+    local file; file="$data/$(printf '%s' "$name" | tr -c 'a-z0-9' '_')"
     local out=(); for _ in $(seq 1 "$RUNS"); do out+=("$(measure "$@")"); done
-    printf '%s\n' "${out[@]}" > "$data/$name"
-    printf '%-34s rps %8s  p50 %6s ms  p99 %6s ms  (success %s)\n' "$name" \
-        "$(cut -d' ' -f1 "$data/$name" | median)" "$(cut -d' ' -f2 "$data/$name" | median)" \
-        "$(cut -d' ' -f3 "$data/$name" | median)" "$(cut -d' ' -f4 "$data/$name" | median)"
+    printf '%s\n' "${out[@]}" > "$file"
+    printf '%-36s rps %8s  p50 %6s ms  p99 %6s ms  (success %s)\n' "$name" \
+        "$(cut -d' ' -f1 "$file" | median)" "$(cut -d' ' -f2 "$file" | median)" \
+        "$(cut -d' ' -f3 "$file" | median)" "$(cut -d' ' -f4 "$file" | median)"
 }
 post=(-m POST -H "Authorization: Bearer $sdk" -H 'Content-Type: application/json' -d "$body")
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); runs: $RUNS x $DURATION"
@@ -57,6 +56,6 @@ run "fixed body, $RATE/s"               -c 16 -q "$RATE" "${post[@]}" "http://12
 run "ofrep single, $RATE/s"             -c 16 -q "$RATE" "${post[@]}" "$single"
 run "ofrep bulk 1000 -> 304, saturation" -c "$CONNECTIONS" "${post[@]}" -H "If-None-Match: $etag" "$bulk"
 run "ofrep bulk 1000 -> 304, 1000/s"    -c 4 -q 1000 "${post[@]}" -H "If-None-Match: $etag" "$bulk"
-fixed_rps=$(cut -d' ' -f1 "$data/fixed body, saturation" | median)
-ours_rps=$(cut -d' ' -f1 "$data/ofrep single, saturation" | median)
+fixed_rps=$(cut -d' ' -f1 "$data/fixed_body__saturation" | median)
+ours_rps=$(cut -d' ' -f1 "$data/ofrep_single__saturation" | median)
 echo "ratio ofrep single / fixed body at saturation: $(python3 -c "print(f'{$ours_rps/$fixed_rps:.2f}')")"

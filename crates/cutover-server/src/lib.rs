@@ -37,20 +37,13 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub resolver: Arc<resolve::Resolver>,
     /// Turns true when the server starts shutting down; long-lived streams end then.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
-    /// State whose shutdown never comes (tests); [`run`] passes its own.
     pub fn new(store: Store, config: ServerConfig) -> Self {
-        let (sender, shutdown) = tokio::sync::watch::channel(false);
-        // Keep the sender alive for the life of the process: the receiver then never sees a change.
-        std::mem::forget(sender);
-        Self::with_shutdown(store, config, shutdown)
-    }
-
-    pub fn with_shutdown(store: Store, config: ServerConfig, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
         let resolver = Arc::new(resolve::Resolver::new(store.clone()));
+        let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
         Self { store, config: Arc::new(config), metrics: Arc::default(), resolver, shutdown }
     }
 

@@ -59,15 +59,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, engine = ?store.kind(), "serving");
-    let (stopping, shutdown) = tokio::sync::watch::channel(false);
-    let state = AppState::with_shutdown(store.clone(), config, shutdown.clone());
+    let state = AppState::new(store.clone(), config);
     state.resolver.load_all().await.context("building the resolve snapshot")?;
-    let refresher = crate::resolve::notify::spawn(store.clone(), state.resolver.clone(), shutdown);
+    let refresher = crate::resolve::notify::spawn(store.clone(), state.resolver.clone(), state.shutdown.subscribe());
+    let stopping = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Ends the change streams, so that the drain below can finish.
-            let _ = stopping.send(true);
+            stopping.send_replace(true);
         })
         .await?;
     let _ = refresher.await;

@@ -123,7 +123,7 @@ pub async fn stream(
         sent = sent.max(change.revision);
         async move { fresh.then_some(change) }
     });
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown = state.shutdown.subscribe();
     let ended = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
