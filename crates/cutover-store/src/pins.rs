@@ -28,8 +28,10 @@ struct PinRow {
     end_reason: Option<String>,
 }
 
-const PIN_COLUMNS: &str = "a.key AS artifact, e.name AS environment, p.version, p.revision, p.reason, p.started_at,
-     p.started_by_id, p.started_by, p.ended_at, p.ended_by_id, p.ended_by, p.end_reason";
+/// Pin rows with their artifact key and environment name; callers add `WHERE …`.
+const SELECT_PINS: &str = "SELECT a.key AS artifact, e.name AS environment, p.version, p.revision, p.reason,
+            p.started_at, p.started_by_id, p.started_by, p.ended_at, p.ended_by_id, p.ended_by, p.end_reason
+     FROM pins p JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id";
 
 impl From<PinRow> for Pin {
     fn from(row: PinRow) -> Self {
@@ -341,8 +343,7 @@ impl Store {
                 conn,
                 fetch_all,
                 sqlx::query_as(&format!(
-                    "SELECT {PIN_COLUMNS} FROM pins p
-                     JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id
+                    "{SELECT_PINS}
                      WHERE p.artifact_id = $1 AND p.ended_at IS NULL ORDER BY e.name"
                 ))
                 .bind(&artifact.id)
@@ -360,8 +361,7 @@ impl Store {
                 conn,
                 fetch_optional,
                 sqlx::query_as(&format!(
-                    "SELECT {PIN_COLUMNS} FROM pins p
-                     JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id
+                    "{SELECT_PINS}
                      WHERE p.artifact_id = $1 AND p.environment_id = $2 AND p.ended_at IS NULL"
                 ))
                 .bind(&artifact.id)
@@ -387,8 +387,7 @@ impl Store {
                 conn,
                 fetch_all,
                 sqlx::query_as(&format!(
-                    "SELECT {PIN_COLUMNS} FROM pins p
-                     JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id
+                    "{SELECT_PINS}
                      WHERE p.artifact_id = $1 AND p.environment_id = $2 AND p.revision < $3
                      ORDER BY p.revision DESC LIMIT $4"
                 ))
@@ -411,8 +410,7 @@ impl Store {
                 conn,
                 fetch_all,
                 sqlx::query_as(&format!(
-                    "SELECT {PIN_COLUMNS} FROM pins p
-                     JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id
+                    "{SELECT_PINS}
                      WHERE p.environment_id = $1 AND p.ended_at IS NULL ORDER BY a.key"
                 ))
                 .bind(&environment.id)
