@@ -27,6 +27,8 @@ pub struct LiveValue {
     /// The revision that pinned it.
     pub revision: i64,
     pub value: Value,
+    /// The OFREP single-flag answer, encoded once per revision instead of once per request.
+    pub ofrep: axum::body::Bytes,
 }
 
 /// Everything resolve needs for one workspace, as of `revision`.
@@ -97,11 +99,9 @@ impl Resolver {
         view.environments =
             self.store.list_environments(workspace_id).await?.into_iter().map(|e| e.name.into_string()).collect();
         for pin in live {
-            let value = Arc::new(LiveValue {
-                version: pin.version,
-                revision: pin.revision,
-                value: pin.content.value().clone(),
-            });
+            let value = pin.content.value().clone();
+            let ofrep = ofrep::encode_static(&pin.artifact, &pin.environment, pin.version, &value, revision);
+            let value = Arc::new(LiveValue { version: pin.version, revision: pin.revision, value, ofrep });
             view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
         }
         let view = Arc::new(view);

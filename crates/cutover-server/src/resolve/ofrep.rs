@@ -137,6 +137,18 @@ fn environment(auth: &Auth, context: &Map<String, Value>, key: Option<&str>) -> 
     })
 }
 
+/// The answer for a pinned flag, as [`evaluate`] would give it, encoded.
+pub fn encode_static(key: &str, environment: &str, version: i64, value: &Value, revision: i64) -> Bytes {
+    let success = EvaluationSuccess {
+        key: key.to_owned(),
+        value: Some(value.clone()),
+        reason: "STATIC",
+        variant: Some(format!("v{version}")),
+        metadata: json!({"environment": environment, "version": version, "revision": revision}),
+    };
+    serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
+}
+
 fn evaluate(view: &WorkspaceView, environment: &str, key: &str) -> Option<EvaluationSuccess> {
     view.artifacts.get(key)?;
     let live = view.get(environment, key);
@@ -189,6 +201,10 @@ pub async fn evaluate_flag(
             "INVALID_CONTEXT",
             format!("environment {environment:?} does not exist"),
         ));
+    }
+    if let (Some(_), Some(live)) = (view.artifacts.get(&key), view.get(&environment, &key)) {
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], live.ofrep.clone())
+            .into_response());
     }
     let success = evaluate(&view, &environment, &key).ok_or_else(|| {
         OfrepError::new(StatusCode::NOT_FOUND, Some(&key), "FLAG_NOT_FOUND", format!("flag {key:?} was not found"))
