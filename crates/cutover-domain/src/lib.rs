@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod experiments;
 mod names;
 mod page;
 mod role;
@@ -13,7 +14,11 @@ mod token;
 mod value;
 
 pub use error::{DomainError, FieldError};
-pub use names::{ArtifactKey, ArtifactKind, EnvironmentName, TargetName, WorkspaceName};
+pub use experiments::{
+    Coverage, ExperimentAction, ExperimentDraft, ExperimentName, ExperimentSeed, ExperimentStatus, Hypothesis,
+    IllegalTransition, Lifecycle, NewExperiment, Variant, Variants,
+};
+pub use names::{ArtifactKey, ArtifactKind, EnvironmentName, MetricName, TargetName, WorkspaceName};
 pub use page::{Cursor, PageLimit};
 pub use role::{Access, Role};
 pub use targets::{DeploymentTarget, DeploymentTargets};

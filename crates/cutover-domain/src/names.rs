@@ -108,6 +108,13 @@ name_type!(
     NameRule { field: "key", max_len: 128, extra: &['.', '_', '/', '-'], pattern: "^[a-z0-9][a-z0-9._/-]{0,127}$" }
 );
 
+name_type!(
+    /// The name of a metric an experiment measures (`checkout.completed`, `revenue_usd`):
+    /// `^[a-z0-9][a-z0-9._-]{0,62}$`.
+    MetricName,
+    NameRule { field: "metric", max_len: 63, extra: &['.', '_', '-'], pattern: "^[a-z0-9][a-z0-9._-]{0,62}$" }
+);
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -131,6 +138,16 @@ mod tests {
         }
         for bad in ["", "/abs", ".hidden", "Upper", "sp ace", &"k".repeat(129)] {
             assert!(ArtifactKey::parse(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn metric_names_allow_dots_underscores_and_dashes() {
+        for ok in ["checkout.completed", "revenue_usd", "p95-latency", "1"] {
+            assert!(MetricName::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", "Checkout", ".hidden", "a/b", "a b", &"m".repeat(64)] {
+            assert!(MetricName::parse(bad).is_err(), "{bad} should be invalid");
         }
     }
 
