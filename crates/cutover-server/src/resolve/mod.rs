@@ -24,8 +24,6 @@ use tokio::sync::broadcast;
 #[derive(Debug)]
 pub struct LiveValue {
     pub version: i64,
-    /// The revision that pinned it.
-    pub revision: i64,
     pub value: Value,
     /// The OFREP single-flag answer, encoded once per revision instead of once per request.
     pub ofrep: axum::body::Bytes,
@@ -101,7 +99,7 @@ impl Resolver {
         for pin in live {
             let value = pin.content.value().clone();
             let ofrep = ofrep::encode_static(&pin.artifact, &pin.environment, pin.version, &value, revision);
-            let value = Arc::new(LiveValue { version: pin.version, revision: pin.revision, value, ofrep });
+            let value = Arc::new(LiveValue { version: pin.version, value, ofrep });
             view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
         }
         let view = Arc::new(view);
