@@ -328,3 +328,94 @@ pub struct Resolved {
     /// The workspace revision this answer is as of.
     pub revision: i64,
 }
+
+/// One arm of an experiment: a version of the artifact and its share of covered traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentVariant {
+    pub version: i64,
+    /// Normalised: the weights of an experiment sum to 1.
+    pub weight: f64,
+}
+
+/// An experiment: an (artifact, environment) split between versions of the artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Experiment {
+    pub id: String,
+    pub artifact: String,
+    pub environment: String,
+    pub name: String,
+    pub hypothesis: String,
+    /// The first is the control.
+    pub variants: Vec<ExperimentVariant>,
+    /// Share of the environment's traffic in the experiment, 0 to 1.
+    pub coverage: f64,
+    /// Fixed at creation; assignment hashes it with the targeting key.
+    pub seed: String,
+    pub primary_metric: String,
+    pub guardrail_metrics: Vec<String>,
+    /// `created`, `running`, `paused` or `completed`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Set by the first start only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Set on completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// Set when deleted: a deleted experiment stays readable by id but leaves lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+}
+
+/// A new experiment in an environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExperiment {
+    /// Artifact key.
+    pub artifact: String,
+    pub name: String,
+    #[serde(default)]
+    pub hypothesis: Option<String>,
+    /// The control's version; the version pinned in the environment when absent.
+    #[serde(default)]
+    pub control: Option<i64>,
+    /// The other variants' versions (1 to 19).
+    pub treatments: Vec<i64>,
+    /// Relative weights of the control then the treatments; equal when absent.
+    #[serde(default)]
+    pub weights: Option<Vec<f64>>,
+    /// Share of traffic in the experiment, 0 to 1; 1 when absent.
+    #[serde(default)]
+    pub coverage: Option<f64>,
+    pub primary_metric: String,
+    #[serde(default)]
+    pub guardrail_metrics: Vec<String>,
+}
+
+/// Edits an experiment: only its name and hypothesis; any other field is refused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateExperiment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypothesis: Option<String>,
+}
+
+/// Completes an experiment, optionally pinning a winner.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteExperiment {
+    /// The winning variant's version number, pinned to the environment in the same transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<i64>,
+}
+
+/// An experiment after an action, and the pin write of a winner, if one was pinned.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentActionResult {
+    pub experiment: Experiment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinWrite>,
+}

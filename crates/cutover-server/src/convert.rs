@@ -113,3 +113,24 @@ pub fn pin_change(c: store::PinChange) -> api::PinChange {
 pub fn pin_write(w: store::PinWrite) -> api::PinWrite {
     api::PinWrite { revision: w.revision, changes: w.changes.into_iter().map(pin_change).collect() }
 }
+
+pub fn experiment(x: store::Experiment) -> api::Experiment {
+    api::Experiment {
+        variants: x.variants.iter().map(|v| api::ExperimentVariant { version: v.version, weight: v.weight }).collect(),
+        status: x.lifecycle.status().as_str().to_owned(),
+        created_at: x.lifecycle.created_at().to_rfc3339(),
+        updated_at: x.lifecycle.updated_at().to_rfc3339(),
+        started_at: x.lifecycle.started_at().map(|t| t.to_rfc3339()),
+        ended_at: x.lifecycle.ended_at().map(|t| t.to_rfc3339()),
+        deleted_at: x.deleted_at.map(|t| t.to_rfc3339()),
+        id: x.id,
+        artifact: x.artifact,
+        environment: x.environment,
+        name: x.name,
+        hypothesis: x.hypothesis,
+        coverage: x.coverage,
+        seed: x.seed,
+        primary_metric: x.primary_metric,
+        guardrail_metrics: x.guardrail_metrics,
+    }
+}

@@ -71,6 +71,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { message, details } => {
                 Self { status: StatusCode::CONFLICT, code: "conflict", message, details }
             }
+            StoreError::IllegalTransition(illegal) => {
+                Self::new(StatusCode::CONFLICT, "illegal_transition", illegal.to_string())
+                    .with_details(json!({ "status": illegal.status.as_str(), "action": illegal.action.as_str() }))
+            }
             StoreError::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
             StoreError::Forbidden(message) => Self::forbidden(message),
             e @ StoreError::PreconditionFailed { current, .. } => {

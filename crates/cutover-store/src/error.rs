@@ -17,6 +17,9 @@ pub enum StoreError {
     Conflict { message: String, details: Option<Value> },
     #[error("{0}")]
     LimitReached(String),
+    /// An experiment action its current status does not allow (409 naming the status).
+    #[error(transparent)]
+    IllegalTransition(#[from] cutover_domain::IllegalTransition),
     /// The caller's token may not do this to this object.
     #[error("{0}")]
     Forbidden(String),

@@ -10,6 +10,7 @@ mod audit;
 mod db;
 mod environments;
 mod error;
+mod experiments;
 mod models;
 mod pins;
 #[cfg(feature = "testing")]

@@ -242,3 +242,51 @@ pub struct ChangeRecord {
     pub at: Timestamp,
     pub pins: Vec<PinChange>,
 }
+
+/// An experiment: an (artifact, environment) split between versions of the artifact.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub id: String,
+    pub artifact: String,
+    pub environment: String,
+    pub name: String,
+    pub hypothesis: String,
+    /// The first is the control.
+    pub variants: cutover_domain::Variants,
+    pub coverage: f64,
+    pub seed: String,
+    pub primary_metric: String,
+    pub guardrail_metrics: Vec<String>,
+    /// Status and timestamps, set only by the domain's lifecycle.
+    #[serde(flatten)]
+    pub lifecycle: cutover_domain::Lifecycle,
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// A new experiment as a caller describes it. `control` defaults to the version pinned in the
+/// environment; `weights`, when given, cover the control then the treatments.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub hypothesis: String,
+    pub control: Option<i64>,
+    pub treatments: Vec<i64>,
+    pub weights: Option<Vec<f64>>,
+    pub coverage: Option<f64>,
+    pub primary_metric: String,
+    pub guardrail_metrics: Vec<String>,
+}
+
+/// Changes to an experiment; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentChanges {
+    pub name: Option<String>,
+    pub hypothesis: Option<String>,
+}
+
+/// The result of an action: the experiment after it, and the pin write of a winner, if any.
+#[derive(Debug, Clone)]
+pub struct ExperimentOutcome {
+    pub experiment: Experiment,
+    pub pinned: Option<PinWrite>,
+}

@@ -72,7 +72,11 @@ pub(crate) async fn environments_named(
     if missing.is_empty() { Ok(found) } else { Err(StoreError::NotFoundMany { what: "environments", names: missing }) }
 }
 
-async fn active_version(conn: &mut Conn<'_>, artifact_id: &str, environment_id: &str) -> Result<Option<(i64, i64)>> {
+pub(crate) async fn active_version(
+    conn: &mut Conn<'_>,
+    artifact_id: &str,
+    environment_id: &str,
+) -> Result<Option<(i64, i64)>> {
     Ok(q!(
         conn,
         fetch_optional,

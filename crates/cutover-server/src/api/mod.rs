@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod audit;
 pub mod environments;
+pub mod experiments;
 pub mod health;
 pub mod pins;
 pub mod tokens;
@@ -36,6 +37,7 @@ use crate::AppState;
         (name = "tokens", description = "API credentials"),
         (name = "audit", description = "Who changed what"),
         (name = "pins", description = "Which version is live in each environment"),
+        (name = "experiments", description = "Splitting an environment between versions"),
         (name = "resolve", description = "What is live, read fast, and the change stream"),
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
     )
@@ -82,6 +84,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pins::history))
         .routes(routes!(pins::environment))
         .routes(routes!(pins::promote))
+        .routes(routes!(experiments::list, experiments::create))
+        .routes(routes!(experiments::show, experiments::update, experiments::delete))
+        .routes(routes!(experiments::start))
+        .routes(routes!(experiments::pause))
+        .routes(routes!(experiments::resume))
+        .routes(routes!(experiments::complete))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .routes(routes!(crate::resolve::ofrep::evaluate_flag))

@@ -5,6 +5,7 @@ mod artifacts;
 mod auth;
 mod environments;
 mod errors;
+mod experiments;
 mod health;
 mod pins;
 mod resolve;

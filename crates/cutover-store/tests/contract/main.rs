@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod environments;
+mod experiments;
 mod pins;
 mod plans;
 mod tokens;
