@@ -327,6 +327,12 @@ pub struct Resolved {
     pub value_type: String,
     /// The workspace revision this answer is as of.
     pub revision: i64,
+    /// The experiment that chose this answer, when one runs (or is paused) here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// The experiment's variant: `control`, `treatment-1`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// One arm of an experiment: a version of the artifact and its share of covered traffic.

@@ -275,6 +275,47 @@ impl Store {
         })
     }
 
+    /// The running and paused experiments of a workspace, each with the content of its variants'
+    /// versions (in variant order): what resolve needs to split traffic. Costs the active
+    /// experiments, not the history.
+    pub async fn active_experiments(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<(Experiment, Vec<cutover_domain::Content>)>> {
+        read!(self, |conn| {
+            let rows: Vec<ExperimentRow> = q!(
+                conn,
+                fetch_all,
+                sqlx::query_as(&format!(
+                    "{SELECT_EXPERIMENTS}
+                     WHERE x.workspace_id = $1 AND x.deleted_at IS NULL AND x.status IN ('running', 'paused')"
+                ))
+                .bind(workspace_id)
+            )?;
+            let mut active = Vec::with_capacity(rows.len());
+            for experiment in rows.into_iter().map(Experiment::try_from) {
+                let experiment = experiment?;
+                let mut contents = Vec::new();
+                for version in experiment.variants.versions() {
+                    let (content,): (String,) = q!(
+                        conn,
+                        fetch_one,
+                        sqlx::query_as(
+                            "SELECT v.content FROM versions v JOIN artifacts a ON a.id = v.artifact_id
+                             WHERE a.workspace_id = $1 AND a.key = $2 AND v.number = $3"
+                        )
+                        .bind(workspace_id)
+                        .bind(&experiment.artifact)
+                        .bind(version)
+                    )?;
+                    contents.push(cutover_domain::Content::from_stored(content)?);
+                }
+                active.push((experiment, contents));
+            }
+            Ok(active)
+        })
+    }
+
     /// Edits the name and hypothesis, in any status.
     pub async fn update_experiment(
         &self,

@@ -148,6 +148,8 @@ pub async fn delete(
 ) -> ApiResult<axum::Json<Experiment>> {
     auth.require(Access::Write)?;
     let experiment = state.store.delete_experiment(auth.workspace_id(), &auth.actor(), &authority(&auth), &id).await?;
+    // A running experiment no longer splits traffic.
+    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(convert::experiment(experiment)))
 }
 
@@ -161,9 +163,8 @@ async fn act(
     auth.require(Access::Write)?;
     let outcome =
         state.store.experiment_action(auth.workspace_id(), &auth.actor(), &authority(auth), id, action, winner).await?;
-    if outcome.pinned.as_ref().is_some_and(|w| w.revision.is_some()) {
-        state.changed(auth.workspace_id()).await;
-    }
+    // Every action changes what resolve answers: who is split, who gets the control, what is pinned.
+    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(ExperimentActionResult {
         experiment: convert::experiment(outcome.experiment),
         pinned: outcome.pinned.map(convert::pin_write),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cutover_domain::{TokenHash, ValueType};
+use cutover_domain::{Coverage, ExperimentSeed, ExperimentStatus, TokenHash, ValueType, Variants};
 use cutover_store::{ChangeRecord, Principal, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -29,6 +29,51 @@ pub struct LiveValue {
     pub ofrep: axum::body::Bytes,
 }
 
+/// A running or paused experiment on one (artifact, environment).
+#[derive(Debug)]
+pub struct LiveExperiment {
+    pub id: String,
+    pub running: bool,
+    pub seed: ExperimentSeed,
+    pub coverage: Coverage,
+    pub variants: Variants,
+    /// The content of each variant's version, in variant order (the control first).
+    pub values: Vec<Value>,
+}
+
+/// Where a request lands in an experiment.
+pub enum Assignment<'a> {
+    /// Running, and the user is in it: variant `index`.
+    Variant { experiment: &'a LiveExperiment, index: usize },
+    /// Paused: everyone gets the control, and nobody is exposed.
+    Control { experiment: &'a LiveExperiment },
+    /// No experiment, or the user is outside its coverage: what is pinned.
+    Pinned,
+}
+
+impl LiveExperiment {
+    /// `None` when the experiment runs and the request has no targeting key to assign by.
+    pub fn assign(&self, targeting_key: Option<&str>) -> Option<Assignment<'_>> {
+        if !self.running {
+            return Some(Assignment::Control { experiment: self });
+        }
+        let key = targeting_key?;
+        Some(match self.variants.assign(&self.seed, key, self.coverage) {
+            Some(index) if index < self.values.len() => Assignment::Variant { experiment: self, index },
+            _ => Assignment::Pinned,
+        })
+    }
+
+    pub fn version(&self, index: usize) -> i64 {
+        self.variants.versions().get(index).copied().unwrap_or_default()
+    }
+
+    /// How a variant is named in answers: `control`, `treatment-1`, `treatment-2`...
+    pub fn variant_key(index: usize) -> String {
+        if index == 0 { "control".to_owned() } else { format!("treatment-{index}") }
+    }
+}
+
 /// Everything resolve needs for one workspace, as of `revision`.
 #[derive(Debug, Default)]
 pub struct WorkspaceView {
@@ -37,11 +82,17 @@ pub struct WorkspaceView {
     pub artifacts: HashMap<String, ValueType>,
     /// environment → artifact key → live value.
     pub live: HashMap<String, HashMap<String, Arc<LiveValue>>>,
+    /// environment → artifact key → running or paused experiment.
+    pub experiments: HashMap<String, HashMap<String, Arc<LiveExperiment>>>,
 }
 
 impl WorkspaceView {
     pub fn get(&self, environment: &str, artifact: &str) -> Option<&Arc<LiveValue>> {
         self.live.get(environment).and_then(|pins| pins.get(artifact))
+    }
+
+    pub fn experiment(&self, environment: &str, artifact: &str) -> Option<&Arc<LiveExperiment>> {
+        self.experiments.get(environment).and_then(|experiments| experiments.get(artifact))
     }
 }
 
@@ -101,6 +152,18 @@ impl Resolver {
             let ofrep = ofrep::encode_static(&pin.artifact, &pin.environment, pin.version, &value, revision);
             let value = Arc::new(LiveValue { version: pin.version, value, ofrep });
             view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
+        }
+        for (experiment, contents) in self.store.active_experiments(workspace_id).await? {
+            let coverage = Coverage::parse(experiment.coverage).unwrap_or(Coverage::FULL);
+            let live = LiveExperiment {
+                id: experiment.id,
+                running: experiment.lifecycle.status() == ExperimentStatus::Running,
+                seed: ExperimentSeed::from_stored(experiment.seed),
+                coverage,
+                variants: experiment.variants,
+                values: contents.iter().map(|c| c.value().clone()).collect(),
+            };
+            view.experiments.entry(experiment.environment).or_default().insert(experiment.artifact, Arc::new(live));
         }
         let view = Arc::new(view);
         self.views.rcu(|views| {

@@ -6,6 +6,7 @@ use cutover_domain::Access;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::{Assignment, LiveExperiment};
 use crate::AppState;
 use crate::api::artifact_path;
 use crate::auth::Auth;
@@ -18,6 +19,8 @@ use crate::extract::{Path, Query};
 pub struct ResolveQuery {
     /// The environment; optional for sdk tokens, which are bound to one.
     pub environment: Option<String>,
+    /// Who is asking: picks the variant when an experiment runs on the artifact here.
+    pub targeting_key: Option<String>,
 }
 
 /// Which environment a resolve request is about: an sdk token's own, or the one named.
@@ -62,13 +65,42 @@ pub async fn resolve(
         .artifacts
         .get(key.as_str())
         .ok_or_else(|| ApiError::not_found(format!("artifact {:?} not found", key.as_str())))?;
-    let live = view.get(&environment, key.as_str());
+    let assignment = match view.experiment(&environment, key.as_str()) {
+        Some(experiment) => {
+            experiment.assign(query.targeting_key.as_deref().filter(|k| !k.is_empty())).ok_or_else(|| {
+                ApiError::bad_request(
+                    "targeting_key_missing",
+                    "an experiment runs on this artifact here: send ?targeting_key= to be assigned a variant",
+                )
+            })?
+        }
+        None => Assignment::Pinned,
+    };
+    let chosen = match assignment {
+        Assignment::Variant { experiment, index } => Some((experiment, index)),
+        Assignment::Control { experiment } => Some((experiment, 0)),
+        Assignment::Pinned => None,
+    };
+    let (version, value, experiment, variant) = match chosen {
+        Some((experiment, index)) => (
+            Some(experiment.version(index)),
+            experiment.values.get(index).cloned(),
+            Some(experiment.id.clone()),
+            Some(LiveExperiment::variant_key(index)),
+        ),
+        None => {
+            let live = view.get(&environment, key.as_str());
+            (live.map(|l| l.version), live.map(|l| l.value.clone()), None, None)
+        }
+    };
     Ok(axum::Json(Resolved {
         artifact: key.into_string(),
         environment,
-        version: live.map(|l| l.version),
-        value: live.map(|l| l.value.clone()),
+        version,
+        value,
         value_type: value_type.as_str().to_owned(),
         revision: view.revision,
+        experiment,
+        variant,
     }))
 }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::WorkspaceView;
 use super::native::environment_for;
+use super::{Assignment, LiveExperiment, WorkspaceView};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -47,15 +47,22 @@ impl OfrepError {
     }
 }
 
-impl IntoResponse for OfrepError {
-    fn into_response(self) -> Response {
+impl OfrepError {
+    fn into_value(self) -> Value {
         let mut body = Map::new();
         if let Some(key) = self.key {
             body.insert("key".into(), Value::String(key));
         }
         body.insert("errorCode".into(), Value::String(self.code.into()));
         body.insert("errorDetails".into(), Value::String(self.details));
-        (self.status, axum::Json(Value::Object(body))).into_response()
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for OfrepError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        (status, axum::Json(self.into_value())).into_response()
     }
 }
 
@@ -85,7 +92,10 @@ pub struct EvaluationSuccess {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEvaluationSuccess {
-    pub flags: Vec<EvaluationSuccess>,
+    /// Each an evaluation success, or `{key, errorCode, errorDetails}` for a flag that could not
+    /// be evaluated (a running experiment without a targeting key).
+    #[schema(value_type = Vec<Object>)]
+    pub flags: Vec<Value>,
     /// Where to hear about changes: an SSE stream of `refetchEvaluation` messages.
     #[schema(value_type = Vec<Object>)]
     pub event_streams: Vec<Value>,
@@ -149,20 +159,64 @@ pub fn encode_static(key: &str, environment: &str, version: i64, value: &Value, 
     serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
 }
 
-fn evaluate(view: &WorkspaceView, environment: &str, key: &str) -> Option<EvaluationSuccess> {
-    view.artifacts.get(key)?;
-    let live = view.get(environment, key);
-    let metadata = match live {
-        Some(live) => json!({"environment": environment, "version": live.version, "revision": view.revision}),
-        None => json!({"environment": environment, "revision": view.revision}),
+/// Evaluates one flag. `Ok(None)`: no such flag. Inside a running experiment, the targeting key
+/// picks the variant (reason `SPLIT`); without one the answer is `TARGETING_KEY_MISSING`.
+fn evaluate(
+    view: &WorkspaceView,
+    environment: &str,
+    key: &str,
+    targeting_key: Option<&str>,
+) -> Result<Option<EvaluationSuccess>, OfrepError> {
+    if !view.artifacts.contains_key(key) {
+        return Ok(None);
+    }
+    let assignment = match view.experiment(environment, key) {
+        Some(experiment) => experiment.assign(targeting_key).ok_or_else(|| {
+            OfrepError::new(
+                StatusCode::BAD_REQUEST,
+                Some(key),
+                "TARGETING_KEY_MISSING",
+                "this flag is in a running experiment: send context.targetingKey",
+            )
+        })?,
+        None => Assignment::Pinned,
     };
-    Some(EvaluationSuccess {
+    let (experiment, index, reason) = match assignment {
+        Assignment::Variant { experiment, index } => (experiment, index, "SPLIT"),
+        Assignment::Control { experiment } => (experiment, 0, "STATIC"),
+        Assignment::Pinned => {
+            let live = view.get(environment, key);
+            let metadata = match live {
+                Some(live) => json!({"environment": environment, "version": live.version, "revision": view.revision}),
+                None => json!({"environment": environment, "revision": view.revision}),
+            };
+            return Ok(Some(EvaluationSuccess {
+                key: key.to_owned(),
+                value: live.map(|l| l.value.clone()),
+                reason: if live.is_some() { "STATIC" } else { "DISABLED" },
+                variant: live.map(|l| format!("v{}", l.version)),
+                metadata,
+            }));
+        }
+    };
+    let version = experiment.version(index);
+    Ok(Some(EvaluationSuccess {
         key: key.to_owned(),
-        value: live.map(|l| l.value.clone()),
-        reason: if live.is_some() { "STATIC" } else { "DISABLED" },
-        variant: live.map(|l| format!("v{}", l.version)),
-        metadata,
-    })
+        value: experiment.values.get(index).cloned(),
+        reason,
+        variant: Some(format!("v{version}")),
+        metadata: json!({
+            "environment": environment,
+            "version": version,
+            "revision": view.revision,
+            "experiment": experiment.id,
+            "experimentVariant": LiveExperiment::variant_key(index),
+        }),
+    }))
+}
+
+fn targeting_key(context: &Map<String, Value>) -> Option<&str> {
+    context.get("targetingKey").and_then(Value::as_str).filter(|k| !k.is_empty())
 }
 
 /// Evaluates one flag (an artifact) in the environment of the token or `context.environment`.
@@ -202,22 +256,30 @@ pub async fn evaluate_flag(
             format!("environment {environment:?} does not exist"),
         ));
     }
-    if let (Some(_), Some(live)) = (view.artifacts.get(&key), view.get(&environment, &key)) {
-        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], live.ofrep.clone())
-            .into_response());
+    if view.experiment(&environment, &key).is_none() {
+        if let (Some(_), Some(live)) = (view.artifacts.get(&key), view.get(&environment, &key)) {
+            let json = HeaderValue::from_static("application/json");
+            return Ok(([(header::CONTENT_TYPE, json)], live.ofrep.clone()).into_response());
+        }
     }
-    let success = evaluate(&view, &environment, &key).ok_or_else(|| {
+    let success = evaluate(&view, &environment, &key, targeting_key(&context))?.ok_or_else(|| {
         OfrepError::new(StatusCode::NOT_FOUND, Some(&key), "FLAG_NOT_FOUND", format!("flag {key:?} was not found"))
     })?;
     Ok(axum::Json(success).into_response())
 }
 
-/// The bulk ETag: the workspace revision and a hash of what the answer depends on, so that a
-/// client whose context changed does not get a stale 304.
+/// The bulk ETag: the workspace revision and a hash of what else the answer depends on (the
+/// environment, the targeting key, the experiments running or paused there), so that neither a
+/// client whose context changed nor one whose experiment started gets a stale 304.
 fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     environment.hash(&mut hasher);
     context.get("targetingKey").map(Value::to_string).hash(&mut hasher);
+    if let Some(experiments) = view.experiments.get(environment) {
+        let mut state: Vec<_> = experiments.values().map(|x| (x.id.as_str(), x.running)).collect();
+        state.sort_unstable();
+        state.hash(&mut hasher);
+    }
     format!("\"{}-{:x}\"", view.revision, hasher.finish())
 }
 
@@ -273,8 +335,16 @@ pub async fn evaluate_flags(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
     let mut keys: Vec<&String> = view.live.get(&environment).map(|pins| pins.keys().collect()).unwrap_or_default();
+    keys.extend(view.experiments.get(&environment).into_iter().flat_map(|experiments| experiments.keys()));
     keys.sort_unstable();
-    let flags = keys.into_iter().filter_map(|key| evaluate(&view, &environment, key)).collect();
+    keys.dedup();
+    let flags = keys
+        .into_iter()
+        .filter_map(|key| match evaluate(&view, &environment, key, targeting_key(&context)) {
+            Ok(success) => success.map(|s| serde_json::to_value(s).unwrap_or_default()),
+            Err(failure) => Some(failure.into_value()),
+        })
+        .collect();
     let event_streams = vec![json!({
         "type": "sse",
         "endpoint": {"requestUri": "/api/v1/stream?format=ofrep"},

@@ -9,6 +9,7 @@ mod experiments;
 mod health;
 mod pins;
 mod resolve;
+mod split;
 mod tokens;
 mod workspaces;
 
