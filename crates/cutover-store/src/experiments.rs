@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
-use crate::pins::{active_version, apply, ensure_version, lock_workspace};
+use crate::pins::{active_version, apply, ensure_version, lock_workspace, new_revision};
 use crate::{
     Actor, Experiment, ExperimentChanges, ExperimentOutcome, ExperimentSpec, PinAuthority, Result, Store, StoreError,
     artifacts, environments,
@@ -398,6 +398,10 @@ impl Store {
                 }
                 None => None,
             };
+            // Every action changes what resolve answers; a winner's pin write made its revision.
+            if pinned.as_ref().and_then(|w| w.revision).is_none() {
+                new_revision(tx, workspace_id).await?;
+            }
             ExperimentOutcome { experiment: after, pinned }
         })
     }
@@ -412,7 +416,12 @@ impl Store {
         id: &str,
     ) -> Result<Experiment> {
         transaction!(self, |tx| {
+            lock_workspace(tx, workspace_id).await?;
             let (before, _) = fetch_writable(tx, workspace_id, authority, id).await?;
+            if matches!(before.lifecycle.status(), ExperimentStatus::Running | ExperimentStatus::Paused) {
+                // It stops answering resolve.
+                new_revision(tx, workspace_id).await?;
+            }
             let now = Timestamp::now().as_micros();
             q!(tx, execute, sqlx::query("UPDATE experiments SET deleted_at = $1 WHERE id = $2").bind(now).bind(id))?;
             let after = fetch(tx, workspace_id, id).await?;

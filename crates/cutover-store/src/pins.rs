@@ -146,12 +146,7 @@ pub(crate) async fn apply(
     if planned.is_empty() {
         return Ok(PinWrite { revision: None, changes: Vec::new() });
     }
-    let (revision,): (i64,) = q!(
-        conn,
-        fetch_one,
-        sqlx::query_as("UPDATE workspaces SET revision = revision + 1 WHERE id = $1 RETURNING revision")
-            .bind(workspace_id)
-    )?;
+    let revision = bump_revision(conn, workspace_id).await?;
     let now = Timestamp::now().as_micros();
     let mut changes = Vec::with_capacity(planned.len());
     for (environment, from, to) in planned {
@@ -211,16 +206,41 @@ pub(crate) async fn apply(
         record(conn, workspace_id, actor, audit).await?;
         changes.push(change);
     }
+    record_revision(conn, workspace_id, revision, &changes).await?;
+    Ok(PinWrite { revision: Some(revision), changes })
+}
+
+/// Bumps the workspace revision: something resolve answers is about to change.
+async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
+    let (revision,): (i64,) = q!(
+        conn,
+        fetch_one,
+        sqlx::query_as("UPDATE workspaces SET revision = revision + 1 WHERE id = $1 RETURNING revision")
+            .bind(workspace_id)
+    )?;
+    Ok(revision)
+}
+
+/// Writes the change record of a revision, which the change stream replays.
+async fn record_revision(conn: &mut Conn<'_>, workspace_id: &str, revision: i64, pins: &[PinChange]) -> Result<()> {
     q!(
         conn,
         execute,
         sqlx::query("INSERT INTO changes (workspace_id, revision, at, pins) VALUES ($1, $2, $3, $4)")
             .bind(workspace_id)
             .bind(revision)
-            .bind(now)
-            .bind(serde_json::to_string(&changes)?)
+            .bind(Timestamp::now().as_micros())
+            .bind(serde_json::to_string(pins)?)
     )?;
-    Ok(PinWrite { revision: Some(revision), changes })
+    Ok(())
+}
+
+/// A new revision for a change to what resolve answers that moves no pin (an experiment
+/// starting, pausing, ending): the change stream announces it with an empty `pins` list.
+pub(crate) async fn new_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
+    let revision = bump_revision(conn, workspace_id).await?;
+    record_revision(conn, workspace_id, revision, &[]).await?;
+    Ok(revision)
 }
 
 #[derive(sqlx::FromRow)]

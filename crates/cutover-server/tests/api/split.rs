@@ -47,7 +47,12 @@ async fn a_running_experiment_splits_resolve_by_targeting_key(store: Store) {
         ofrep(&app, &sdk, "/ofrep/v1/evaluate/flags", json!({"context": {"targetingKey": "user-1"}})).await;
     assert_eq!(bulk_before["flags"][0]["reason"], "STATIC");
 
+    let (_, resolved) = app.get("/api/v1/resolve/greeting?environment=production").await;
+    let revision_before = resolved["revision"].as_i64().unwrap();
     assert_eq!(app.post(&format!("/api/v1/experiments/{id}/start"), json!({})).await.0, StatusCode::OK);
+    // Starting changes what resolve answers: a new revision, announced by the change stream.
+    let (_, resolved) = app.get("/api/v1/resolve/greeting?environment=production&targeting_key=u").await;
+    assert_eq!(resolved["revision"].as_i64().unwrap(), revision_before + 1);
     let mut seen = std::collections::BTreeMap::new();
     for user in 0..200 {
         let context = json!({"context": {"targetingKey": format!("user-{user}")}});
