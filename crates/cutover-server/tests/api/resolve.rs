@@ -20,7 +20,7 @@ cutover_store::contract_tests!(
     resolve_is_invisible_across_workspaces,
 );
 
-async fn ofrep(
+pub async fn ofrep(
     app: &TestApp,
     path: &str,
     token: Option<&str>,

@@ -1,29 +1,19 @@
 //! Resolve inside an experiment: deterministic assignment by targeting key, `SPLIT` answers,
 //! the control for everyone while paused, the winner once completed.
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use cutover_store::Store;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::TestApp;
 use crate::pins::{put, world};
 
 cutover_store::contract_tests!(a_running_experiment_splits_resolve_by_targeting_key);
 
+/// An OFREP call with the ETag of the answer, if any.
 async fn ofrep(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value, Option<String>) {
-    let request = Request::post(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let etag = response.headers().get(header::ETAG).map(|v| v.to_str().unwrap().to_owned());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), etag)
+    let (status, body, headers) = crate::resolve::ofrep(app, path, Some(token), &body.to_string(), &[]).await;
+    (status, body, headers.get(header::ETAG).map(|v| v.to_str().unwrap().to_owned()))
 }
 
 async fn a_running_experiment_splits_resolve_by_targeting_key(store: Store) {
