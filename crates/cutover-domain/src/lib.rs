@@ -36,8 +36,9 @@ pub mod limits {
     pub const MAX_CONTENT_BYTES: usize = 512 * 1024;
     /// Maximum length of free text fields (descriptions, messages, reasons).
     pub const MAX_TEXT_CHARS: usize = 4_096;
-    /// Maximum number of environments a token may be limited to.
-    pub const MAX_TOKEN_ENVIRONMENTS: usize = 100;
+    /// Maximum number of environment names in one request: a token's scope, a version's
+    /// environment set, a promotion's targets.
+    pub const MAX_ENVIRONMENTS_PER_REQUEST: usize = 100;
 }
 
 /// Checks a free-text field: at most [`limits::MAX_TEXT_CHARS`] characters, no control

@@ -135,3 +135,31 @@ pub fn artifact_path(key: &str) -> Result<cutover_domain::ArtifactKey, crate::er
     cutover_domain::ArtifactKey::parse(key)
         .map_err(|e| crate::error::ApiError::bad_request("invalid_path", format!("artifact {e}")))
 }
+
+/// A list of environment names from a request: at most
+/// [`limits::MAX_ENVIRONMENTS_PER_REQUEST`](cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST),
+/// each valid (400 naming every bad one), duplicates dropped, order kept.
+pub fn environment_names(field: &'static str, names: Vec<String>) -> Result<Vec<String>, cutover_domain::DomainError> {
+    use cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST;
+    if names.len() > MAX_ENVIRONMENTS_PER_REQUEST {
+        return Err(cutover_domain::DomainError::invalid(
+            field,
+            format!("must list at most {MAX_ENVIRONMENTS_PER_REQUEST} environments"),
+        ));
+    }
+    let invalid: Vec<_> =
+        names.iter().filter(|n| cutover_domain::EnvironmentName::parse(n).is_err()).map(|n| format!("{n:?}")).collect();
+    if !invalid.is_empty() {
+        return Err(cutover_domain::DomainError::invalid(
+            field,
+            format!("invalid environment names: {}", invalid.join(", ")),
+        ));
+    }
+    let mut unique = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    Ok(unique)
+}

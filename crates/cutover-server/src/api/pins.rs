@@ -7,38 +7,12 @@ use cutover_api::{ErrorBody, Page, Pin, PinWrite, Promote, Promoted, SetEnvironm
 use cutover_domain::{Access, DomainError, EnvironmentName};
 use cutover_store::PinAuthority;
 
-use super::{PageQuery, artifact_path, environment_path, text};
+use super::{PageQuery, artifact_path, environment_names, environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-
-/// At most this many environments in one request.
-const MAX_ENVIRONMENTS_PER_REQUEST: usize = 100;
-
-/// Parses a list of environment names: at most 100, each valid (400 naming the bad ones),
-/// duplicates dropped.
-pub(crate) fn environment_names(field: &'static str, names: Vec<String>) -> Result<Vec<String>, DomainError> {
-    if names.len() > MAX_ENVIRONMENTS_PER_REQUEST {
-        return Err(DomainError::invalid(
-            field,
-            format!("must list at most {MAX_ENVIRONMENTS_PER_REQUEST} environments"),
-        ));
-    }
-    let invalid: Vec<_> =
-        names.iter().filter(|n| EnvironmentName::parse(n).is_err()).map(|n| format!("{n:?}")).collect();
-    if !invalid.is_empty() {
-        return Err(DomainError::invalid(field, format!("invalid environment names: {}", invalid.join(", "))));
-    }
-    let mut unique = Vec::with_capacity(names.len());
-    for name in names {
-        if !unique.contains(&name) {
-            unique.push(name);
-        }
-    }
-    Ok(unique)
-}
 
 /// `If-Match: <revision>` (quotes allowed), if sent.
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
@@ -187,7 +161,11 @@ pub async fn set(
         )
         .await?;
     state.changed(auth.workspace_id()).await;
-    let current = state.store.get_pin(auth.workspace_id(), key.as_str(), env.as_str()).await?.map_or(0, |p| p.revision);
+    // A write that moved the pin opened it at its own revision; only a no-op needs to look.
+    let current = match write.revision {
+        Some(revision) => revision,
+        None => state.store.get_pin(auth.workspace_id(), key.as_str(), env.as_str()).await?.map_or(0, |p| p.revision),
+    };
     Ok(with_etag(current, axum::Json(convert::pin_write(write))))
 }
 

@@ -1,7 +1,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use cutover_api::{CreateToken, ErrorBody, Page, Token, TokenCreated};
-use cutover_domain::{Access, DomainError, EnvironmentName, Role, check_label, limits};
+use cutover_domain::{Access, DomainError, Role, check_label};
 
 use crate::AppState;
 use crate::auth::Auth;
@@ -20,24 +20,13 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
     Ok(axum::Json(convert::all(tokens, convert::token)))
 }
 
+/// The environments a token is limited to; an sdk token is bound to exactly one.
 fn environments(role: Role, names: Vec<String>) -> Result<Vec<String>, DomainError> {
-    if names.len() > limits::MAX_TOKEN_ENVIRONMENTS {
-        return Err(DomainError::invalid(
-            "environments",
-            format!("must list at most {} environments", limits::MAX_TOKEN_ENVIRONMENTS),
-        ));
-    }
-    let mut parsed = Vec::with_capacity(names.len());
-    for name in names {
-        let name = EnvironmentName::parse(&name).map_err(|e| DomainError::invalid("environments", e.to_string()))?;
-        if !parsed.contains(&name) {
-            parsed.push(name);
-        }
-    }
-    if role == Role::Sdk && parsed.len() != 1 {
+    let names = super::environment_names("environments", names)?;
+    if role == Role::Sdk && names.len() != 1 {
         return Err(DomainError::invalid("environments", "an sdk token is bound to exactly one environment"));
     }
-    Ok(parsed.into_iter().map(EnvironmentName::into_string).collect())
+    Ok(names)
 }
 
 /// Creates a token; its secret is shown only in this answer. Owners only, and a token limited to

@@ -55,7 +55,7 @@ pub async fn create(
     auth.require(Access::Write)?;
     let key = artifact_path(key.as_str())?;
     let message = text("message", body.message)?;
-    let environments = super::pins::environment_names("environments", body.environments.unwrap_or_default())?;
+    let environments = super::environment_names("environments", body.environments.unwrap_or_default())?;
     let publish = Publish {
         content: body.content,
         message: &message,
