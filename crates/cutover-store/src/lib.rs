@@ -11,6 +11,7 @@ mod db;
 mod environments;
 mod error;
 mod experiments;
+mod measurements;
 mod models;
 mod pins;
 #[cfg(feature = "testing")]

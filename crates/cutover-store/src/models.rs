@@ -290,3 +290,57 @@ pub struct ExperimentOutcome {
     pub experiment: Experiment,
     pub pinned: Option<PinWrite>,
 }
+
+/// A user's first assignment to a variant of a running experiment, as resolve saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposure {
+    pub experiment_id: String,
+    pub targeting_key: String,
+    /// Index into the experiment's variants; 0 is the control.
+    pub variant: u32,
+    pub at: Timestamp,
+}
+
+/// One metric event, validated. A user's value for a metric is the sum of their events' values;
+/// an event without a value counts 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricEvent {
+    pub metric: cutover_domain::MetricName,
+    pub targeting_key: String,
+    pub value: Option<f64>,
+    pub at: Timestamp,
+}
+
+/// What became of a batch of metric events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventsOutcome {
+    /// Events in the batch.
+    pub received: u64,
+    /// (event, experiment) pairs the events were counted in: an event counts in every experiment
+    /// that tracks its metric, exposed its user and was running at its time.
+    pub attributed: u64,
+}
+
+/// One variant's running totals of one metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MetricSums {
+    /// Exposed users with at least one event.
+    pub conversions: u64,
+    pub events: u64,
+    /// Events that carried a value: a metric with any is a mean, one without is a rate.
+    pub valued_events: u64,
+    /// Sum over users of their value.
+    pub sum: f64,
+    /// Sum over users of their value squared.
+    pub sum_of_squares: f64,
+}
+
+/// Everything an experiment's results are computed from: a few rows, whatever the traffic.
+#[derive(Debug, Clone)]
+pub struct ExperimentTotals {
+    pub experiment: Experiment,
+    /// Exposed users per variant, in variant order.
+    pub exposures: Vec<u64>,
+    /// Per tracked metric (the primary first, then the guardrails), per variant.
+    pub metrics: Vec<(String, Vec<MetricSums>)>,
+}

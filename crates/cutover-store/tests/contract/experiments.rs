@@ -18,10 +18,10 @@ cutover_store::contract_tests!(
     the_database_refuses_a_second_active_experiment,
 );
 
-const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+pub const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
 
 /// An artifact `k` with `versions` versions, environments `dev` and `prod`, version 1 pinned in prod.
-async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
+pub async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
     let (ws, actor) = setup(store).await;
     let artifact = NewArtifact {
         key: ArtifactKey::parse("k").unwrap(),
@@ -40,7 +40,7 @@ async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
     (ws, actor)
 }
 
-fn spec(treatments: &[i64]) -> ExperimentSpec {
+pub fn spec(treatments: &[i64]) -> ExperimentSpec {
     ExperimentSpec {
         name: "checkout copy".into(),
         hypothesis: "v2 converts better".into(),
@@ -50,7 +50,7 @@ fn spec(treatments: &[i64]) -> ExperimentSpec {
     }
 }
 
-async fn act(
+pub async fn act(
     store: &Store,
     ws: &Workspace,
     actor: &Actor,

@@ -3,6 +3,7 @@
 mod artifacts;
 mod environments;
 mod experiments;
+mod measurements;
 mod pins;
 mod plans;
 mod tokens;
