@@ -8,6 +8,7 @@ pub mod experiments;
 mod names;
 mod page;
 mod role;
+pub mod rollouts;
 mod targets;
 mod timestamp;
 mod token;

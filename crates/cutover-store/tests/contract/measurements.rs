@@ -92,7 +92,7 @@ async fn events_outside_the_running_window_do_not_count(store: Store) {
     };
     assert_eq!(store.record_events(&ws.id, None, &[before]).await.unwrap().attributed, 0, "dated before the start");
     let during = event("checkout.completed", "a", None);
-    assert_eq!(store.record_events(&ws.id, None, &[during.clone()]).await.unwrap().attributed, 1);
+    assert_eq!(store.record_events(&ws.id, None, std::slice::from_ref(&during)).await.unwrap().attributed, 1);
 
     let completed = act(&store, &ws, &actor, &made.id, ExperimentAction::Complete).await.unwrap().experiment;
     let ended_at = completed.lifecycle.ended_at().unwrap();
