@@ -425,3 +425,126 @@ pub struct ExperimentActionResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<PinWrite>,
 }
+
+/// One metric event: something a user did after seeing a variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricEventIn {
+    /// Metric name, as experiments name it (`primary_metric`, `guardrail_metrics`).
+    pub metric: String,
+    /// The same targeting key resolve assigned the user by.
+    pub targeting_key: String,
+    /// The event's value (revenue, latency...). Without one the event counts 1; a metric whose
+    /// events carry values is analysed as a mean per exposed user, one without as a conversion rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// When it happened, RFC 3339; when the server received it if absent. Only events dated while
+    /// an experiment ran count in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// A batch of metric events. The body may also be the bare array.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostEvents {
+    /// At most 1,000 events.
+    pub events: Vec<MetricEventIn>,
+}
+
+/// What became of a batch of metric events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventsAccepted {
+    /// Events in the batch.
+    pub received: u64,
+    /// (event, experiment) pairs counted: an event counts in every experiment that tracks its
+    /// metric, exposed its user, and ran at its time; other events are accepted and ignored.
+    pub attributed: u64,
+}
+
+/// A confidence interval at 95%.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConfidenceInterval {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A variant against the control, on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lift {
+    /// Variant minus control (rate or mean).
+    pub absolute: f64,
+    /// 95% confidence interval of `absolute`; null when it has no spread to measure.
+    pub absolute_interval: Option<ConfidenceInterval>,
+    /// `absolute / control`; null when the control is 0.
+    pub relative: Option<f64>,
+    /// `absolute_interval / control`: the relative interval taking the control's value as known.
+    pub relative_interval: Option<ConfidenceInterval>,
+    /// Two-sided p-value of "no difference"; null when the test has no spread to measure.
+    pub p_value: Option<f64>,
+    /// `two_proportion_z` (conversion metrics) or `welch_t` (mean metrics).
+    pub test: String,
+}
+
+/// One variant's numbers on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VariantMetricResult {
+    /// `control`, `treatment-1`...
+    pub variant: String,
+    pub version: i64,
+    pub exposures: u64,
+    /// Exposed users with at least one event of the metric.
+    pub conversions: u64,
+    /// Events of the metric from exposed users.
+    pub events: u64,
+    /// `conversions / exposures` (conversion metrics); null without exposures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_rate: Option<f64>,
+    /// Mean per exposed user of the sum of their values (mean metrics); null without exposures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Against the control; absent for the control itself, null when either side has too
+    /// little data to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lift: Option<Option<Lift>>,
+}
+
+/// Results of one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricResult {
+    pub metric: String,
+    /// Whether this is the experiment's primary metric (the others are guardrails).
+    pub primary: bool,
+    /// `conversion` (events without values) or `mean` (events with values).
+    pub kind: String,
+    pub variants: Vec<VariantMetricResult>,
+}
+
+/// Whether exposures split the way the weights say: Pearson's chi-squared goodness of fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SampleRatioCheck {
+    /// Exposures per variant, in variant order.
+    pub observed: Vec<u64>,
+    /// Configured weights, in variant order.
+    pub expected_weights: Vec<f64>,
+    /// Null before anyone is exposed.
+    pub chi_squared: Option<f64>,
+    pub p_value: Option<f64>,
+    /// True when `p_value` is below `threshold`: assignment or exposure logging is broken and
+    /// the results should not be trusted.
+    pub mismatch: bool,
+    pub threshold: f64,
+}
+
+/// An experiment's results, computed from running totals at request time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExperimentResults {
+    pub experiment: String,
+    /// `created`, `running`, `paused` or `completed`.
+    pub status: String,
+    /// Exposed users in all variants.
+    pub exposures: u64,
+    pub sample_ratio: SampleRatioCheck,
+    /// The primary metric first, then the guardrails.
+    pub metrics: Vec<MetricResult>,
+}

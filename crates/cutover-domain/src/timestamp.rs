@@ -24,6 +24,15 @@ impl Timestamp {
         self.0
     }
 
+    /// Parses an RFC 3339 date-time (any offset), e.g. `2026-11-22T08:00:00Z`.
+    pub fn parse_rfc3339(field: &'static str, text: &str) -> Result<Self, crate::DomainError> {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|_| crate::DomainError::invalid(field, format!("{text:?} is not an RFC 3339 date-time")))?;
+        i64::try_from(parsed.unix_timestamp_nanos() / 1_000)
+            .map(Self)
+            .map_err(|_| crate::DomainError::invalid(field, format!("{text:?} is out of range")))
+    }
+
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
             .ok()
@@ -52,5 +61,16 @@ mod tests {
     fn formats_as_rfc3339_utc_with_microseconds() {
         assert_eq!(Timestamp::from_micros(1_700_000_000_123_456).to_rfc3339(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(Timestamp::from_micros(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_any_offset_and_round_trips() {
+        let t = Timestamp::parse_rfc3339("at", "2023-11-14T22:13:20.123456Z").unwrap();
+        assert_eq!(t.as_micros(), 1_700_000_000_123_456);
+        assert_eq!(Timestamp::parse_rfc3339("at", "2023-11-14T23:13:20.123456+01:00").unwrap(), t);
+        for bad in ["", "yesterday", "2023-11-14", "2023-11-14T22:13:20"] {
+            let err = Timestamp::parse_rfc3339("at", bad).unwrap_err();
+            assert_eq!(err.field(), "at", "{bad}");
+        }
     }
 }

@@ -39,6 +39,10 @@ max_environments = 100
 # Most pooled database connections.                           flag --max-connections, env CUTOVER_MAX_CONNECTIONS
 max_connections = 16
 
+# How often exposures (which user saw which experiment variant) are written, in milliseconds.
+# Resolve buffers them in memory: a crash loses at most this much of them.
+exposure_flush_ms = 1000
+
 # Log filter (tracing EnvFilter syntax) and format ("text" or "json").
 #                                                             env CUTOVER_LOG, CUTOVER_LOG_FORMAT
 log = "info"
@@ -55,6 +59,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_environments: u32,
     pub max_connections: u32,
+    pub exposure_flush_ms: u64,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_environments: cutover_domain::limits::DEFAULT_MAX_ENVIRONMENTS,
             max_connections: 16,
+            exposure_flush_ms: 1_000,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -125,6 +131,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_environments", &self.max_environments)
             .field("max_connections", &self.max_connections)
+            .field("exposure_flush_ms", &self.exposure_flush_ms)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .finish()

@@ -36,6 +36,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub resolver: Arc<resolve::Resolver>,
+    /// First exposures of users to experiment variants, buffered for the database.
+    pub exposures: Arc<resolve::exposures::Exposures>,
     /// Turns true when the server starts shutting down; long-lived streams end then.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -44,7 +46,9 @@ impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let resolver = Arc::new(resolve::Resolver::new(store.clone()));
         let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
-        Self { store, config: Arc::new(config), metrics: Arc::default(), resolver, shutdown }
+        let metrics = Arc::new(metrics::Metrics::default());
+        let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
+        Self { store, config: Arc::new(config), metrics, resolver, exposures, shutdown }
     }
 
     /// After a write that changes what resolve returns: rebuild this process's view before

@@ -29,6 +29,10 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// First exposures written to the database.
+    pub exposures_recorded: Counter,
+    /// Exposures lost because the buffer was full while the database refused writes.
+    pub exposures_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -43,7 +47,15 @@ impl Default for Metrics {
             Unit::Seconds,
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        let exposures_recorded = Counter::default();
+        let exposures_dropped = Counter::default();
+        registry.register("exposures_recorded", "First exposures written to the database", exposures_recorded.clone());
+        registry.register(
+            "exposures_dropped",
+            "Exposures lost because the buffer was full while the database refused writes",
+            exposures_dropped.clone(),
+        );
+        Self { registry, requests, latency, exposures_recorded, exposures_dropped }
     }
 }
 

@@ -62,6 +62,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), config);
     state.resolver.load_all().await.context("building the resolve snapshot")?;
     let refresher = crate::resolve::notify::spawn(store.clone(), state.resolver.clone(), state.shutdown.subscribe());
+    let flusher = state.exposures.clone().spawn(
+        store.clone(),
+        std::time::Duration::from_millis(state.config.exposure_flush_ms.max(1)),
+        state.shutdown.subscribe(),
+    );
     let stopping = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -71,6 +76,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         })
         .await?;
     let _ = refresher.await;
+    // After the drain: the last exposures resolve buffered are written before the store closes.
+    let _ = flusher.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -4,9 +4,11 @@
 pub mod artifacts;
 pub mod audit;
 pub mod environments;
+pub mod events;
 pub mod experiments;
 pub mod health;
 pub mod pins;
+pub mod results;
 pub mod tokens;
 pub mod versions;
 pub mod workspaces;
@@ -90,6 +92,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(experiments::pause))
         .routes(routes!(experiments::resume))
         .routes(routes!(experiments::complete))
+        .routes(routes!(results::results))
+        .routes(routes!(events::post))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .routes(routes!(crate::resolve::ofrep::evaluate_flag))

@@ -5,6 +5,7 @@
 //! answers. Across replicas on PostgreSQL, writers `NOTIFY` and every replica's listener
 //! refreshes (see [`notify`]); a timer refreshes everything as a backstop.
 
+pub mod exposures;
 pub mod native;
 pub mod notify;
 pub mod ofrep;
@@ -32,7 +33,7 @@ pub struct LiveValue {
 /// A running or paused experiment on one (artifact, environment).
 #[derive(Debug)]
 pub struct LiveExperiment {
-    pub id: String,
+    pub id: Arc<str>,
     pub running: bool,
     pub seed: ExperimentSeed,
     pub coverage: Coverage,
@@ -156,7 +157,7 @@ impl Resolver {
         for (experiment, contents) in self.store.active_experiments(workspace_id).await? {
             let coverage = Coverage::parse(experiment.coverage).unwrap_or(Coverage::FULL);
             let live = LiveExperiment {
-                id: experiment.id,
+                id: experiment.id.into(),
                 running: experiment.lifecycle.status() == ExperimentStatus::Running,
                 seed: ExperimentSeed::from_stored(experiment.seed),
                 coverage,

@@ -77,7 +77,12 @@ pub async fn resolve(
         None => Assignment::Pinned,
     };
     let chosen = match assignment {
-        Assignment::Variant { experiment, index } => Some((experiment, index)),
+        Assignment::Variant { experiment, index } => {
+            if let Some(user) = query.targeting_key.as_deref() {
+                state.exposures.record(experiment, user, index);
+            }
+            Some((experiment, index))
+        }
         Assignment::Control { experiment } => Some((experiment, 0)),
         Assignment::Pinned => None,
     };
@@ -85,7 +90,7 @@ pub async fn resolve(
         Some((experiment, index)) => (
             Some(experiment.version(index)),
             experiment.values.get(index).cloned(),
-            Some(experiment.id.clone()),
+            Some(experiment.id.to_string()),
             Some(LiveExperiment::variant_key(index)),
         ),
         None => {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::exposures::Exposures;
 use super::native::environment_for;
 use super::{Assignment, LiveExperiment, WorkspaceView};
 use crate::AppState;
@@ -162,6 +163,7 @@ pub fn encode_static(key: &str, environment: &str, version: i64, value: &Value, 
 /// Evaluates one flag. `Ok(None)`: no such flag. Inside a running experiment, the targeting key
 /// picks the variant (reason `SPLIT`); without one the answer is `TARGETING_KEY_MISSING`.
 fn evaluate(
+    exposures: &Exposures,
     view: &WorkspaceView,
     environment: &str,
     key: &str,
@@ -182,7 +184,12 @@ fn evaluate(
         None => Assignment::Pinned,
     };
     let (experiment, index, reason) = match assignment {
-        Assignment::Variant { experiment, index } => (experiment, index, "SPLIT"),
+        Assignment::Variant { experiment, index } => {
+            if let Some(user) = targeting_key {
+                exposures.record(experiment, user, index);
+            }
+            (experiment, index, "SPLIT")
+        }
         Assignment::Control { experiment } => (experiment, 0, "STATIC"),
         Assignment::Pinned => {
             let live = view.get(environment, key);
@@ -209,7 +216,7 @@ fn evaluate(
             "environment": environment,
             "version": version,
             "revision": view.revision,
-            "experiment": experiment.id,
+            "experiment": &*experiment.id,
             "experimentVariant": LiveExperiment::variant_key(index),
         }),
     }))
@@ -262,7 +269,7 @@ pub async fn evaluate_flag(
             return Ok(([(header::CONTENT_TYPE, json)], live.ofrep.clone()).into_response());
         }
     }
-    let success = evaluate(&view, &environment, &key, targeting_key(&context))?.ok_or_else(|| {
+    let success = evaluate(&state.exposures, &view, &environment, &key, targeting_key(&context))?.ok_or_else(|| {
         OfrepError::new(StatusCode::NOT_FOUND, Some(&key), "FLAG_NOT_FOUND", format!("flag {key:?} was not found"))
     })?;
     Ok(axum::Json(success).into_response())
@@ -276,7 +283,7 @@ fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>) -
     environment.hash(&mut hasher);
     context.get("targetingKey").map(Value::to_string).hash(&mut hasher);
     if let Some(experiments) = view.experiments.get(environment) {
-        let mut state: Vec<_> = experiments.values().map(|x| (x.id.as_str(), x.running)).collect();
+        let mut state: Vec<_> = experiments.values().map(|x| (&*x.id, x.running)).collect();
         state.sort_unstable();
         state.hash(&mut hasher);
     }
@@ -340,7 +347,7 @@ pub async fn evaluate_flags(
     keys.dedup();
     let flags = keys
         .into_iter()
-        .filter_map(|key| match evaluate(&view, &environment, key, targeting_key(&context)) {
+        .filter_map(|key| match evaluate(&state.exposures, &view, &environment, key, targeting_key(&context)) {
             Ok(success) => success.map(|s| serde_json::to_value(s).unwrap_or_default()),
             Err(failure) => Some(failure.into_value()),
         })

@@ -206,6 +206,7 @@ async fn experiments_of_another_workspace_are_not_found(store: Store) {
         (Method::PATCH, format!("/api/v1/experiments/{id}"), Some(json!({"name": "mine"}))),
         (Method::DELETE, format!("/api/v1/experiments/{id}"), None),
         (Method::POST, format!("/api/v1/experiments/{id}/start"), Some(json!({}))),
+        (Method::GET, format!("/api/v1/experiments/{id}/results"), None),
     ] {
         let answer = app.call(method.clone(), &path, Some(acme), body).await;
         assert_eq!(answer, (StatusCode::NOT_FOUND, not_found.clone()), "{method} {path}");

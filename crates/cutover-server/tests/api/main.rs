@@ -7,6 +7,7 @@ mod environments;
 mod errors;
 mod experiments;
 mod health;
+mod measure;
 mod pins;
 mod resolve;
 mod split;
