@@ -14,6 +14,7 @@ mod experiments;
 mod measurements;
 mod models;
 mod pins;
+mod rollouts;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -30,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use artifacts::Publish;
 pub use error::StoreError;
 pub use models::*;
+pub use rollouts::{MAX_TASK_LOG_BYTES, bound_log};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

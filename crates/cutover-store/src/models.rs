@@ -344,3 +344,105 @@ pub struct ExperimentTotals {
     /// Per tracked metric (the primary first, then the guardrails), per variant.
     pub metrics: Vec<(String, Vec<MetricSums>)>,
 }
+
+/// A rollout as a caller asks for it, validated.
+#[derive(Debug, Clone)]
+pub struct NewRollout {
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    pub policy: cutover_domain::rollouts::RolloutPolicy,
+    pub steps: Vec<String>,
+    pub executor: cutover_domain::rollouts::ExecutorSpec,
+}
+
+/// A rollout row: version `version` of `artifact` applied to every target of `environment`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub id: String,
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    pub state: cutover_domain::rollouts::RolloutState,
+    pub policy: cutover_domain::rollouts::RolloutPolicy,
+    pub steps: Vec<String>,
+    pub operation_count: usize,
+    /// The revision of the pin write that completed it.
+    pub pinned_revision: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub created_by: Actor,
+    #[serde(skip)]
+    pub workspace_id: String,
+}
+
+/// One deployment target's share of a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutOperation {
+    pub id: String,
+    pub target: String,
+    pub target_config: serde_json::Map<String, Value>,
+    pub position: u32,
+    pub wave: u32,
+    pub state: cutover_domain::rollouts::OperationState,
+    pub on_failure: cutover_domain::rollouts::OnFailure,
+    pub pause_released: bool,
+    pub executor: cutover_domain::rollouts::ExecutorSpec,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    pub tasks: Vec<RolloutTask>,
+}
+
+impl RolloutOperation {
+    /// What the domain's derivation and scheduler read of this operation.
+    pub fn row(&self) -> cutover_domain::rollouts::OperationRow {
+        cutover_domain::rollouts::OperationRow {
+            position: self.position,
+            wave: self.wave,
+            state: self.state,
+            on_failure: self.on_failure,
+            pause_released: self.pause_released,
+        }
+    }
+}
+
+/// One step of one operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutTask {
+    pub id: String,
+    pub operation_id: String,
+    pub position: u32,
+    pub step: String,
+    pub state: cutover_domain::rollouts::TaskState,
+    pub attempts: u32,
+    pub idempotency_key: String,
+    /// The lease token of the run allowed to record the result.
+    pub run_token: Option<i64>,
+    /// Until when the current run may still be executing, wherever it runs.
+    pub run_deadline: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub log: String,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// A rollout with its operations and their tasks.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutDetail {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    pub operations: Vec<RolloutOperation>,
+}
+
+/// How a task run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutcome {
+    pub succeeded: bool,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub log: String,
+}

@@ -15,6 +15,7 @@
 
 mod controls;
 mod derive;
+mod executor;
 mod operation;
 mod policy;
 mod schedule;
@@ -22,6 +23,7 @@ mod state;
 
 pub use controls::{IllegalControl, RolloutControl, halted_operation_state};
 pub use derive::{Derived, RolloutRead, derive_state};
+pub use executor::{DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS, parse_steps};
 pub use operation::OperationRow;
 pub use policy::{FailureBudget, MaxParallel, OnFailure, RolloutPolicy};
 pub use schedule::startable;

@@ -6,6 +6,7 @@ mod experiments;
 mod measurements;
 mod pins;
 mod plans;
+mod rollouts;
 mod tokens;
 mod workspaces;
 

@@ -1,0 +1,161 @@
+//! What runs a rollout's tasks, and the steps each operation is made of.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DomainError, check_label};
+
+/// Longest time a task may run before it is stopped and failed.
+pub const MAX_TASK_TIMEOUT_SECONDS: u32 = 24 * 60 * 60;
+/// Default time a `command` or `webhook` task may take.
+pub const DEFAULT_TASK_TIMEOUT_SECONDS: u32 = 600;
+/// Most steps in a rollout plan.
+pub const MAX_STEPS: usize = 20;
+
+/// The executor of a rollout's tasks, with its settings, fixed when the rollout is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecutorSpec {
+    /// Runs a program once per task: `program[0]` with the rest as arguments, the environment
+    /// naming the rollout, target, version, step, idempotency key and a file holding the content.
+    /// Exit code 0 completes the task; anything else, or the timeout, fails it.
+    Command {
+        /// The program and its arguments; not run through a shell.
+        program: Vec<String>,
+        /// Seconds before the program is killed and the task failed.
+        #[serde(default = "default_timeout")]
+        timeout_seconds: u32,
+    },
+    /// POSTs a signed JSON payload per task; the receiver reports the result to the task's
+    /// callback endpoint.
+    Webhook {
+        /// `http://` or `https://` URL receiving the payload.
+        url: String,
+        /// Seconds the receiver has to report a result before the task fails.
+        #[serde(default = "default_timeout")]
+        timeout_seconds: u32,
+    },
+    /// Waits for a person: `POST …/tasks/{id}/complete` or `…/fail`.
+    Manual {},
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TASK_TIMEOUT_SECONDS
+}
+
+impl ExecutorSpec {
+    /// The executor's name, as stored on each operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "command",
+            Self::Webhook { .. } => "webhook",
+            Self::Manual {} => "manual",
+        }
+    }
+
+    /// Checks the settings: a non-empty program without NUL bytes, an http(s) URL, a timeout
+    /// between 1 second and a day.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let check_timeout = |seconds: u32| {
+            if seconds == 0 || seconds > MAX_TASK_TIMEOUT_SECONDS {
+                return Err(DomainError::invalid(
+                    "executor.timeout_seconds",
+                    format!("must be between 1 and {MAX_TASK_TIMEOUT_SECONDS}"),
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            Self::Command { program, timeout_seconds } => {
+                if program.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(DomainError::invalid("executor.program", "must name a program to run"));
+                }
+                if program.len() > 100 || program.iter().any(|a| a.contains('\0') || a.len() > 4_096) {
+                    return Err(DomainError::invalid(
+                        "executor.program",
+                        "at most 100 arguments of at most 4096 bytes, without NUL bytes",
+                    ));
+                }
+                check_timeout(*timeout_seconds)
+            }
+            Self::Webhook { url, timeout_seconds } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2_048 {
+                    return Err(DomainError::invalid("executor.url", "must be an http:// or https:// URL"));
+                }
+                if url.chars().any(char::is_whitespace) {
+                    return Err(DomainError::invalid("executor.url", "must not contain whitespace"));
+                }
+                check_timeout(*timeout_seconds)
+            }
+            Self::Manual {} => Ok(()),
+        }
+    }
+
+    /// Seconds a run may take, `None` for a manual task (it waits for a person).
+    pub fn timeout_seconds(&self) -> Option<u32> {
+        match self {
+            Self::Command { timeout_seconds, .. } | Self::Webhook { timeout_seconds, .. } => Some(*timeout_seconds),
+            Self::Manual {} => None,
+        }
+    }
+}
+
+/// The steps of each operation: labels, 1 to [`MAX_STEPS`], unique; `["apply"]` when absent.
+pub fn parse_steps(steps: Option<Vec<String>>) -> Result<Vec<String>, DomainError> {
+    let steps = steps.unwrap_or_else(|| vec!["apply".to_owned()]);
+    if steps.is_empty() || steps.len() > MAX_STEPS {
+        return Err(DomainError::invalid("steps", format!("must list 1 to {MAX_STEPS} steps")));
+    }
+    for (i, step) in steps.iter().enumerate() {
+        check_label("steps", step)?;
+        if steps[..i].contains(step) {
+            return Err(DomainError::invalid("steps", format!("{step:?} is listed twice")));
+        }
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executors_parse_from_tagged_json_with_defaults() {
+        let command: ExecutorSpec =
+            serde_json::from_str(r#"{"type": "command", "program": ["deploy.sh", "-v"]}"#).unwrap();
+        assert_eq!(
+            command,
+            ExecutorSpec::Command { program: vec!["deploy.sh".into(), "-v".into()], timeout_seconds: 600 }
+        );
+        assert_eq!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "manual"}"#).unwrap(), ExecutorSpec::Manual {});
+        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "manual", "x": 1}"#).is_err());
+        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "ssh"}"#).is_err());
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let command = |program: &[&str], timeout_seconds| ExecutorSpec::Command {
+            program: program.iter().map(|s| s.to_string()).collect(),
+            timeout_seconds,
+        };
+        assert!(command(&["true"], 1).validate().is_ok());
+        assert_eq!(command(&[], 1).validate().unwrap_err().field(), "executor.program");
+        assert_eq!(command(&[" "], 1).validate().unwrap_err().field(), "executor.program");
+        assert_eq!(command(&["a\0b"], 1).validate().unwrap_err().field(), "executor.program");
+        assert_eq!(command(&["true"], 0).validate().unwrap_err().field(), "executor.timeout_seconds");
+        assert_eq!(command(&["true"], 86_401).validate().unwrap_err().field(), "executor.timeout_seconds");
+        let webhook = |url: &str| ExecutorSpec::Webhook { url: url.into(), timeout_seconds: 10 };
+        assert!(webhook("https://deploy.example/hook").validate().is_ok());
+        assert_eq!(webhook("ftp://x").validate().unwrap_err().field(), "executor.url");
+        assert_eq!(webhook("http://a b").validate().unwrap_err().field(), "executor.url");
+    }
+
+    #[test]
+    fn steps_default_to_apply_and_must_be_unique_labels() {
+        assert_eq!(parse_steps(None).unwrap(), ["apply"]);
+        assert_eq!(parse_steps(Some(vec!["drain".into(), "apply".into()])).unwrap(), ["drain", "apply"]);
+        assert!(parse_steps(Some(vec![])).is_err());
+        assert!(parse_steps(Some(vec!["a".into(), "a".into()])).is_err());
+        assert!(parse_steps(Some(vec!["".into()])).is_err());
+        assert!(parse_steps(Some((0..21).map(|i| i.to_string()).collect())).is_err());
+    }
+}
