@@ -505,7 +505,7 @@ pub struct VariantMetricResult {
     pub mean: Option<f64>,
     /// Against the control; absent for the control itself, null when either side has too
     /// little data to compare.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub lift: Option<Option<Lift>>,
 }
 
@@ -547,4 +547,115 @@ pub struct ExperimentResults {
     pub sample_ratio: SampleRatioCheck,
     /// The primary metric first, then the guardrails.
     pub metrics: Vec<MetricResult>,
+}
+
+/// A new rollout: `version` of `artifact` to every deployment target of `environment`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRollout {
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    /// Targets at once, and the size of each wave: 1 to 1,000. Default 1.
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// `halt` (default), `continue` or `pause`.
+    #[serde(default)]
+    pub on_failure: Option<String>,
+    /// Fail the rollout once this many targets failed, whatever `on_failure` says.
+    #[serde(default)]
+    pub failure_budget: Option<u32>,
+    /// The steps of each target, in order; default `["apply"]`.
+    #[serde(default)]
+    pub steps: Option<Vec<String>>,
+    /// What runs each task: `{"type": "command", "program": ["./deploy.sh"], "timeout_seconds": 600}`
+    /// or `{"type": "manual"}`.
+    #[schema(value_type = Object)]
+    pub executor: Value,
+}
+
+/// One step of one target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutTask {
+    pub id: String,
+    pub step: String,
+    /// `pending`, `running`, `completed`, `failed`, `stopped` or `cancelled`.
+    pub state: String,
+    /// Runs so far; every run carries the same idempotency key.
+    pub attempts: u32,
+    pub idempotency_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Size of the kept output; `GET …/tasks/{task}/log` returns it.
+    pub log_bytes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+}
+
+/// One deployment target's share of a rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutOperation {
+    pub id: String,
+    pub target: String,
+    pub position: u32,
+    pub wave: u32,
+    /// One of the rollout states.
+    pub state: String,
+    pub on_failure: String,
+    pub pause_released: bool,
+    /// `command` or `manual`.
+    pub executor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub tasks: Vec<RolloutTask>,
+}
+
+/// A rollout. `operations` is present when one rollout is shown, absent in lists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    pub id: String,
+    pub artifact: String,
+    pub environment: String,
+    pub version: i64,
+    /// `pending`, `running`, `paused`, `running_degraded`, `stopping`, `stopped`, `completed`,
+    /// `failed` or `cancelled`; derived from every operation (see docs/rollouts.md).
+    pub state: String,
+    pub max_parallel: u32,
+    pub on_failure: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<u32>,
+    pub steps: Vec<String>,
+    /// Operations per state, e.g. `{"completed": 3, "running": 2}`; with `operations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<std::collections::BTreeMap<String, usize>>,
+    /// The revision of the pin write that completed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_revision: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<RolloutOperation>>,
+}
+
+/// A person's report on a `manual` task.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportTask {
+    /// Kept in the task's log (and as its error when failing).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A field that may be absent (`None`) or present and null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }

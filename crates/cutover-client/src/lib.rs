@@ -12,9 +12,10 @@ mod path;
 use std::time::Duration;
 
 use cutover_api::{
-    Artifact, AuditEvent, CreateArtifact, CreateEnvironment, CreateToken, CreateVersion, CreateWorkspace, Environment,
-    Health, Page, Pin, PinWrite, Promote, Promoted, Resolved, SetEnvironments, SetPin, Token, TokenCreated,
-    UpdateArtifact, UpdateEnvironment, Version, WhoAmI, Workspace, WorkspaceCreated,
+    Artifact, AuditEvent, CompleteExperiment, CreateArtifact, CreateEnvironment, CreateExperiment, CreateToken,
+    CreateVersion, CreateWorkspace, Environment, EventsAccepted, Experiment, ExperimentActionResult, ExperimentResults,
+    Health, Page, Pin, PinWrite, PostEvents, Promote, Promoted, Resolved, SetEnvironments, SetPin, Token, TokenCreated,
+    UpdateArtifact, UpdateEnvironment, UpdateExperiment, Version, WhoAmI, Workspace, WorkspaceCreated,
 };
 use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, Url};
@@ -59,11 +60,20 @@ struct ReasonQuery<'a> {
     reason: Option<&'a str>,
 }
 
-/// `?environment=` of `GET /api/v1/resolve/{key}`.
+/// `?environment=&targeting_key=` of `GET /api/v1/resolve/{key}`.
 #[derive(Serialize)]
 struct ResolveQuery<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     environment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targeting_key: Option<&'a str>,
+}
+
+/// `?status=` of `GET /api/v1/environments/{env}/experiments`.
+#[derive(Serialize)]
+struct StatusQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
 }
 
 /// A connection to one Cutover server, authenticated by at most one token.
@@ -277,12 +287,94 @@ impl Client {
         self.send(self.request(Method::POST, "/api/v1/promote").json(body)).await
     }
 
-    /// `GET /api/v1/resolve/{key}?environment=`: what is live (`version` and `value` are `None`
-    /// when nothing is pinned). `environment` may be left out with an `sdk` token, which is
-    /// bound to one.
-    pub async fn resolve(&self, key: &str, environment: Option<&str>) -> Result<Resolved, ClientError> {
+    /// `GET /api/v1/resolve/{key}?environment=&targeting_key=`: what is live (`version` and
+    /// `value` are `None` when nothing is pinned). `environment` may be left out with an `sdk`
+    /// token, which is bound to one. Where an experiment runs, `targeting_key` (who is asking)
+    /// picks the variant, and is required.
+    pub async fn resolve(
+        &self,
+        key: &str,
+        environment: Option<&str>,
+        targeting_key: Option<&str>,
+    ) -> Result<Resolved, ClientError> {
         let path = format!("/api/v1/resolve/{}", segment(key)?);
-        self.send(self.request(Method::GET, &path).query(&ResolveQuery { environment })).await
+        self.send(self.request(Method::GET, &path).query(&ResolveQuery { environment, targeting_key })).await
+    }
+
+    /// `GET /api/v1/environments/{env}/experiments?status=`: oldest first, deleted ones left out;
+    /// `status` (`created`, `running`, `paused` or `completed`) filters.
+    pub async fn list_experiments(
+        &self,
+        environment: &str,
+        status: Option<&str>,
+    ) -> Result<Page<Experiment>, ClientError> {
+        let path = format!("/api/v1/environments/{}/experiments", segment(environment)?);
+        self.send(self.request(Method::GET, &path).query(&StatusQuery { status })).await
+    }
+
+    /// `POST /api/v1/environments/{env}/experiments`: a 409 refusal while another experiment that
+    /// is not completed holds the artifact there.
+    pub async fn create_experiment(
+        &self,
+        environment: &str,
+        body: &CreateExperiment,
+    ) -> Result<Experiment, ClientError> {
+        let path = format!("/api/v1/environments/{}/experiments", segment(environment)?);
+        self.send(self.request(Method::POST, &path).json(body)).await
+    }
+
+    /// `GET /api/v1/experiments/{id}`: deleted ones too, with `deleted_at`.
+    pub async fn get_experiment(&self, id: &str) -> Result<Experiment, ClientError> {
+        self.send(self.request(Method::GET, &experiment_path(id)?)).await
+    }
+
+    /// `PATCH /api/v1/experiments/{id}`: name and hypothesis only; fields left out are unchanged.
+    pub async fn update_experiment(&self, id: &str, body: &UpdateExperiment) -> Result<Experiment, ClientError> {
+        self.send(self.request(Method::PATCH, &experiment_path(id)?).json(body)).await
+    }
+
+    /// `DELETE /api/v1/experiments/{id}`: soft delete; the experiment, now with `deleted_at`.
+    pub async fn delete_experiment(&self, id: &str) -> Result<Experiment, ClientError> {
+        self.send(self.request(Method::DELETE, &experiment_path(id)?)).await
+    }
+
+    /// `POST /api/v1/experiments/{id}/start`. Every action answers 409 `illegal_transition`
+    /// (the current status in `details.status`) when the status does not allow it.
+    pub async fn start_experiment(&self, id: &str) -> Result<ExperimentActionResult, ClientError> {
+        self.experiment_action(id, "start", None).await
+    }
+
+    /// `POST /api/v1/experiments/{id}/pause`: everyone gets the control meanwhile.
+    pub async fn pause_experiment(&self, id: &str) -> Result<ExperimentActionResult, ClientError> {
+        self.experiment_action(id, "pause", None).await
+    }
+
+    /// `POST /api/v1/experiments/{id}/resume`.
+    pub async fn resume_experiment(&self, id: &str) -> Result<ExperimentActionResult, ClientError> {
+        self.experiment_action(id, "resume", None).await
+    }
+
+    /// `POST /api/v1/experiments/{id}/complete`: with `winner` (a variant's version), pins it to
+    /// the experiment's environment in the same transaction; the answer's `pinned` is that write.
+    pub async fn complete_experiment(
+        &self,
+        id: &str,
+        winner: Option<i64>,
+    ) -> Result<ExperimentActionResult, ClientError> {
+        self.experiment_action(id, "complete", Some(&CompleteExperiment { winner })).await
+    }
+
+    /// `GET /api/v1/experiments/{id}/results`: per metric and variant, against the control, and
+    /// the sample-ratio-mismatch check.
+    pub async fn experiment_results(&self, id: &str) -> Result<ExperimentResults, ClientError> {
+        let path = format!("{}/results", experiment_path(id)?);
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `POST /api/v1/events`: a batch of metric events (at most 1,000), all recorded or, when one
+    /// is invalid, none.
+    pub async fn post_events(&self, body: &PostEvents) -> Result<EventsAccepted, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/events").json(body)).await
     }
 
     /// `GET /api/v1/tokens`: the workspace's tokens, revoked ones included.
@@ -304,6 +396,20 @@ impl Client {
     /// `GET /api/v1/audit`: one page, newest first.
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, ClientError> {
         self.send(self.request(Method::GET, "/api/v1/audit").query(query)).await
+    }
+
+    async fn experiment_action(
+        &self,
+        id: &str,
+        action: &str,
+        body: Option<&CompleteExperiment>,
+    ) -> Result<ExperimentActionResult, ClientError> {
+        let request = self.request(Method::POST, &format!("{}/{action}", experiment_path(id)?));
+        self.send(match body {
+            Some(body) => request.json(body),
+            None => request,
+        })
+        .await
     }
 
     /// `path` starts with `/`; its variable segments are already encoded by [`segment`].
@@ -342,6 +448,11 @@ impl Client {
 /// `/api/v1/artifacts/{key}/pins/{environment}`, both encoded.
 fn pin_path(key: &str, environment: &str) -> Result<String, ClientError> {
     Ok(format!("/api/v1/artifacts/{}/pins/{}", segment(key)?, segment(environment)?))
+}
+
+/// `/api/v1/experiments/{id}`, encoded.
+fn experiment_path(id: &str) -> Result<String, ClientError> {
+    Ok(format!("/api/v1/experiments/{}", segment(id)?))
 }
 
 fn with_if_match(request: RequestBuilder, if_match: Option<i64>) -> RequestBuilder {

@@ -1,6 +1,9 @@
 //! Unit tests, and calls against a one-shot HTTP responder that records the request it got.
 
-use cutover_api::{CreateVersion, Promote, SetEnvironments, SetPin, UpdateEnvironment};
+use cutover_api::{
+    CreateExperiment, CreateVersion, MetricEventIn, PostEvents, Promote, SetEnvironments, SetPin, UpdateEnvironment,
+    UpdateExperiment,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,6 +55,8 @@ const PIN_JSON: &str = r#"{"artifact":"prompts/welcome","environment":"prod eu",
 
 const PIN_WRITE_JSON: &str =
     r#"{"revision":8,"changes":[{"artifact":"prompts/welcome","environment":"prod","from":3,"to":4}]}"#;
+
+const EXPERIMENT_JSON: &str = r#"{"id":"x1","artifact":"prompts/welcome","environment":"prod eu","name":"copy","hypothesis":"","variants":[{"version":1,"weight":0.5},{"version":2,"weight":0.5}],"coverage":1.0,"seed":"s","primary_metric":"checkout","guardrail_metrics":[],"status":"running","created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","started_at":"2025-01-01T00:00:00Z"}"#;
 
 /// The request's body: what follows the blank line after the head.
 fn body_of(request: &str) -> &str {
@@ -318,7 +323,7 @@ async fn resolve_names_the_environment_in_the_query_when_given() {
     let resolved =
         r#"{"artifact":"a/b","environment":"prod","version":2,"value":{"x":1},"value_type":"json","revision":9}"#;
     let (url, request) = respond_once("200 OK", resolved).await;
-    let answer = Client::new(&url, None).unwrap().resolve("a/b", Some("prod")).await.unwrap();
+    let answer = Client::new(&url, None).unwrap().resolve("a/b", Some("prod"), None).await.unwrap();
     assert_eq!(answer.version, Some(2));
     assert_eq!(answer.value, Some(json!({"x": 1})));
     assert!(request.await.unwrap().starts_with("GET /api/v1/resolve/a%2Fb?environment=prod "));
@@ -326,7 +331,7 @@ async fn resolve_names_the_environment_in_the_query_when_given() {
     let nothing =
         r#"{"artifact":"k","environment":"dev","version":null,"value":null,"value_type":"string","revision":0}"#;
     let (url, request) = respond_once("200 OK", nothing).await;
-    let answer = Client::new(&url, None).unwrap().resolve("k", None).await.unwrap();
+    let answer = Client::new(&url, None).unwrap().resolve("k", None, None).await.unwrap();
     assert!(answer.version.is_none() && answer.value.is_none());
     assert!(request.await.unwrap().starts_with("GET /api/v1/resolve/k HTTP/1.1"));
 }
@@ -344,4 +349,138 @@ async fn a_stale_if_match_is_a_412_with_the_current_revision() {
     assert_eq!(*status, 412);
     assert_eq!(code, "precondition_failed");
     assert_eq!(details, &Some(json!({"revision": 9})));
+}
+
+#[tokio::test]
+async fn resolve_sends_the_targeting_key_and_reads_the_variant() {
+    let split = r#"{"artifact":"k","environment":"prod","version":2,"value":"b","value_type":"string","revision":3,"experiment":"x1","variant":"treatment-1"}"#;
+    let (url, request) = respond_once("200 OK", split).await;
+    let answer = Client::new(&url, None).unwrap().resolve("k", Some("prod"), Some("user 42&")).await.unwrap();
+    assert_eq!((answer.experiment.as_deref(), answer.variant.as_deref()), (Some("x1"), Some("treatment-1")));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/resolve/k?environment=prod&targeting_key=user+42%26 "), "{request}");
+}
+
+#[tokio::test]
+async fn experiments_are_listed_per_environment_with_an_optional_status() {
+    let (url, request) = respond_once("200 OK", format!(r#"{{"items":[{EXPERIMENT_JSON}]}}"#)).await;
+    let page = Client::new(&url, None).unwrap().list_experiments("prod eu", Some("running")).await.unwrap();
+    assert_eq!(page.items[0].variants[1].version, 2);
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/environments/prod%20eu/experiments?status=running "), "{request}");
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    Client::new(&url, None).unwrap().list_experiments("prod", None).await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/environments/prod/experiments HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn an_experiment_is_created_in_its_environment_and_addressed_by_id() {
+    let (url, request) = respond_once("201 Created", EXPERIMENT_JSON).await;
+    let body = CreateExperiment {
+        artifact: "prompts/welcome".into(),
+        name: "copy".into(),
+        treatments: vec![2],
+        weights: Some(vec![1.0, 3.0]),
+        primary_metric: "checkout".into(),
+        ..CreateExperiment::default()
+    };
+    let made = Client::new(&url, None).unwrap().create_experiment("prod eu", &body).await.unwrap();
+    assert_eq!((made.id.as_str(), made.status.as_str()), ("x1", "running"));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/environments/prod%20eu/experiments "), "{request}");
+    assert_eq!(
+        body_of(&request),
+        r#"{"artifact":"prompts/welcome","name":"copy","hypothesis":null,"control":null,"treatments":[2],"weights":[1.0,3.0],"coverage":null,"primary_metric":"checkout","guardrail_metrics":[]}"#
+    );
+
+    let (url, request) = respond_once("200 OK", EXPERIMENT_JSON).await;
+    Client::new(&url, None).unwrap().get_experiment("x/1").await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/experiments/x%2F1 HTTP/1.1"));
+
+    let (url, request) = respond_once("200 OK", EXPERIMENT_JSON).await;
+    let body = UpdateExperiment { hypothesis: Some("faster".into()), ..UpdateExperiment::default() };
+    Client::new(&url, None).unwrap().update_experiment("x1", &body).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("PATCH /api/v1/experiments/x1 "), "{request}");
+    assert_eq!(body_of(&request), r#"{"hypothesis":"faster"}"#);
+
+    let (url, request) = respond_once("200 OK", EXPERIMENT_JSON).await;
+    Client::new(&url, None).unwrap().delete_experiment("x1").await.unwrap();
+    assert!(request.await.unwrap().starts_with("DELETE /api/v1/experiments/x1 HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn lifecycle_actions_post_to_their_routes_and_complete_names_the_winner() {
+    let answer = format!(r#"{{"experiment":{EXPERIMENT_JSON}}}"#);
+    for action in ["start", "pause", "resume"] {
+        let (url, request) = respond_once("200 OK", answer.clone()).await;
+        let client = Client::new(&url, None).unwrap();
+        let result = match action {
+            "start" => client.start_experiment("x1").await,
+            "pause" => client.pause_experiment("x1").await,
+            _ => client.resume_experiment("x1").await,
+        };
+        assert!(result.unwrap().pinned.is_none());
+        let request = request.await.unwrap();
+        assert!(request.starts_with(&format!("POST /api/v1/experiments/x1/{action} HTTP/1.1")), "{request}");
+        assert_eq!(body_of(&request), "");
+    }
+
+    let pinned = format!(r#"{{"experiment":{EXPERIMENT_JSON},"pinned":{PIN_WRITE_JSON}}}"#);
+    let (url, request) = respond_once("200 OK", pinned).await;
+    let completed = Client::new(&url, None).unwrap().complete_experiment("x1", Some(2)).await.unwrap();
+    assert_eq!(completed.pinned.map(|write| write.revision), Some(Some(8)));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/experiments/x1/complete "), "{request}");
+    assert_eq!(body_of(&request), r#"{"winner":2}"#);
+
+    let (url, request) = respond_once("200 OK", answer).await;
+    Client::new(&url, None).unwrap().complete_experiment("x1", None).await.unwrap();
+    assert_eq!(body_of(&request.await.unwrap()), "{}");
+}
+
+#[tokio::test]
+async fn an_illegal_transition_is_a_409_naming_the_status() {
+    let (url, _request) = respond_once(
+        "409 Conflict",
+        r#"{"error":{"code":"illegal_transition","message":"cannot start an experiment that is running","details":{"status":"running","action":"start"}}}"#,
+    )
+    .await;
+    let err = Client::new(&url, None).unwrap().start_experiment("x1").await.unwrap_err();
+    let ClientError::Api { status, code, details, .. } = &err else { panic!("{err:?}") };
+    assert_eq!((*status, code.as_str()), (409, "illegal_transition"));
+    assert_eq!(details.as_ref().map(|d| d["status"].clone()), Some(json!("running")));
+}
+
+#[tokio::test]
+async fn results_are_read_from_the_experiment_s_route() {
+    let results = r#"{"experiment":"x1","status":"running","exposures":3,
+        "sample_ratio":{"observed":[2,1],"expected_weights":[0.5,0.5],"chi_squared":0.33,"p_value":0.56,"mismatch":false,"threshold":0.001},
+        "metrics":[{"metric":"checkout","primary":true,"kind":"conversion","variants":[
+            {"variant":"control","version":1,"exposures":2,"conversions":1,"events":1,"conversion_rate":0.5},
+            {"variant":"treatment-1","version":2,"exposures":1,"conversions":1,"events":2,"conversion_rate":1.0,
+             "lift":{"absolute":0.5,"absolute_interval":{"low":-0.2,"high":1.2},"relative":1.0,"relative_interval":null,"p_value":0.4,"test":"two_proportion_z"}}]}]}"#;
+    let (url, request) = respond_once("200 OK", results).await;
+    let answer = Client::new(&url, None).unwrap().experiment_results("x1").await.unwrap();
+    assert_eq!(answer.sample_ratio.observed, [2, 1]);
+    let treatment = &answer.metrics[0].variants[1];
+    assert_eq!(treatment.lift.clone().flatten().map(|lift| lift.p_value), Some(Some(0.4)));
+    assert!(request.await.unwrap().starts_with("GET /api/v1/experiments/x1/results HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn events_are_posted_as_one_batch() {
+    let (url, request) = respond_once("200 OK", r#"{"received":2,"attributed":1}"#).await;
+    let event =
+        |value| MetricEventIn { metric: "checkout".into(), targeting_key: "user-1".into(), value, timestamp: None };
+    let body = PostEvents { events: vec![event(None), event(Some(9.5))] };
+    let accepted = Client::new(&url, None).unwrap().post_events(&body).await.unwrap();
+    assert_eq!((accepted.received, accepted.attributed), (2, 1));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/events "), "{request}");
+    assert_eq!(
+        body_of(&request),
+        r#"{"events":[{"metric":"checkout","targeting_key":"user-1"},{"metric":"checkout","targeting_key":"user-1","value":9.5}]}"#
+    );
 }

@@ -9,6 +9,8 @@ use clap_complete::Shell;
 use crate::commands::artifact::ArtifactCommand;
 use crate::commands::audit::AuditArgs;
 use crate::commands::env::EnvCommand;
+use crate::commands::event::EventCommand;
+use crate::commands::experiment::ExperimentCommand;
 use crate::commands::pin::{HistoryArgs, PinArgs, PinsArgs, PromoteArgs, RollbackArgs, UnpinArgs};
 use crate::commands::resolve::ResolveArgs;
 use crate::commands::token::TokenCommand;
@@ -102,6 +104,12 @@ pub enum ClientCommand {
     Rollback(RollbackArgs),
     /// What is live for an artifact in an environment, and its value, as clients get it.
     Resolve(ResolveArgs),
+    /// Experiments: an environment's traffic split between versions of an artifact, measured.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// Metric events (conversions, values) that experiments count.
+    #[command(subcommand)]
+    Event(EventCommand),
     /// API tokens of the workspace.
     #[command(subcommand)]
     Token(TokenCommand),

@@ -653,3 +653,225 @@ fn versions_are_published_into_environments_and_given_sets_of_them() {
     let output = server.cutover(&["version", "environments", KEY, "1", "--clear", "--env", "staging"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+/// Runs `cutover ARGS` as the owner, expecting exit code `code`; its stderr.
+fn exits_with(server: &Server, code: i32, args: &[&str]) -> String {
+    let output = server.cutover(args);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "cutover {args:?}\nstdout:\n{}\nstderr:\n{stderr}",
+        text(&output.stdout)
+    );
+    stderr
+}
+
+#[test]
+fn an_experiment_runs_from_create_to_a_pinned_winner() {
+    let server = Server::start();
+    const KEY: &str = "prompts/welcome";
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", KEY, "--type", "string"]);
+    for text in ["one", "two"] {
+        server.json(&["version", "create", KEY, "--text", text]);
+    }
+    server.json(&["pin", KEY, "production", "1"]);
+
+    let created = server.json(&[
+        "experiment",
+        "create",
+        "--env",
+        "production",
+        "--artifact",
+        KEY,
+        "--name",
+        "welcome copy",
+        "--hypothesis",
+        "a warmer greeting converts better",
+        "--treatment",
+        "2",
+        "--weights",
+        "1,1",
+        "--coverage",
+        "1",
+        "--primary-metric",
+        "checkout",
+        "--guardrail",
+        "revenue",
+    ]);
+    let id = created["id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["variants"], serde_json::json!([{"version": 1, "weight": 0.5}, {"version": 2, "weight": 0.5}]));
+    assert_eq!(created["guardrail_metrics"], serde_json::json!(["revenue"]));
+    assert!(created.get("started_at").is_none(), "{created}");
+    let table = server.table(&["experiment", "show", &id]);
+    for expected in ["welcome copy", "control: version 1, 50%", "treatment-1: version 2, 50%", "checkout", "revenue"] {
+        assert!(table.contains(expected), "{expected}: {table}");
+    }
+    let listed = server.json(&["experiment", "list", "--env", "production", "--status", "created"]);
+    assert_eq!(names(&listed, "id"), [id.as_str()]);
+    assert!(
+        server.json(&["experiment", "list", "--env", "production", "--status", "running"])["items"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let table = server.table(&["experiment", "list", "--env", "production"]);
+    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("1, 2"), "{table}");
+
+    // Illegal transitions are refused with 409, naming the current status, and exit 1.
+    let stderr = server.fails(&["experiment", "pause", &id]);
+    assert!(stderr.starts_with("error: cannot pause an experiment that is created"), "{stderr}");
+    assert!(stderr.contains("code: illegal_transition (HTTP 409)") && stderr.contains("status: created"), "{stderr}");
+
+    let started = server.json(&["experiment", "start", &id]);
+    assert_eq!(started["experiment"]["status"], "running");
+    assert!(started["experiment"]["started_at"].is_string(), "{started}");
+    let stderr = server.fails(&["experiment", "start", &id]);
+    assert!(stderr.contains("illegal_transition (HTTP 409)") && stderr.contains("status: running"), "{stderr}");
+
+    // While it runs, resolve needs a targeting key, and splits users between the versions.
+    let stderr = server.fails(&["resolve", KEY, "--env", "production"]);
+    assert!(stderr.starts_with("error: pass --targeting-key KEY: an experiment runs"), "{stderr}");
+    assert!(stderr.contains("targeting_key_missing"), "{stderr}");
+    let mut control_user = None;
+    let mut treated_user = None;
+    let mut resolved_users = 0;
+    for n in 0..40 {
+        let user = format!("user-{n}");
+        let resolved = server.json(&["resolve", KEY, "--env", "production", "--targeting-key", &user]);
+        resolved_users += 1;
+        assert_eq!(resolved["experiment"], id.as_str(), "{resolved}");
+        match (resolved["variant"].as_str(), resolved["version"].as_i64(), resolved["value"].as_str()) {
+            (Some("control"), Some(1), Some("one")) => control_user = Some(user),
+            (Some("treatment-1"), Some(2), Some("two")) => treated_user = Some(user),
+            _ => panic!("not a variant of the experiment: {resolved}"),
+        }
+        if control_user.is_some() && treated_user.is_some() {
+            break;
+        }
+    }
+    let (control_user, treated_user) = (control_user.expect("a control user"), treated_user.expect("a treated user"));
+    // The same user always lands in the same variant.
+    let table = server.table(&["resolve", KEY, "--env", "production", "--targeting-key", &treated_user]);
+    assert!(table.lines().any(|l| l.starts_with("variant") && l.ends_with("treatment-1")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("experiment") && l.ends_with(&id)), "{table}");
+
+    // Events: one on the command line, more from a file; an unknown user is accepted, not counted.
+    let accepted = server.json(&["event", "send", "--metric", "checkout", "--targeting-key", &treated_user]);
+    assert_eq!(accepted, serde_json::json!({"received": 1, "attributed": 1}));
+    let file = server.data_dir.path().join("events.json");
+    let events = serde_json::json!([
+        {"metric": "revenue", "targeting_key": treated_user, "value": 12.5},
+        {"metric": "revenue", "targeting_key": control_user, "value": 10.0},
+    ]);
+    std::fs::write(&file, events.to_string()).expect("writing the events file");
+    let path = file.to_str().expect("a UTF-8 path");
+    assert_eq!(server.json(&["event", "send", "--file", path]), serde_json::json!({"received": 2, "attributed": 2}));
+    let table = server.table(&["event", "send", "--metric", "checkout", "--targeting-key", "nobody"]);
+    assert_eq!(table, "recorded 1 event, counted 0 times in experiments\n");
+    let stderr = exits_with(&server, 2, &["event", "send", "--metric", "checkout"]);
+    assert!(stderr.contains("--targeting-key"), "{stderr}");
+
+    let results = server.json(&["experiment", "results", &id]);
+    assert_eq!(results["status"], "running");
+    assert_eq!(results["exposures"], resolved_users, "{results}");
+    assert_eq!(results["sample_ratio"]["mismatch"], false, "{results}");
+    let metrics: Vec<_> = results["metrics"].as_array().expect("metrics").iter().map(|m| m["metric"].clone()).collect();
+    assert_eq!(metrics, ["checkout", "revenue"]);
+    let checkout = &results["metrics"][0]["variants"];
+    assert_eq!((checkout[0]["conversions"].as_u64(), checkout[1]["conversions"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(results["metrics"][1]["kind"], "mean");
+    let table = server.table(&["experiment", "results", &id]);
+    assert!(table.contains("sample ratio: ok"), "{table}");
+    assert!(table.contains("checkout (primary, conversion rate)"), "{table}");
+    assert!(table.contains("revenue (guardrail, mean per exposed user)"), "{table}");
+    let header = table.lines().find(|l| l.starts_with("VARIANT")).expect("a header");
+    for column in ["VERSION", "EXPOSURES", "CONVERSIONS", "RATE", "ABS LIFT [95% CI]", "REL LIFT", "P-VALUE"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let treatment = table.lines().find(|l| l.starts_with("treatment-1")).expect("a treatment row");
+    let exposed = checkout[1]["exposures"].as_u64().expect("exposures");
+    assert!(treatment.contains(&format!(" {exposed} ")), "{table}");
+
+    // Paused: everyone gets the control; resumed: the split again.
+    assert_eq!(server.json(&["experiment", "pause", &id])["experiment"]["status"], "paused");
+    let paused = server.json(&["resolve", KEY, "--env", "production", "--targeting-key", &treated_user]);
+    assert_eq!((paused["variant"].as_str(), paused["version"].as_i64()), (Some("control"), Some(1)));
+    let table = server.table(&["experiment", "resume", &id]);
+    assert_eq!(table, format!("resumed experiment {id} (welcome copy): now running\n"));
+
+    let edited = server.json(&["experiment", "edit", &id, "--name", "warmer welcome"]);
+    assert_eq!(
+        (edited["name"].as_str(), edited["hypothesis"].as_str()),
+        (Some("warmer welcome"), Some("a warmer greeting converts better"))
+    );
+    exits_with(&server, 2, &["experiment", "edit", &id]);
+
+    // The winner is pinned in the same step.
+    let completed = server.json(&["experiment", "complete", &id, "--winner", "2"]);
+    assert_eq!(completed["experiment"]["status"], "completed");
+    assert!(completed["experiment"]["ended_at"].is_string(), "{completed}");
+    assert_eq!(changes(&completed["pinned"]), [("production".to_owned(), Some(1), Some(2))]);
+    let resolved = server.json(&["resolve", KEY, "--env", "production", "--targeting-key", &control_user]);
+    assert_eq!((resolved["version"].as_i64(), resolved.get("experiment")), (Some(2), None));
+    assert_eq!(server.json(&["pins", KEY, "--env", "production"])["version"], 2);
+    let stderr = server.fails(&["experiment", "complete", &id]);
+    assert!(stderr.contains("illegal_transition (HTTP 409)") && stderr.contains("status: completed"), "{stderr}");
+    assert_eq!(server.json(&["experiment", "results", &id])["status"], "completed");
+
+    // Deleted: gone from lists, still readable by id.
+    let table = server.table(&["experiment", "delete", &id]);
+    assert!(table.starts_with(&format!("deleted experiment {id}")), "{table}");
+    assert!(server.json(&["experiment", "list", "--env", "production"])["items"].as_array().is_some_and(Vec::is_empty));
+    assert!(server.json(&["experiment", "show", &id])["deleted_at"].is_string());
+}
+
+#[test]
+fn completing_with_a_winner_prints_the_pin_change() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+    server.json(&["pin", KEY, "production", "1"]);
+    let created = server.json(&[
+        "experiment",
+        "create",
+        "--env",
+        "production",
+        "--artifact",
+        KEY,
+        "--name",
+        "three ways",
+        "--treatment",
+        "2",
+        "--treatment",
+        "3",
+        "--primary-metric",
+        "signup",
+    ]);
+    let id = created["id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["variants"].as_array().map(Vec::len), Some(3));
+    // One active experiment per (artifact, environment).
+    let stderr = server.fails(&[
+        "experiment",
+        "create",
+        "--env",
+        "production",
+        "--artifact",
+        KEY,
+        "--name",
+        "again",
+        "--treatment",
+        "2",
+        "--primary-metric",
+        "signup",
+    ]);
+    assert!(stderr.contains("(HTTP 409)"), "{stderr}");
+    let table = server.table(&["experiment", "start", &id]);
+    assert_eq!(table, format!("started experiment {id} (three ways): now running\n"));
+    let table = server.table(&["experiment", "results", &id]);
+    assert!(table.contains("sample ratio: not checked yet") && table.contains("no events"), "{table}");
+    let table = server.table(&["experiment", "complete", &id, "--winner", "3"]);
+    assert!(table.starts_with(&format!("completed experiment {id} (three ways): now completed\n")), "{table}");
+    assert!(table.contains("production") && table.contains("1 → 3"), "{table}");
+}

@@ -4,6 +4,8 @@
 pub mod artifact;
 pub mod audit;
 pub mod env;
+pub mod event;
+pub mod experiment;
 pub mod pin;
 pub mod resolve;
 pub mod token;
@@ -11,8 +13,10 @@ pub mod version;
 pub mod whoami;
 pub mod workspace;
 
+use std::io::Read;
 use std::path::Path;
 
+use anyhow::Context as _;
 use clap::CommandFactory;
 use cutover_client::Client;
 
@@ -60,6 +64,8 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Promote(args) => pin::promote(context, args).await,
         ClientCommand::Rollback(args) => pin::rollback(context, args).await,
         ClientCommand::Resolve(args) => resolve::run(context, args).await,
+        ClientCommand::Experiment(command) => experiment::run(context, command).await,
+        ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
     }
@@ -81,6 +87,16 @@ fn token(global: &GlobalArgs) -> anyhow::Result<String> {
         ))),
         Err(err) => Err(anyhow::Error::new(err).context(format!("reading {}", path.display()))),
     }
+}
+
+/// The text of the file at `path`, or of stdin when `path` is `-`.
+pub fn read_file(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {

@@ -1,15 +1,13 @@
 //! `cutover version`: publishing and reading the immutable versions of an artifact.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use cutover_api::{CreateVersion, SetEnvironments, Version};
 use cutover_client::PageQuery;
 use serde_json::Value;
 
-use super::{Context, pin};
+use super::{Context, pin, read_file};
 use crate::failure::{self, usage};
 use crate::output::{self, OutputFormat, or_dash};
 
@@ -169,15 +167,6 @@ async fn read_content(context: &Context, key: &str, source: ContentSource) -> an
     serde_json::from_str(&text).map_err(|err| {
         usage(format!("{} is not valid JSON ({err}), which a {} artifact needs", path.display(), artifact.value_type))
     })
-}
-
-fn read_file(path: &Path) -> anyhow::Result<String> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the content from stdin")?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// One version; `live_in` lists the environments it was just pinned to, if any.
