@@ -43,6 +43,14 @@ max_connections = 16
 # Resolve buffers them in memory: a crash loses at most this much of them.
 exposure_flush_ms = 1000
 
+# The engine (rollouts): how long a replica's lease on a rollout lasts without renewal (another
+# replica, or this one restarted, takes over a crashed replica's rollouts after it), how often
+# every rollout is looked at without being woken, and how long shutdown waits for running tasks
+# before stopping them.
+engine_lease_seconds = 15
+engine_tick_ms = 1000
+engine_shutdown_seconds = 10
+
 # Log filter (tracing EnvFilter syntax) and format ("text" or "json").
 #                                                             env CUTOVER_LOG, CUTOVER_LOG_FORMAT
 log = "info"
@@ -60,6 +68,9 @@ pub struct ServerConfig {
     pub max_environments: u32,
     pub max_connections: u32,
     pub exposure_flush_ms: u64,
+    pub engine_lease_seconds: u64,
+    pub engine_tick_ms: u64,
+    pub engine_shutdown_seconds: u64,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -82,6 +93,9 @@ impl Default for ServerConfig {
             max_environments: cutover_domain::limits::DEFAULT_MAX_ENVIRONMENTS,
             max_connections: 16,
             exposure_flush_ms: 1_000,
+            engine_lease_seconds: 15,
+            engine_tick_ms: 1_000,
+            engine_shutdown_seconds: 10,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -97,6 +111,16 @@ impl ServerConfig {
     /// The database to use: the configured url, or SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("cutover.db").display()))
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> crate::engine::EngineConfig {
+        use std::time::Duration;
+        crate::engine::EngineConfig {
+            lease: Duration::from_secs(self.engine_lease_seconds.max(1)),
+            tick: Duration::from_millis(self.engine_tick_ms.max(10)),
+            shutdown_deadline: Duration::from_secs(self.engine_shutdown_seconds),
+        }
     }
 
     pub fn owner_token_path(&self) -> PathBuf {
@@ -132,6 +156,9 @@ impl fmt::Debug for ServerConfig {
             .field("max_environments", &self.max_environments)
             .field("max_connections", &self.max_connections)
             .field("exposure_flush_ms", &self.exposure_flush_ms)
+            .field("engine_lease_seconds", &self.engine_lease_seconds)
+            .field("engine_tick_ms", &self.engine_tick_ms)
+            .field("engine_shutdown_seconds", &self.engine_shutdown_seconds)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .finish()

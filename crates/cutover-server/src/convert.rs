@@ -134,3 +134,66 @@ pub fn experiment(x: store::Experiment) -> api::Experiment {
         guardrail_metrics: x.guardrail_metrics,
     }
 }
+
+pub fn rollout(r: store::Rollout, operations: Option<Vec<store::RolloutOperation>>) -> api::Rollout {
+    let progress = operations.as_ref().map(|ops| {
+        let mut counts = std::collections::BTreeMap::new();
+        for op in ops {
+            *counts.entry(op.state.as_str().to_owned()).or_insert(0) += 1;
+        }
+        counts
+    });
+    api::Rollout {
+        state: r.state.as_str().to_owned(),
+        max_parallel: r.policy.max_parallel.get(),
+        on_failure: r.policy.on_failure.as_str().to_owned(),
+        failure_budget: r.policy.failure_budget.map(|b| b.get()),
+        progress,
+        created_at: r.created_at.to_rfc3339(),
+        updated_at: r.updated_at.to_rfc3339(),
+        ended_at: r.ended_at.map(|t| t.to_rfc3339()),
+        created_by: r.created_by.name,
+        operations: operations.map(|ops| ops.into_iter().map(rollout_operation).collect()),
+        id: r.id,
+        artifact: r.artifact,
+        environment: r.environment,
+        version: r.version,
+        steps: r.steps,
+        pinned_revision: r.pinned_revision,
+    }
+}
+
+pub fn rollout_detail(d: store::RolloutDetail) -> api::Rollout {
+    rollout(d.rollout, Some(d.operations))
+}
+
+fn rollout_operation(o: store::RolloutOperation) -> api::RolloutOperation {
+    api::RolloutOperation {
+        state: o.state.as_str().to_owned(),
+        on_failure: o.on_failure.as_str().to_owned(),
+        executor: o.executor.kind().to_owned(),
+        started_at: o.started_at.map(|t| t.to_rfc3339()),
+        ended_at: o.ended_at.map(|t| t.to_rfc3339()),
+        tasks: o.tasks.into_iter().map(rollout_task).collect(),
+        id: o.id,
+        target: o.target,
+        position: o.position,
+        wave: o.wave,
+        pause_released: o.pause_released,
+    }
+}
+
+pub fn rollout_task(t: store::RolloutTask) -> api::RolloutTask {
+    api::RolloutTask {
+        state: t.state.as_str().to_owned(),
+        log_bytes: t.log.len(),
+        started_at: t.started_at.map(|t| t.to_rfc3339()),
+        ended_at: t.ended_at.map(|t| t.to_rfc3339()),
+        id: t.id,
+        step: t.step,
+        attempts: t.attempts,
+        idempotency_key: t.idempotency_key,
+        exit_code: t.exit_code,
+        error: t.error,
+    }
+}

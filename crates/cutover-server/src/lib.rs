@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 mod convert;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub resolver: Arc<resolve::Resolver>,
     /// First exposures of users to experiment variants, buffered for the database.
     pub exposures: Arc<resolve::exposures::Exposures>,
+    /// Wakes the engine's reconcilers after a change they act on (a new rollout, a control).
+    pub engine_wake: Arc<tokio::sync::Notify>,
     /// Turns true when the server starts shutting down; long-lived streams end then.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -48,7 +51,8 @@ impl AppState {
         let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
         let metrics = Arc::new(metrics::Metrics::default());
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
-        Self { store, config: Arc::new(config), metrics, resolver, exposures, shutdown }
+        let engine_wake = Arc::new(tokio::sync::Notify::new());
+        Self { store, config: Arc::new(config), metrics, resolver, exposures, engine_wake, shutdown }
     }
 
     /// After a write that changes what resolve returns: rebuild this process's view before
@@ -58,6 +62,19 @@ impl AppState {
             tracing::error!(error = %e, workspace_id, "could not refresh the resolve view; the timer will retry");
         }
         resolve::notify::send(&self.store, resolve::notify::Notice::Resolve, workspace_id).await;
+    }
+
+    /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
+    pub fn start_engine(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        let on_change: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |workspace_id: String| {
+            let state = state.clone();
+            tokio::spawn(async move { state.changed(&workspace_id).await });
+        });
+        let config = self.config.engine();
+        let rollouts =
+            engine::rollouts::RolloutReconciler::new(self.store.clone(), config, self.engine_wake.clone(), on_change);
+        engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe())
     }
 
     /// After a token is created or revoked.

@@ -67,6 +67,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         std::time::Duration::from_millis(state.config.exposure_flush_ms.max(1)),
         state.shutdown.subscribe(),
     );
+    let engine = state.start_engine();
     let stopping = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -78,6 +79,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let _ = refresher.await;
     // After the drain: the last exposures resolve buffered are written before the store closes.
     let _ = flusher.await;
+    // Within the engine's shutdown deadline: running tasks finish or are stopped, leases released.
+    let _ = engine.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

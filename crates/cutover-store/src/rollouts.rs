@@ -526,15 +526,18 @@ impl Store {
 
     // ---- the engine's reads and writes ----
 
-    /// Ids of every rollout that is not terminal, oldest first: the engine's work list, read
-    /// through a partial index so that it costs the live rollouts, not the history.
+    /// Ids of every rollout that is not terminal, or still has operations being stopped: the
+    /// engine's work list, read through partial indexes so that it costs the live rollouts, not
+    /// the history.
     pub async fn live_rollouts(&self) -> Result<Vec<String>> {
         read!(self, |conn| {
             let rows: Vec<(String,)> = q!(
                 conn,
                 fetch_all,
                 sqlx::query_as(
-                    "SELECT id FROM rollouts WHERE state NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at"
+                    "SELECT id FROM rollouts WHERE state NOT IN ('completed', 'failed', 'cancelled')
+                     UNION
+                     SELECT DISTINCT rollout_id FROM rollout_operations WHERE state = 'stopping'"
                 )
             )?;
             Ok(rows.into_iter().map(|(id,)| id).collect())

@@ -9,6 +9,7 @@ pub mod experiments;
 pub mod health;
 pub mod pins;
 pub mod results;
+pub mod rollouts;
 pub mod tokens;
 pub mod versions;
 pub mod workspaces;
@@ -40,6 +41,7 @@ use crate::AppState;
         (name = "audit", description = "Who changed what"),
         (name = "pins", description = "Which version is live in each environment"),
         (name = "experiments", description = "Splitting an environment between versions"),
+        (name = "rollouts", description = "Applying a version to every deployment target of an environment"),
         (name = "resolve", description = "What is live, read fast, and the change stream"),
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
     )
@@ -94,6 +96,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(experiments::complete))
         .routes(routes!(results::results))
         .routes(routes!(events::post))
+        .routes(routes!(rollouts::create, rollouts::list))
+        .routes(routes!(rollouts::show))
+        .routes(routes!(rollouts::stop))
+        .routes(routes!(rollouts::resume))
+        .routes(routes!(rollouts::cancel))
+        .routes(routes!(rollouts::release))
+        .routes(routes!(rollouts::retry))
+        .routes(routes!(rollouts::complete_task))
+        .routes(routes!(rollouts::fail_task))
+        .routes(routes!(rollouts::task_log))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .routes(routes!(crate::resolve::ofrep::evaluate_flag))

@@ -10,6 +10,7 @@ mod health;
 mod measure;
 mod pins;
 mod resolve;
+mod rollouts;
 mod split;
 mod tokens;
 mod workspaces;
@@ -27,6 +28,7 @@ use tower::ServiceExt;
 /// A server on a test database, with the bootstrap owner token.
 pub struct TestApp {
     pub router: Router,
+    pub state: AppState,
     pub store: Store,
     pub owner: String,
 }
@@ -38,8 +40,9 @@ impl TestApp {
 
     pub async fn with_config(store: Store, config: ServerConfig) -> Self {
         let made = store.bootstrap(&WorkspaceName::parse("default").unwrap()).await.unwrap().unwrap();
-        let router = app(AppState::new(store.clone(), config));
-        Self { router, store, owner: made.secret.expose().to_owned() }
+        let state = AppState::new(store.clone(), config);
+        let router = app(state.clone());
+        Self { router, state, store, owner: made.secret.expose().to_owned() }
     }
 
     /// Sends a request; `body` is sent as JSON.

@@ -52,6 +52,9 @@ CREATE TABLE rollout_operations (
     updated_at        BIGINT NOT NULL,
     UNIQUE (rollout_id, position)
 );
+-- Operations still being stopped keep their rollout on the engine's list after it is terminal
+-- (a cancelled rollout's running tasks must still be stopped).
+CREATE INDEX rollout_operations_stopping ON rollout_operations (rollout_id) WHERE state = 'stopping';
 
 CREATE TABLE rollout_tasks (
     id              TEXT PRIMARY KEY,

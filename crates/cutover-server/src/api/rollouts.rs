@@ -1,0 +1,251 @@
+//! Rollouts: a version applied to every deployment target of an environment, driven by the
+//! engine. Protected environments and roles as for pins; every change audited.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTask};
+use cutover_domain::rollouts::{ExecutorSpec, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
+use cutover_domain::{Access, DomainError};
+use cutover_store::{NewRollout, PinAuthority};
+
+use super::{artifact_path, environment_path};
+use crate::AppState;
+use crate::auth::Auth;
+use crate::convert;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+
+fn authority(auth: &Auth) -> PinAuthority {
+    PinAuthority::from_principal(&auth.0)
+}
+
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only rollouts to this environment.
+    pub environment: Option<String>,
+    /// Only rollouts in this state.
+    pub state: Option<String>,
+    /// At most this many, newest first (1 to 200, default 50).
+    pub limit: Option<u32>,
+}
+
+/// Starts a rollout: one operation per deployment target of the environment, in the targets'
+/// order and in waves of `max_parallel`, each made of one task per step. The engine drives it;
+/// when every target completed, the environment's pin moves to the version.
+#[utoipa::path(
+    post, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
+    request_body = CreateRollout,
+    responses(
+        (status = 201, body = Rollout),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "artifact, environment or version not found", body = ErrorBody),
+        (status = 409, description = "the environment has no deployment targets", body = ErrorBody)
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<CreateRollout>,
+) -> ApiResult<(StatusCode, axum::Json<Rollout>)> {
+    auth.require(Access::Write)?;
+    let key = artifact_path(&body.artifact)?;
+    let environment = environment_path(&body.environment)?;
+    let executor: ExecutorSpec = serde_json::from_value(body.executor).map_err(|e| {
+        DomainError::invalid(
+            "executor",
+            format!("{e}: use {{\"type\": \"command\", \"program\": [...]}} or {{\"type\": \"manual\"}}"),
+        )
+    })?;
+    if matches!(executor, ExecutorSpec::Webhook { .. }) {
+        return Err(DomainError::invalid(
+            "executor",
+            "the webhook executor is not available yet: use command or manual",
+        )
+        .into());
+    }
+    let new = NewRollout {
+        artifact: key.into_string(),
+        environment: environment.as_str().to_owned(),
+        version: body.version,
+        policy: RolloutPolicy::parse(body.max_parallel, body.on_failure.as_deref(), body.failure_budget)?,
+        steps: parse_steps(body.steps)?,
+        executor,
+    };
+    let made = state.store.create_rollout(auth.workspace_id(), &auth.actor(), &authority(&auth), &new).await?;
+    state.engine_wake.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(convert::rollout_detail(made))))
+}
+
+/// The workspace's rollouts, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
+    params(ListQuery),
+    responses((status = 200, body = Page<Rollout>), (status = 400, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Page<Rollout>>> {
+    auth.require(Access::Read)?;
+    let environment = query.environment.as_deref().map(environment_path).transpose()?;
+    let rollout_state = query.state.as_deref().map(str::parse::<RolloutState>).transpose()?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(DomainError::invalid("limit", "must be between 1 and 200").into());
+    }
+    let rollouts = state
+        .store
+        .list_rollouts(auth.workspace_id(), environment.as_ref().map(|e| e.as_str()), rollout_state, limit)
+        .await?;
+    Ok(axum::Json(convert::all(rollouts, |r| convert::rollout(r, None))))
+}
+
+/// One rollout with its operations and their tasks.
+#[utoipa::path(
+    get, path = "/api/v1/rollouts/{id}", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "Rollout id")),
+    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody))
+)]
+pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
+    auth.require(Access::Read)?;
+    Ok(axum::Json(convert::rollout_detail(state.store.get_rollout(auth.workspace_id(), &id).await?)))
+}
+
+async fn control(state: &AppState, auth: &Auth, id: &str, control: RolloutControl) -> ApiResult<axum::Json<Rollout>> {
+    auth.require(Access::Write)?;
+    let after = state.store.rollout_control(auth.workspace_id(), &auth.actor(), &authority(auth), id, control).await?;
+    state.engine_wake.notify_one();
+    Ok(axum::Json(convert::rollout_detail(after)))
+}
+
+macro_rules! control_route {
+    ($name:ident, $control:expr, $path:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post, path = $path, tag = "rollouts", security(("token" = [])),
+            params(("id" = String, Path, description = "Rollout id")),
+            responses(
+                (status = 200, body = Rollout),
+                (status = 403, body = ErrorBody),
+                (status = 404, body = ErrorBody),
+                (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody)
+            )
+        )]
+        pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
+            control(&state, &auth, &id, $control).await
+        }
+    };
+}
+
+control_route!(
+    stop,
+    RolloutControl::Stop,
+    "/api/v1/rollouts/{id}/stop",
+    "Stops a rollout: nothing more starts (under every `on_failure`), running tasks are asked to stop; resumable."
+);
+control_route!(resume, RolloutControl::Resume, "/api/v1/rollouts/{id}/resume", "Resumes a stopped rollout.");
+control_route!(
+    cancel,
+    RolloutControl::Cancel,
+    "/api/v1/rollouts/{id}/cancel",
+    "Cancels a rollout: terminal; running tasks are asked to stop; the pin does not move."
+);
+control_route!(
+    release,
+    RolloutControl::Release,
+    "/api/v1/rollouts/{id}/release",
+    "Releases a rollout paused by a failure under `on_failure = pause`: the failure then counts as under `continue`."
+);
+control_route!(
+    retry,
+    RolloutControl::Retry,
+    "/api/v1/rollouts/{id}/retry",
+    "Retries the failed operations of a degraded or paused rollout: their failed tasks run again with the same idempotency keys."
+);
+
+async fn report(
+    state: &AppState,
+    auth: &Auth,
+    rollout: &str,
+    task: &str,
+    succeeded: bool,
+    body: ReportTask,
+) -> ApiResult<axum::Json<RolloutTask>> {
+    auth.require(Access::Write)?;
+    // The task must belong to this rollout of the workspace.
+    let detail = state.store.get_rollout(auth.workspace_id(), rollout).await?;
+    if !detail.operations.iter().flat_map(|o| &o.tasks).any(|t| t.id == task) {
+        return Err(ApiError::not_found(format!("task {task:?} not found")));
+    }
+    let message = body.message.unwrap_or_default();
+    let task = state
+        .store
+        .report_task(auth.workspace_id(), &auth.actor(), &authority(auth), task, succeeded, &message)
+        .await?;
+    state.engine_wake.notify_one();
+    Ok(axum::Json(convert::rollout_task(task)))
+}
+
+/// Completes a running `manual` task.
+#[utoipa::path(
+    post, path = "/api/v1/rollouts/{id}/tasks/{task}/complete", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
+    request_body = ReportTask,
+    responses(
+        (status = 200, body = RolloutTask),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the task is not running", body = ErrorBody)
+    )
+)]
+pub async fn complete_task(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, task)): Path<(String, String)>,
+    Json(body): Json<ReportTask>,
+) -> ApiResult<axum::Json<RolloutTask>> {
+    report(&state, &auth, &id, &task, true, body).await
+}
+
+/// Fails a running `manual` task.
+#[utoipa::path(
+    post, path = "/api/v1/rollouts/{id}/tasks/{task}/fail", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
+    request_body = ReportTask,
+    responses(
+        (status = 200, body = RolloutTask),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the task is not running", body = ErrorBody)
+    )
+)]
+pub async fn fail_task(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, task)): Path<(String, String)>,
+    Json(body): Json<ReportTask>,
+) -> ApiResult<axum::Json<RolloutTask>> {
+    report(&state, &auth, &id, &task, false, body).await
+}
+
+/// A task's kept output (at most 64 KiB: the head and the tail), as plain text.
+#[utoipa::path(
+    get, path = "/api/v1/rollouts/{id}/tasks/{task}/log", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody))
+)]
+pub async fn task_log(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, task)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    auth.require(Access::Read)?;
+    let detail = state.store.get_rollout(auth.workspace_id(), &id).await?;
+    let found = detail.operations.into_iter().flat_map(|o| o.tasks).find(|t| t.id == task);
+    let task = found.ok_or_else(|| ApiError::not_found(format!("task {task:?} not found")))?;
+    let plain = HeaderValue::from_static("text/plain; charset=utf-8");
+    Ok(([(header::CONTENT_TYPE, plain)], task.log).into_response())
+}

@@ -1,0 +1,196 @@
+//! Executors: what runs one task of a rollout.
+//!
+//! - `command`: runs a program (not through a shell) with the task described in its environment
+//!   and the version's content in a file; exit code 0 completes the task, anything else or the
+//!   timeout fails it. Output (stdout then stderr) is kept, bounded, in the task's log.
+//! - `manual`: nothing runs; a person reports the result through the API.
+//!
+//! Every run of a task carries the task's idempotency key, the same on every attempt, so that a
+//! program re-run after a crash can tell it has done the work already.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cutover_store::{MAX_TASK_LOG_BYTES, TaskOutcome};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+
+/// Everything a task run is told about its task.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub rollout_id: String,
+    pub task_id: String,
+    pub artifact: String,
+    pub environment: String,
+    pub target: String,
+    pub target_config: Map<String, Value>,
+    pub version: i64,
+    pub step: String,
+    pub idempotency_key: String,
+    pub attempt: u32,
+    pub value_type: String,
+    pub content: Value,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// It ran to a result (success, failure, or timeout).
+    Finished(TaskOutcome),
+    /// It was asked to stop and did; the task has no result.
+    Stopped { log: String },
+}
+
+/// The content as the program reads it: a string artifact's text as is, anything else as JSON.
+fn content_bytes(context: &TaskContext) -> Vec<u8> {
+    match &context.content {
+        Value::String(text) => text.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Keeps the first and the last bytes of a stream, at most [`MAX_TASK_LOG_BYTES`] in all.
+async fn capture(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
+    let half = MAX_TASK_LOG_BYTES / 2;
+    let (mut head, mut tail, mut dropped) = (Vec::new(), std::collections::VecDeque::new(), 0_usize);
+    let mut chunk = [0_u8; 8192];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &chunk[..n] {
+            if head.len() < half {
+                head.push(byte);
+            } else {
+                tail.push_back(byte);
+                if tail.len() > half {
+                    tail.pop_front();
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    if dropped > 0 {
+        head.extend_from_slice(format!("\n[… {dropped} bytes cut …]\n").as_bytes());
+    }
+    head.extend(tail);
+    head
+}
+
+/// Runs a `command` task. `stop` turning true kills the program and ends the run as stopped.
+pub async fn run_command(
+    program: &[String],
+    timeout: Duration,
+    context: &TaskContext,
+    mut stop: watch::Receiver<bool>,
+) -> RunEnd {
+    let failed = |error: String, log: String| {
+        RunEnd::Finished(TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log })
+    };
+    let Some((name, args)) = program.split_first() else {
+        return failed("the executor names no program".into(), String::new());
+    };
+    let file = match tempfile::Builder::new().prefix("cutover-content-").tempfile() {
+        Ok(file) => file,
+        Err(e) => return failed(format!("could not write the content file: {e}"), String::new()),
+    };
+    if let Err(e) = std::fs::write(file.path(), content_bytes(context)) {
+        return failed(format!("could not write the content file: {e}"), String::new());
+    }
+    let mut command = tokio::process::Command::new(name);
+    command
+        .args(args)
+        .env("CUTOVER_ROLLOUT_ID", &context.rollout_id)
+        .env("CUTOVER_TASK_ID", &context.task_id)
+        .env("CUTOVER_ARTIFACT", &context.artifact)
+        .env("CUTOVER_ENVIRONMENT", &context.environment)
+        .env("CUTOVER_TARGET", &context.target)
+        .env("CUTOVER_TARGET_CONFIG", Value::Object(context.target_config.clone()).to_string())
+        .env("CUTOVER_VERSION", context.version.to_string())
+        .env("CUTOVER_STEP", &context.step)
+        .env("CUTOVER_IDEMPOTENCY_KEY", &context.idempotency_key)
+        .env("CUTOVER_ATTEMPT", context.attempt.to_string())
+        .env("CUTOVER_VALUE_TYPE", &context.value_type)
+        .env("CUTOVER_CONTENT_FILE", file.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Its own process group: stopping the task kills everything it started, not only the program.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(format!("could not start {name:?}: {e}"), String::new()),
+    };
+    let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s)));
+    let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s)));
+    let log = |out: Vec<u8>, err: Vec<u8>| {
+        let mut log = String::from_utf8_lossy(&out).into_owned();
+        if !err.is_empty() {
+            if !log.is_empty() && !log.ends_with('\n') {
+                log.push('\n');
+            }
+            log.push_str(&String::from_utf8_lossy(&err));
+        }
+        cutover_store::bound_log(&log)
+    };
+    enum Ended {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        Stopped,
+    }
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status),
+        () = tokio::time::sleep(timeout) => Ended::TimedOut,
+        _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
+    };
+    if !matches!(ended, Ended::Exited(_)) {
+        kill_group(&child);
+        let _ = child.kill().await;
+    }
+    // Output left in the pipes is read; a grandchild holding them open is not waited for long.
+    let drain = |handle: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+        let Some(handle) = handle else { return Vec::new() };
+        let abort = handle.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(2), handle).await {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(_) => {
+                abort.abort();
+                b"[output still open after the program ended: not read]".to_vec()
+            }
+        }
+    };
+    let out = drain(stdout).await;
+    let err = drain(stderr).await;
+    let log = log(out, err);
+    match ended {
+        Ended::Exited(Ok(status)) if status.success() => {
+            RunEnd::Finished(TaskOutcome { succeeded: true, exit_code: status.code(), error: None, log })
+        }
+        Ended::Exited(Ok(status)) => RunEnd::Finished(TaskOutcome {
+            succeeded: false,
+            exit_code: status.code(),
+            error: Some(match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "killed by a signal".to_owned(),
+            }),
+            log,
+        }),
+        Ended::Exited(Err(e)) => failed(format!("could not wait for {name:?}: {e}"), log),
+        Ended::TimedOut => failed(format!("timed out after {} s", timeout.as_secs()), log),
+        Ended::Stopped => RunEnd::Stopped { log },
+    }
+}
+
+/// Kills the program's process group (it was started as its own group).
+fn kill_group(child: &tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}

@@ -1,0 +1,317 @@
+//! The rollout reconciler. For each live rollout whose lease this replica holds, one pass:
+//!
+//! 1. drive each running operation through its tasks in order: start the next task (a run under
+//!    the lease's token), take over a run orphaned by a crash once its deadline has passed, and
+//!    settle the operation when its last task completed or one failed;
+//! 2. settle operations being stopped once nothing of theirs runs;
+//! 3. re-read every operation row and write the rollout's derived state, compare-and-set (the
+//!    pin moves in the same transaction on completion);
+//! 4. start the operations the scheduler allows (waves, `max_parallel`).
+//!
+//! Task runs execute in this process; their results are written under the lease token, so a run
+//! that lost its lease cannot record over a newer one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cutover_domain::Timestamp;
+use cutover_domain::rollouts::{
+    ExecutorSpec, OperationState, RolloutRead, TaskState, derive_state, halted_operation_state, startable,
+};
+use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store};
+use tokio::sync::{Notify, watch};
+
+use super::executors::{RunEnd, TaskContext, run_command};
+use super::{EngineConfig, Reconciler};
+
+/// Extra time after a run's timeout before another replica may consider it dead.
+const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+
+struct LocalRun {
+    token: i64,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// Drives rollouts.
+pub struct RolloutReconciler {
+    store: Store,
+    /// This process, as lease owner: unique per start, so that a restarted replica waits for
+    /// its previous self's leases to expire like anyone else.
+    owner: String,
+    config: EngineConfig,
+    wake: Arc<Notify>,
+    /// Task runs executing in this process, by task id.
+    runs: Arc<Mutex<HashMap<String, LocalRun>>>,
+    /// Leases held, by rollout id: released when the rollout ends or at shutdown.
+    held: Mutex<HashMap<String, i64>>,
+    /// Called after a rollout's state changed: refreshes resolve when the pin moved.
+    on_change: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl RolloutReconciler {
+    pub fn new(
+        store: Store,
+        config: EngineConfig,
+        wake: Arc<Notify>,
+        on_change: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Self {
+        Self {
+            store,
+            owner: format!("replica-{}", uuid::Uuid::now_v7()),
+            config,
+            wake,
+            runs: Arc::default(),
+            held: Mutex::default(),
+            on_change,
+        }
+    }
+
+    fn lease_name(id: &str) -> String {
+        format!("rollout:{id}")
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalRun>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn runs_here(&self, task: &RolloutTask, token: i64) -> bool {
+        self.runs().get(&task.id).is_some_and(|run| run.token == token && !run.handle.is_finished())
+    }
+
+    async fn reconcile_rollout(&self, id: &str) -> anyhow::Result<()> {
+        let Some(token) = self.store.acquire_lease(&Self::lease_name(id), &self.owner, self.config.lease).await? else {
+            self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+            return Ok(());
+        };
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), token);
+        let detail = self.store.rollout_for_engine(id).await?;
+        let rollout_state = detail.rollout.state;
+        for operation in &detail.operations {
+            match operation.state {
+                OperationState::Running | OperationState::RunningDegraded => {
+                    self.drive(&detail, operation, token).await?;
+                }
+                OperationState::Stopping => self.settle_stopping(operation, rollout_state, token).await?,
+                _ => {}
+            }
+        }
+
+        // The rollout's state from every operation row, read again after the changes above.
+        let detail = self.store.rollout_for_engine(id).await?;
+        let rows: Vec<_> = detail.operations.iter().map(RolloutOperation::row).collect();
+        let read = RolloutRead {
+            stored: detail.rollout.state,
+            expected_operations: detail.rollout.operation_count,
+            operations: &rows,
+            failure_budget: detail.rollout.policy.failure_budget,
+        };
+        let mut state = detail.rollout.state;
+        if let Some(to) = derive_state(&read).change_from(state) {
+            if self.store.advance_rollout(id, state, to).await? {
+                tracing::info!(rollout = id, from = %state, to = %to, "rollout state");
+                (self.on_change)(detail.rollout.workspace_id.clone());
+                state = to;
+            } else {
+                // Someone else moved it (a person's control): the next pass re-reads.
+                self.wake.notify_one();
+                return Ok(());
+            }
+        }
+        if state.is_terminal() {
+            self.stop_local_runs(&detail);
+            self.store.release_lease(&Self::lease_name(id), &self.owner).await?;
+            self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+            return Ok(());
+        }
+        let read = RolloutRead { stored: state, ..read };
+        let mut started = false;
+        for index in startable(&read, detail.rollout.policy.max_parallel) {
+            let operation = &detail.operations[index];
+            started |= self.store.advance_operation(&operation.id, operation.state, OperationState::Running).await?;
+        }
+        if started {
+            // Their first tasks start on the next pass, at once.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves one running operation along its tasks.
+    async fn drive(&self, detail: &RolloutDetail, operation: &RolloutOperation, token: i64) -> anyhow::Result<()> {
+        let Some(task) = operation.tasks.iter().find(|t| t.state != TaskState::Completed) else {
+            if self.store.advance_operation(&operation.id, operation.state, OperationState::Completed).await? {
+                self.wake.notify_one();
+            }
+            return Ok(());
+        };
+        match task.state {
+            TaskState::Failed | TaskState::Cancelled => {
+                if self.store.advance_operation(&operation.id, operation.state, OperationState::Failed).await? {
+                    self.wake.notify_one();
+                }
+            }
+            TaskState::Pending | TaskState::Stopped => self.start(detail, operation, task, token).await?,
+            TaskState::Running => {
+                let manual = matches!(operation.executor, ExecutorSpec::Manual {});
+                if !manual && !self.runs_here(task, token) {
+                    // Orphaned by a crash or a lost lease: the store lets it start again only once
+                    // the old run's deadline has passed, so it never runs twice at once.
+                    self.start(detail, operation, task, token).await?;
+                }
+            }
+            TaskState::Completed => {}
+        }
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        detail: &RolloutDetail,
+        operation: &RolloutOperation,
+        task: &RolloutTask,
+        token: i64,
+    ) -> anyhow::Result<()> {
+        let timeout = operation.executor.timeout_seconds().map(|s| Duration::from_secs(u64::from(s)));
+        let deadline = timeout.map(|t| {
+            let micros = i64::try_from((t + DEADLINE_GRACE).as_micros()).unwrap_or(i64::MAX);
+            Timestamp::from_micros(Timestamp::now().as_micros().saturating_add(micros))
+        });
+        let Some(task) = self.store.start_task(&task.id, token, deadline).await? else { return Ok(()) };
+        let (program, timeout) = match (&operation.executor, timeout) {
+            (ExecutorSpec::Command { program, .. }, Some(timeout)) => (program.clone(), timeout),
+            // Manual: the task waits for a person. Webhook: refused at creation until it lands.
+            _ => return Ok(()),
+        };
+        let rollout = &detail.rollout;
+        let version = self.store.get_version(&rollout.workspace_id, &rollout.artifact, rollout.version).await?;
+        let value_type = self
+            .store
+            .artifact_types(&rollout.workspace_id)
+            .await?
+            .into_iter()
+            .find(|(key, _)| *key == rollout.artifact)
+            .map_or_else(|| "json".to_owned(), |(_, t)| t.as_str().to_owned());
+        let context = TaskContext {
+            rollout_id: rollout.id.clone(),
+            task_id: task.id.clone(),
+            artifact: rollout.artifact.clone(),
+            environment: rollout.environment.clone(),
+            target: operation.target.clone(),
+            target_config: operation.target_config.clone(),
+            version: rollout.version,
+            step: task.step.clone(),
+            idempotency_key: task.idempotency_key.clone(),
+            attempt: task.attempts,
+            value_type,
+            content: version.content.value().clone(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let (store, wake, task_id) = (self.store.clone(), self.wake.clone(), task.id.clone());
+        let handle = tokio::spawn(async move {
+            let end = run_command(&program, timeout, &context, stopped).await;
+            let written = match &end {
+                RunEnd::Finished(outcome) => store.finish_task(&task_id, token, outcome).await,
+                RunEnd::Stopped { .. } => store.stop_task(&task_id, Some(token), TaskState::Stopped).await,
+            };
+            match written {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(task = task_id, "a newer run owns this task; result not recorded"),
+                Err(e) => tracing::error!(task = task_id, error = %e, "could not record a task's result"),
+            }
+            wake.notify_one();
+        });
+        tracing::info!(task = %task.id, target = %operation.target, step = %task.step, attempt = task.attempts, "task started");
+        self.runs().insert(task.id.clone(), LocalRun { token, stop, handle });
+        Ok(())
+    }
+
+    /// An operation being stopped: its runs here are asked to stop; once none runs, it settles.
+    async fn settle_stopping(
+        &self,
+        operation: &RolloutOperation,
+        rollout: cutover_domain::rollouts::RolloutState,
+        token: i64,
+    ) -> anyhow::Result<()> {
+        let mut running = false;
+        for task in operation.tasks.iter().filter(|t| t.state == TaskState::Running) {
+            if self.runs_here(task, token) {
+                if let Some(run) = self.runs().get(&task.id) {
+                    run.stop.send_replace(true);
+                }
+                running = true;
+            } else if matches!(operation.executor, ExecutorSpec::Manual {})
+                || task.run_deadline.is_none_or(|d| d < Timestamp::now())
+            {
+                // Nothing executes it any more: a manual task, or a run past its deadline.
+                self.store.stop_task(&task.id, None, TaskState::Stopped).await?;
+            } else {
+                running = true;
+            }
+        }
+        if !running {
+            let to = halted_operation_state(rollout);
+            if self.store.advance_operation(&operation.id, OperationState::Stopping, to).await? {
+                self.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_local_runs(&self, detail: &RolloutDetail) {
+        let runs = self.runs();
+        for task in detail.operations.iter().flat_map(|o| &o.tasks) {
+            if let Some(run) = runs.get(&task.id) {
+                run.stop.send_replace(true);
+            }
+        }
+    }
+}
+
+impl Reconciler for RolloutReconciler {
+    fn name(&self) -> &'static str {
+        "rollouts"
+    }
+
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        self.runs().retain(|_, run| !run.handle.is_finished());
+        for id in self.store.live_rollouts().await? {
+            if let Err(e) = self.reconcile_rollout(&id).await {
+                tracing::warn!(rollout = id, error = %e, "could not reconcile a rollout; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Duration) {
+        // Runs finish on their own within the deadline; the rest are stopped (their tasks go back
+        // to `stopped`, to run again with the same idempotency key wherever the rollout continues).
+        let handles: Vec<_> = {
+            let mut runs = self.runs();
+            runs.drain().map(|(_, run)| (run.stop, run.handle)).collect()
+        };
+        let wait = async {
+            for (_, handle) in &handles {
+                while !handle.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            for (stop, _) in &handles {
+                stop.send_replace(true);
+            }
+        }
+        for (_, handle) in handles {
+            let _ = handle.await;
+        }
+        let held: Vec<String> =
+            self.held.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(id, _)| id).collect();
+        for id in held {
+            if let Err(e) = self.store.release_lease(&Self::lease_name(&id), &self.owner).await {
+                tracing::warn!(rollout = id, error = %e, "could not release a lease; it expires on its own");
+            }
+        }
+    }
+}
