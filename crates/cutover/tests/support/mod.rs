@@ -24,6 +24,11 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts a server; `database_url` None means SQLite in `data_dir`.
     pub fn start(data_dir: &Path, database_url: Option<&str>) -> Self {
+        Self::start_with(data_dir, database_url, None)
+    }
+
+    /// Starts a server with a configuration file.
+    pub fn start_with(data_dir: &Path, database_url: Option<&str>, config: Option<&Path>) -> Self {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
         command
@@ -35,6 +40,9 @@ impl Server {
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         let child = command.spawn().expect("start cutover serve");
         let server = Self { child, base: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_owned() };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -45,6 +53,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("cutover serve did not answer /healthz within 30 s");
+    }
+
+    /// SIGKILL: no shutdown, no flush, no lease released.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
