@@ -12,10 +12,11 @@ mod path;
 use std::time::Duration;
 
 use cutover_api::{
-    Artifact, AuditEvent, CompleteExperiment, CreateArtifact, CreateEnvironment, CreateExperiment, CreateToken,
-    CreateVersion, CreateWorkspace, Environment, EventsAccepted, Experiment, ExperimentActionResult, ExperimentResults,
-    Health, Page, Pin, PinWrite, PostEvents, Promote, Promoted, Resolved, SetEnvironments, SetPin, Token, TokenCreated,
-    UpdateArtifact, UpdateEnvironment, UpdateExperiment, Version, WhoAmI, Workspace, WorkspaceCreated,
+    Artifact, AuditEvent, CompleteExperiment, CreateArtifact, CreateEnvironment, CreateExperiment, CreateRollout,
+    CreateToken, CreateVersion, CreateWorkspace, Environment, EventsAccepted, Experiment, ExperimentActionResult,
+    ExperimentResults, Health, Page, Pin, PinWrite, PostEvents, Promote, Promoted, ReportTask, Resolved, Rollout,
+    RolloutTask, SetEnvironments, SetPin, Token, TokenCreated, UpdateArtifact, UpdateEnvironment, UpdateExperiment,
+    Version, WhoAmI, Workspace, WorkspaceCreated,
 };
 use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, Url};
@@ -74,6 +75,17 @@ struct ResolveQuery<'a> {
 struct StatusQuery<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
+}
+
+/// `?environment=&state=&limit=` of `GET /api/v1/rollouts`.
+#[derive(Serialize)]
+struct RolloutQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
 }
 
 /// A connection to one Cutover server, authenticated by at most one token.
@@ -377,6 +389,87 @@ impl Client {
         self.send(self.request(Method::POST, "/api/v1/events").json(body)).await
     }
 
+    /// `POST /api/v1/rollouts`: one operation per deployment target of the environment, which
+    /// the server's engine then drives; a 409 refusal when the environment has no targets.
+    pub async fn create_rollout(&self, body: &CreateRollout) -> Result<Rollout, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/rollouts").json(body)).await
+    }
+
+    /// `GET /api/v1/rollouts?environment=&state=&limit=`: newest first, without operations;
+    /// `state` is one of the rollout states, `limit` 1 to 200 (the server's default: 50).
+    pub async fn list_rollouts(
+        &self,
+        environment: Option<&str>,
+        state: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Rollout>, ClientError> {
+        let query = RolloutQuery { environment, state, limit };
+        self.send(self.request(Method::GET, "/api/v1/rollouts").query(&query)).await
+    }
+
+    /// `GET /api/v1/rollouts/{id}`: with its operations, their tasks, and `progress`.
+    pub async fn get_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.send(self.request(Method::GET, &rollout_path(id)?)).await
+    }
+
+    /// `POST /api/v1/rollouts/{id}/stop`: nothing more starts; running tasks are asked to stop.
+    /// Every control answers 409 `conflict` (the current state in `details.state`)
+    /// when the rollout's state does not allow it.
+    pub async fn stop_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.rollout_control(id, "stop").await
+    }
+
+    /// `POST /api/v1/rollouts/{id}/resume`: a stopped rollout runs again.
+    pub async fn resume_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.rollout_control(id, "resume").await
+    }
+
+    /// `POST /api/v1/rollouts/{id}/cancel`: terminal; the pin does not move.
+    pub async fn cancel_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.rollout_control(id, "cancel").await
+    }
+
+    /// `POST /api/v1/rollouts/{id}/release`: a paused rollout's failures count as under
+    /// `continue` from now on.
+    pub async fn release_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.rollout_control(id, "release").await
+    }
+
+    /// `POST /api/v1/rollouts/{id}/retry`: failed operations of a degraded or paused rollout run
+    /// again.
+    pub async fn retry_rollout(&self, id: &str) -> Result<Rollout, ClientError> {
+        self.rollout_control(id, "retry").await
+    }
+
+    /// `POST /api/v1/rollouts/{rollout}/tasks/{task}/complete`: a running `manual` task succeeded;
+    /// `message` goes into its log.
+    pub async fn complete_task(
+        &self,
+        rollout: &str,
+        task: &str,
+        message: Option<&str>,
+    ) -> Result<RolloutTask, ClientError> {
+        self.report_task(rollout, task, "complete", message).await
+    }
+
+    /// `POST /api/v1/rollouts/{rollout}/tasks/{task}/fail`: a running `manual` task failed;
+    /// `message` goes into its log and becomes its error.
+    pub async fn fail_task(
+        &self,
+        rollout: &str,
+        task: &str,
+        message: Option<&str>,
+    ) -> Result<RolloutTask, ClientError> {
+        self.report_task(rollout, task, "fail", message).await
+    }
+
+    /// `GET /api/v1/rollouts/{rollout}/tasks/{task}/log`: the task's kept output, as text.
+    pub async fn task_log(&self, rollout: &str, task: &str) -> Result<String, ClientError> {
+        let path = format!("{}/log", task_path(rollout, task)?);
+        let response = self.execute(self.request(Method::GET, &path)).await?;
+        response.text().await.map_err(|err| ClientError::transport(&self.base, &err))
+    }
+
     /// `GET /api/v1/tokens`: the workspace's tokens, revoked ones included.
     pub async fn list_tokens(&self) -> Result<Page<Token>, ClientError> {
         self.send(self.request(Method::GET, "/api/v1/tokens")).await
@@ -410,6 +503,22 @@ impl Client {
             None => request,
         })
         .await
+    }
+
+    async fn rollout_control(&self, id: &str, control: &str) -> Result<Rollout, ClientError> {
+        self.send(self.request(Method::POST, &format!("{}/{control}", rollout_path(id)?))).await
+    }
+
+    async fn report_task(
+        &self,
+        rollout: &str,
+        task: &str,
+        outcome: &str,
+        message: Option<&str>,
+    ) -> Result<RolloutTask, ClientError> {
+        let path = format!("{}/{outcome}", task_path(rollout, task)?);
+        let body = ReportTask { message: message.map(str::to_owned) };
+        self.send(self.request(Method::POST, &path).json(&body)).await
     }
 
     /// `path` starts with `/`; its variable segments are already encoded by [`segment`].
@@ -453,6 +562,16 @@ fn pin_path(key: &str, environment: &str) -> Result<String, ClientError> {
 /// `/api/v1/experiments/{id}`, encoded.
 fn experiment_path(id: &str) -> Result<String, ClientError> {
     Ok(format!("/api/v1/experiments/{}", segment(id)?))
+}
+
+/// `/api/v1/rollouts/{id}`, encoded.
+fn rollout_path(id: &str) -> Result<String, ClientError> {
+    Ok(format!("/api/v1/rollouts/{}", segment(id)?))
+}
+
+/// `/api/v1/rollouts/{rollout}/tasks/{task}`, both encoded.
+fn task_path(rollout: &str, task: &str) -> Result<String, ClientError> {
+    Ok(format!("{}/tasks/{}", rollout_path(rollout)?, segment(task)?))
 }
 
 fn with_if_match(request: RequestBuilder, if_match: Option<i64>) -> RequestBuilder {

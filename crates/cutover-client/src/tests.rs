@@ -1,8 +1,8 @@
 //! Unit tests, and calls against a one-shot HTTP responder that records the request it got.
 
 use cutover_api::{
-    CreateExperiment, CreateVersion, MetricEventIn, PostEvents, Promote, SetEnvironments, SetPin, UpdateEnvironment,
-    UpdateExperiment,
+    CreateExperiment, CreateRollout, CreateVersion, MetricEventIn, PostEvents, Promote, SetEnvironments, SetPin,
+    UpdateEnvironment, UpdateExperiment,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -57,6 +57,11 @@ const PIN_WRITE_JSON: &str =
     r#"{"revision":8,"changes":[{"artifact":"prompts/welcome","environment":"prod","from":3,"to":4}]}"#;
 
 const EXPERIMENT_JSON: &str = r#"{"id":"x1","artifact":"prompts/welcome","environment":"prod eu","name":"copy","hypothesis":"","variants":[{"version":1,"weight":0.5},{"version":2,"weight":0.5}],"coverage":1.0,"seed":"s","primary_metric":"checkout","guardrail_metrics":[],"status":"running","created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","started_at":"2025-01-01T00:00:00Z"}"#;
+
+const ROLLOUT_JSON: &str = r#"{"id":"r1","artifact":"prompts/welcome","environment":"prod","version":2,"state":"running","max_parallel":2,"on_failure":"halt","steps":["apply"],"progress":{"running":1},"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","created_by":"owner","operations":[{"id":"o1","target":"t-0","position":0,"wave":0,"state":"running","on_failure":"halt","pause_released":false,"executor":"manual","tasks":[TASK]}]}"#;
+
+const TASK_JSON: &str =
+    r#"{"id":"k1","step":"apply","state":"running","attempts":1,"idempotency_key":"i","log_bytes":0}"#;
 
 /// The request's body: what follows the blank line after the head.
 fn body_of(request: &str) -> &str {
@@ -483,4 +488,94 @@ async fn events_are_posted_as_one_batch() {
         body_of(&request),
         r#"{"events":[{"metric":"checkout","targeting_key":"user-1"},{"metric":"checkout","targeting_key":"user-1","value":9.5}]}"#
     );
+}
+
+#[tokio::test]
+async fn a_rollout_is_created_with_its_executor_and_read_with_its_operations() {
+    let rollout = ROLLOUT_JSON.replace("TASK", TASK_JSON);
+    let (url, request) = respond_once("201 Created", rollout.clone()).await;
+    let body = CreateRollout {
+        artifact: "prompts/welcome".into(),
+        environment: "prod".into(),
+        version: 2,
+        max_parallel: Some(2),
+        executor: json!({"type": "manual"}),
+        ..CreateRollout::default()
+    };
+    let made = Client::new(&url, None).unwrap().create_rollout(&body).await.unwrap();
+    let operations = made.operations.unwrap();
+    assert_eq!((operations[0].target.as_str(), operations[0].tasks[0].id.as_str()), ("t-0", "k1"));
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/rollouts HTTP/1.1"), "{request}");
+    assert_eq!(
+        body_of(&request),
+        r#"{"artifact":"prompts/welcome","environment":"prod","version":2,"max_parallel":2,"on_failure":null,"failure_budget":null,"steps":null,"executor":{"type":"manual"}}"#
+    );
+
+    let (url, request) = respond_once("200 OK", rollout).await;
+    Client::new(&url, None).unwrap().get_rollout("r/1").await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/rollouts/r%2F1 HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn rollouts_are_listed_with_optional_filters() {
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    let client = Client::new(&url, None).unwrap();
+    client.list_rollouts(Some("prod eu"), Some("running"), Some(5)).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("GET /api/v1/rollouts?environment=prod+eu&state=running&limit=5 "), "{request}");
+
+    let (url, request) = respond_once("200 OK", r#"{"items":[]}"#).await;
+    Client::new(&url, None).unwrap().list_rollouts(None, None, None).await.unwrap();
+    assert!(request.await.unwrap().starts_with("GET /api/v1/rollouts HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn rollout_controls_post_to_their_routes_without_a_body() {
+    let rollout = ROLLOUT_JSON.replace("TASK", TASK_JSON);
+    for control in ["stop", "resume", "cancel", "release", "retry"] {
+        let (url, request) = respond_once("200 OK", rollout.clone()).await;
+        let client = Client::new(&url, None).unwrap();
+        let answer = match control {
+            "stop" => client.stop_rollout("r1").await,
+            "resume" => client.resume_rollout("r1").await,
+            "cancel" => client.cancel_rollout("r1").await,
+            "release" => client.release_rollout("r1").await,
+            _ => client.retry_rollout("r1").await,
+        };
+        assert_eq!(answer.unwrap().state, "running");
+        let request = request.await.unwrap();
+        assert!(request.starts_with(&format!("POST /api/v1/rollouts/r1/{control} HTTP/1.1")), "{request}");
+        assert_eq!(body_of(&request), "");
+    }
+
+    let (url, _request) = respond_once(
+        "409 Conflict",
+        r#"{"error":{"code":"conflict","message":"cannot stop a rollout that is completed","details":{"state":"completed"}}}"#,
+    )
+    .await;
+    let err = Client::new(&url, None).unwrap().stop_rollout("r1").await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    assert_eq!(err.to_string(), "cannot stop a rollout that is completed");
+}
+
+#[tokio::test]
+async fn manual_tasks_are_reported_with_a_message_and_logs_read_as_text() {
+    let (url, request) = respond_once("200 OK", TASK_JSON).await;
+    let task = Client::new(&url, None).unwrap().complete_task("r1", "k/1", Some("looks good")).await.unwrap();
+    assert_eq!(task.step, "apply");
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/rollouts/r1/tasks/k%2F1/complete "), "{request}");
+    assert_eq!(body_of(&request), r#"{"message":"looks good"}"#);
+
+    let (url, request) = respond_once("200 OK", TASK_JSON).await;
+    Client::new(&url, None).unwrap().fail_task("r1", "k1", None).await.unwrap();
+    let request = request.await.unwrap();
+    assert!(request.starts_with("POST /api/v1/rollouts/r1/tasks/k1/fail "), "{request}");
+    assert_eq!(body_of(&request), r#"{"message":null}"#);
+
+    let (url, request) = respond_once("200 OK", "applied\nnot json").await;
+    let log = Client::new(&url, None).unwrap().task_log("r1", "k1").await.unwrap();
+    assert_eq!(log, "applied\nnot json");
+    assert!(request.await.unwrap().starts_with("GET /api/v1/rollouts/r1/tasks/k1/log HTTP/1.1"));
 }

@@ -13,6 +13,7 @@ use crate::commands::event::EventCommand;
 use crate::commands::experiment::ExperimentCommand;
 use crate::commands::pin::{HistoryArgs, PinArgs, PinsArgs, PromoteArgs, RollbackArgs, UnpinArgs};
 use crate::commands::resolve::ResolveArgs;
+use crate::commands::rollout::RolloutCommand;
 use crate::commands::token::TokenCommand;
 use crate::commands::version::VersionCommand;
 use crate::commands::workspace::WorkspaceCommand;
@@ -107,6 +108,9 @@ pub enum ClientCommand {
     /// Experiments: an environment's traffic split between versions of an artifact, measured.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Rollouts: a version applied to every deployment target of an environment, in waves.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Metric events (conversions, values) that experiments count.
     #[command(subcommand)]
     Event(EventCommand),

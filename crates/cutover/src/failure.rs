@@ -15,6 +15,8 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// No answer from the server.
 const EXIT_UNREACHABLE: u8 = 3;
+/// A rollout being watched stopped or paused: nothing happens until a person decides.
+const EXIT_WAITING: u8 = 4;
 
 /// A mistake in how the command was invoked, found before asking the server.
 #[derive(Debug)]
@@ -27,6 +29,18 @@ impl fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// A watched rollout waits for a person (it is `stopped` or `paused`): not done, not failed.
+#[derive(Debug)]
+pub struct WaitingError(pub String);
+
+impl fmt::Display for WaitingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WaitingError {}
 
 /// Shorthand for returning a [`UsageError`].
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -52,9 +66,12 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 fn describe(err: &anyhow::Error) -> (String, u8) {
     let mut text = format!("error: {err:#}\n");
     let Some(client_error) = err.downcast_ref::<ClientError>() else {
-        let code = match err.downcast_ref::<UsageError>() {
-            Some(_) => EXIT_USAGE,
-            None => EXIT_FAILURE,
+        let code = if err.is::<UsageError>() {
+            EXIT_USAGE
+        } else if err.is::<WaitingError>() {
+            EXIT_WAITING
+        } else {
+            EXIT_FAILURE
         };
         return (text, code);
     };
@@ -111,7 +128,10 @@ mod tests {
 
     use cutover_client::ClientError;
 
-    use super::{EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, describe, describe_details, explain, usage};
+    use super::{
+        EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_WAITING, WaitingError, describe, describe_details, explain,
+        usage,
+    };
 
     #[test]
     fn a_refusal_shows_the_message_code_and_details_and_exits_1() {
@@ -138,6 +158,7 @@ mod tests {
         assert_eq!(describe(&unreachable).1, EXIT_UNREACHABLE);
         assert_eq!(describe(&usage("no token")).1, EXIT_USAGE);
         assert_eq!(describe(&anyhow::anyhow!("disk full")).1, EXIT_FAILURE);
+        assert_eq!(describe(&WaitingError("rollout r1 is paused".into()).into()).1, EXIT_WAITING);
     }
 
     #[test]

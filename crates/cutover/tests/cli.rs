@@ -62,11 +62,20 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// A server reading `config` (TOML, possibly empty) as its configuration file.
+    fn start_with_config(config: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("a data directory");
         let port = free_port();
+        let config_file = data_dir.path().join("cutover.toml");
+        std::fs::write(&config_file, config).expect("writing the configuration file");
         let log = |name: &str| File::create(data_dir.path().join(name)).expect("a log file");
         let child = cutover_command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&config_file)
+            .arg("--data-dir")
             .arg(data_dir.path())
             .stdout(log("server.stdout"))
             .stderr(log("server.stderr"))
@@ -874,4 +883,180 @@ fn completing_with_a_winner_prints_the_pin_change() {
     let table = server.table(&["experiment", "complete", &id, "--winner", "3"]);
     assert!(table.starts_with(&format!("completed experiment {id} (three ways): now completed\n")), "{table}");
     assert!(table.contains("production") && table.contains("1 → 3"), "{table}");
+}
+
+/// A server whose engine looks at rollouts every 50 ms instead of every second; `production` has
+/// targets t-0, t-1, t-2; `greeting` has versions 1 and 2, and 1 is pinned in `production`.
+fn rollout_setup() -> Server {
+    let server = Server::start_with_config("engine_tick_ms = 50\n");
+    server.json(&["env", "create", "production", "--target", "t-0", "--target", "t-1", "--target", "t-2"]);
+    server.json(&["artifact", "create", "greeting", "--type", "string"]);
+    for text in ["hello", "hello again"] {
+        server.json(&["version", "create", "greeting", "--text", text]);
+    }
+    server.json(&["pin", "greeting", "production", "1"]);
+    server
+}
+
+/// Reads the rollout until `done` holds (at most 30 s).
+fn wait_for_rollout(server: &Server, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rollout = server.json(&["rollout", "show", id]);
+        if done(&rollout) {
+            return rollout;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {rollout:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn live_version(server: &Server) -> Option<i64> {
+    server.json(&["resolve", "greeting", "--env", "production"])["version"].as_i64()
+}
+
+#[test]
+fn a_command_rollout_runs_in_waves_is_watched_to_completion_and_moves_the_pin() {
+    let server = rollout_setup();
+    let start = [
+        "rollout",
+        "start",
+        "--artifact",
+        "greeting",
+        "--env",
+        "production",
+        "--version",
+        "2",
+        "--max-parallel",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo applied to $CUTOVER_TARGET; exit 0",
+    ];
+    let made = server.json(&start);
+    let id = made["id"].as_str().expect("an id").to_owned();
+    assert_eq!((made["max_parallel"].as_u64(), made["on_failure"].as_str()), (Some(2), Some("halt")));
+    let operations = made["operations"].as_array().expect("operations");
+    let waves: Vec<_> = operations.iter().map(|o| (o["target"].as_str(), o["wave"].as_u64())).collect();
+    assert_eq!(waves, [(Some("t-0"), Some(0)), (Some("t-1"), Some(0)), (Some("t-2"), Some(1))]);
+
+    // Not a terminal here: plain lines, one per change, ending with the rollout's state; exit 0.
+    let watched = server.table(&["rollout", "watch", &id]);
+    let lines: Vec<_> = watched.lines().collect();
+    assert_eq!(lines.last(), Some(&"rollout completed"), "{watched}");
+    for target in ["t-0", "t-1", "t-2"] {
+        assert!(lines.contains(&format!("{target} completed").as_str()), "{watched}");
+    }
+    for line in &lines {
+        let plain = line.starts_with("rollout ") || ["t-0 ", "t-1 ", "t-2 "].iter().any(|t| line.starts_with(t));
+        assert!(plain && !line.contains('\u{1b}'), "not a plain progress line: {line:?}\n{watched}");
+    }
+    assert!(lines.windows(2).all(|pair| pair[0] != pair[1]), "a line repeated: {watched}");
+    // The same watch with --output json prints the rollout as it ended, alone.
+    assert_eq!(server.json(&["rollout", "watch", &id])["state"], "completed");
+
+    let table = server.table(&["rollout", "show", &id]);
+    for (field, value) in [("state", "completed"), ("targets", "3 of 3 completed"), ("max parallel", "2")] {
+        assert!(table.lines().any(|l| l.starts_with(field) && l.ends_with(value)), "{field}: {table}");
+    }
+    let header = table.lines().find(|l| l.starts_with("TARGET")).expect("an operations table");
+    for column in ["WAVE", "STATE", "STEPS", "ATTEMPTS", "ERROR"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let last = table.lines().find(|l| l.starts_with("t-2")).expect("a row for t-2");
+    let cells: Vec<_> = last.split_whitespace().collect();
+    assert_eq!(cells, ["t-2", "1", "completed", "apply", "completed", "1", "-"], "{table}");
+    let shown = server.json(&["rollout", "show", &id]);
+    assert!(shown["pinned_revision"].is_i64() && shown["ended_at"].is_string(), "{shown}");
+
+    assert_eq!(live_version(&server), Some(2));
+    assert_eq!(server.table(&["rollout", "log", &id, "t-1/apply"]), "applied to t-1\n");
+    let task = shown["operations"][0]["tasks"][0]["id"].as_str().expect("a task id");
+    assert_eq!(server.json(&["rollout", "log", &id, task])["log"], "applied to t-0\n");
+    let listed = server.json(&["rollout", "list", "--env", "production", "--state", "completed"]);
+    assert_eq!(names(&listed, "id"), [id.as_str()]);
+    let table = server.table(&["rollout", "list", "--state", "running"]);
+    assert_eq!(table, "no running rollouts\n");
+
+    // A terminal rollout takes no control: 409, exit 1, nothing on stdout.
+    let stderr = server.fails(&["rollout", "stop", &id]);
+    assert!(stderr.starts_with("error: cannot stop a rollout that is completed"), "{stderr}");
+    assert!(stderr.contains("(HTTP 409)") && stderr.contains("state: completed"), "{stderr}");
+    let stderr = exits_with(&server, 1, &["rollout", "log", &id, "t-9/apply"]);
+    assert!(stderr.contains("has no task \"t-9/apply\""), "{stderr}");
+}
+
+#[test]
+fn a_failing_rollout_makes_watch_exit_1_and_leaves_the_pin() {
+    let server = rollout_setup();
+    let output = server.cutover(&[
+        "rollout",
+        "start",
+        "--artifact",
+        "greeting",
+        "--env",
+        "production",
+        "--version",
+        "2",
+        "--watch",
+        "--",
+        "sh",
+        "-c",
+        "echo no luck >&2; exit 7",
+    ]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("started rollout ") && stdout.ends_with("rollout failed\n"), "{stdout}");
+    assert!(stdout.contains("t-0 failed apply: exited with status 7"), "{stdout}");
+    assert!(stderr.ends_with("failed (t-0/apply: exited with status 7)\n"), "{stderr}");
+    let id = stdout.split_whitespace().nth(2).and_then(|id| id.strip_suffix(':')).expect("the rollout's id");
+
+    let stderr = exits_with(&server, 1, &["rollout", "watch", id]);
+    assert!(stderr.starts_with(&format!("error: rollout {id} failed")), "{stderr}");
+    assert_eq!(server.table(&["rollout", "log", id, "t-0/apply"]), "no luck\n");
+    let table = server.table(&["rollout", "show", id]);
+    let row = table.lines().find(|l| l.starts_with("t-0")).expect("a row for t-0");
+    assert!(row.contains("failed") && row.ends_with("apply: exited with status 7"), "{table}");
+    assert_eq!(live_version(&server), Some(1));
+}
+
+#[test]
+fn manual_tasks_wait_for_a_person_and_a_pause_ends_the_watch_with_4() {
+    let server = rollout_setup();
+    let made = server.json(&[
+        "rollout",
+        "start",
+        "--artifact",
+        "greeting",
+        "--env",
+        "production",
+        "--version",
+        "2",
+        "--max-parallel",
+        "3",
+        "--on-failure",
+        "pause",
+        "--manual",
+    ]);
+    let id = made["id"].as_str().expect("an id").to_owned();
+    wait_for_rollout(&server, &id, "every task running", |rollout| {
+        rollout["operations"].as_array().is_some_and(|ops| ops.iter().all(|o| o["tasks"][0]["state"] == "running"))
+    });
+    let table = server.table(&["rollout", "task", "complete", &id, "t-0/apply", "--message", "looks good"]);
+    assert_eq!(table, "task t-0/apply is now completed\n");
+    let failed = server.json(&["rollout", "task", "fail", &id, "t-1/apply", "--message", "smoke test failed"]);
+    assert_eq!((failed["state"].as_str(), failed["error"].as_str()), (Some("failed"), Some("smoke test failed")));
+    assert_eq!(server.table(&["rollout", "log", &id, "t-0/apply"]), "looks good\n");
+
+    wait_for_rollout(&server, &id, "the pause", |rollout| rollout["state"] == "paused");
+    let stderr = exits_with(&server, 4, &["rollout", "watch", &id]);
+    assert!(stderr.starts_with(&format!("error: rollout {id} is paused by a failure (t-1/apply")), "{stderr}");
+    assert!(stderr.contains(&format!("cutover rollout release {id}")), "{stderr}");
+
+    assert_eq!(server.table(&["rollout", "release", &id]), format!("rollout {id} is now running\n"));
+    server.json(&["rollout", "task", "complete", &id, "t-2/apply"]);
+    let stderr = exits_with(&server, 1, &["rollout", "watch", &id]);
+    assert!(stderr.starts_with(&format!("error: rollout {id} failed (t-1/apply: smoke test failed)")), "{stderr}");
+    assert_eq!(live_version(&server), Some(1));
 }

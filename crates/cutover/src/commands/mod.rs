@@ -8,6 +8,7 @@ pub mod event;
 pub mod experiment;
 pub mod pin;
 pub mod resolve;
+pub mod rollout;
 pub mod token;
 pub mod version;
 pub mod whoami;
@@ -65,6 +66,7 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Rollback(args) => pin::rollback(context, args).await,
         ClientCommand::Resolve(args) => resolve::run(context, args).await,
         ClientCommand::Experiment(command) => experiment::run(context, command).await,
+        ClientCommand::Rollout(command) => rollout::run(context, command).await,
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
