@@ -551,7 +551,7 @@ async fn rollout_controls_post_to_their_routes_without_a_body() {
 
     let (url, _request) = respond_once(
         "409 Conflict",
-        r#"{"error":{"code":"conflict","message":"cannot stop a rollout that is completed","details":{"state":"completed"}}}"#,
+        r#"{"error":{"code":"illegal_transition","message":"cannot stop a rollout that is completed","details":{"state":"completed","control":"stop"}}}"#,
     )
     .await;
     let err = Client::new(&url, None).unwrap().stop_rollout("r1").await.unwrap_err();

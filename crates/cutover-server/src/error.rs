@@ -75,6 +75,10 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "illegal_transition", illegal.to_string())
                     .with_details(json!({ "status": illegal.status.as_str(), "action": illegal.action.as_str() }))
             }
+            StoreError::IllegalControl(illegal) => {
+                Self::new(StatusCode::CONFLICT, "illegal_transition", illegal.to_string())
+                    .with_details(json!({ "state": illegal.state.as_str(), "control": illegal.control.as_str() }))
+            }
             StoreError::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
             StoreError::Forbidden(message) => Self::forbidden(message),
             e @ StoreError::PreconditionFailed { current, .. } => {

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// An experiment action its current status does not allow (409 naming the status).
     #[error(transparent)]
     IllegalTransition(#[from] cutover_domain::IllegalTransition),
+    /// A rollout control its current state does not allow (409 naming the state).
+    #[error(transparent)]
+    IllegalControl(#[from] cutover_domain::rollouts::IllegalControl),
     /// The caller's token may not do this to this object.
     #[error("{0}")]
     Forbidden(String),

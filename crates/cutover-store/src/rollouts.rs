@@ -426,10 +426,7 @@ impl Store {
                 return Err(StoreError::Forbidden(why));
             }
             let state = before.rollout.state;
-            let to = control.apply(state).map_err(|e| StoreError::Conflict {
-                message: e.to_string(),
-                details: Some(serde_json::json!({"state": state.as_str()})),
-            })?;
+            let to = control.apply(state)?;
             if !set_rollout_state(tx, id, state, to).await? {
                 return Err(StoreError::conflict(format!("rollout {id:?} changed while this was decided; try again")));
             }

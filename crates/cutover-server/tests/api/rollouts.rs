@@ -139,7 +139,8 @@ async fn a_failure_under_halt_fails_the_rollout_and_leaves_the_pin(store: Store)
         (status, body),
         (
             StatusCode::CONFLICT,
-            json!({"error": {"code": "conflict", "message": "cannot retry a rollout that is failed", "details": {"state": "failed"}}})
+            json!({"error": {"code": "illegal_transition", "message": "cannot retry a rollout that is failed",
+                    "details": {"state": "failed", "control": "retry"}}})
         )
     );
 }
