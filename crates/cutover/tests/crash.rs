@@ -146,12 +146,7 @@ fn a_rollout_survives_the_replica_driving_it_being_killed() {
     let record = dir_a.path().join("runs");
     let a = Server::start_with(dir_a.path(), Some(&database.url), Some(&config));
     let b = Server::start_with(dir_b.path(), Some(&database.url), Some(&config));
-    let token = [&a, &b]
-        .iter()
-        .find_map(|s| std::fs::read_to_string(s.data_dir.join("cutover-owner-token")).ok())
-        .expect("one replica wrote the owner token")
-        .trim()
-        .to_owned();
+    let token = support::shared_owner_token(&[&a, &b]);
     setup(&a, &token, 4);
     let id = start_rollout(&a, &token, &record);
     wait_until("the first wave to start", Duration::from_secs(20), || {

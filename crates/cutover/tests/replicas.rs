@@ -15,16 +15,7 @@ fn a_pin_change_on_one_replica_is_visible_on_the_other_within_a_second() {
     let a = Server::start(dir_a.path(), Some(&database.url));
     let b = Server::start(dir_b.path(), Some(&database.url));
     // Exactly one of them bootstrapped the workspace; its token works on both.
-    let token = [&a, &b]
-        .iter()
-        .find_map(|s| std::fs::read_to_string(s.data_dir.join("cutover-owner-token")).ok())
-        .expect("one replica wrote the owner token")
-        .trim()
-        .to_owned();
-    assert!(
-        !(dir_a.path().join("cutover-owner-token").exists() && dir_b.path().join("cutover-owner-token").exists()),
-        "only one replica bootstraps"
-    );
+    let token = support::shared_owner_token(&[&a, &b]);
 
     a.ok("POST", "/api/v1/environments", &token, Some(json!({"name": "production"})));
     a.ok("POST", "/api/v1/artifacts", &token, Some(json!({"key": "greeting", "value_type": "string"})));

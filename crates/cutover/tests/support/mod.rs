@@ -131,6 +131,14 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// The owner token of replicas sharing one database: exactly one of them bootstrapped it.
+pub fn shared_owner_token(servers: &[&Server]) -> String {
+    let found: Vec<String> =
+        servers.iter().filter_map(|s| std::fs::read_to_string(s.data_dir.join("cutover-owner-token")).ok()).collect();
+    assert_eq!(found.len(), 1, "exactly one replica bootstraps and writes the owner token");
+    found[0].trim().to_owned()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
