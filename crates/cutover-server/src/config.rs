@@ -15,6 +15,10 @@ pub const EXAMPLE: &str = r#"# Cutover server configuration (TOML). Every key is
 # Address and port to listen on.                              flag --listen, env CUTOVER_LISTEN
 listen = "127.0.0.1:7300"
 
+# The address webhook receivers call back on (a rollout task's callback_url starts with it):
+# how this server is reached from outside, behind any proxy. Default: http://<listen>.
+# public_url = "https://cutover.example.com"
+
 # Database. Leave unset for the embedded SQLite database at <data_dir>/cutover.db.
 # PostgreSQL (14 or newer): "postgres://user:password@host:5432/cutover".
 #                                                             flag --database-url, env CUTOVER_DATABASE_URL
@@ -61,6 +65,7 @@ log_format = "text"
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    pub public_url: Option<String>,
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
     pub migrate: bool,
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            public_url: None,
             database_url: None,
             data_dir: PathBuf::from("."),
             migrate: true,
@@ -123,6 +129,12 @@ impl ServerConfig {
         }
     }
 
+    /// The base URL webhook receivers call back on, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        let url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        url.trim_end_matches('/').to_owned()
+    }
+
     pub fn owner_token_path(&self) -> PathBuf {
         self.data_dir.join(OWNER_TOKEN_FILE)
     }
@@ -149,6 +161,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
             .field("database_url", &self.database_url.as_deref().map(redact))
             .field("data_dir", &self.data_dir)
             .field("migrate", &self.migrate)

@@ -72,8 +72,13 @@ impl AppState {
             tokio::spawn(async move { state.changed(&workspace_id).await });
         });
         let config = self.config.engine();
-        let rollouts =
-            engine::rollouts::RolloutReconciler::new(self.store.clone(), config, self.engine_wake.clone(), on_change);
+        let rollouts = engine::rollouts::RolloutReconciler::new(
+            self.store.clone(),
+            config,
+            self.engine_wake.clone(),
+            on_change,
+            self.config.public_url(),
+        );
         engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe())
     }
 

@@ -4,10 +4,10 @@
 //! compare-and-set on the state the caller read, so that replicas and people racing each other
 //! never overwrite a state they did not see.
 
-use cutover_domain::Timestamp;
 use cutover_domain::rollouts::{
     ExecutorSpec, FailureBudget, MaxParallel, OperationState, RolloutControl, RolloutPolicy, RolloutState, TaskState,
 };
+use cutover_domain::{Timestamp, TokenHash};
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
@@ -653,8 +653,23 @@ impl Store {
     }
 
     /// Starts a run of a task under lease `token`: pending, stopped, or running under an older
-    /// token whose run can no longer be executing (past its deadline). Returns the task after.
+    /// token whose run can no longer be executing (past its deadline). Past its deadline, a run
+    /// under the same token is started again too: its result was never written (a write that
+    /// failed), and the task must not stay running for ever. Returns the task after.
     pub async fn start_task(&self, id: &str, token: i64, deadline: Option<Timestamp>) -> Result<Option<RolloutTask>> {
+        self.start_task_run(id, token, deadline, None).await
+    }
+
+    /// [`Store::start_task`], for a run whose results come back through the callback endpoint:
+    /// `callback` is the hash of the run's callback token. It replaces any earlier run's, so
+    /// an earlier token stops working; such a run's log starts empty, as callbacks append to it.
+    pub async fn start_task_run(
+        &self,
+        id: &str,
+        token: i64,
+        deadline: Option<Timestamp>,
+        callback: Option<&TokenHash>,
+    ) -> Result<Option<RolloutTask>> {
         let now = Timestamp::now().as_micros();
         transaction!(self, |tx| {
             let changed = q!(
@@ -663,16 +678,76 @@ impl Store {
                 sqlx::query(
                     "UPDATE rollout_tasks SET state = 'running', run_token = $1, run_deadline = $2,
                          attempts = attempts + 1, started_at = $3, ended_at = NULL, updated_at = $3,
-                         exit_code = NULL, error = NULL
-                     WHERE id = $4 AND (state IN ('pending', 'stopped')
-                         OR (state = 'running' AND run_token < $1 AND (run_deadline IS NULL OR run_deadline < $3)))"
+                         exit_code = NULL, error = NULL, callback_hash = $5,
+                         log = CASE WHEN $5 IS NULL THEN log ELSE '' END
+                     WHERE id = $4 AND (state IN ('pending', 'stopped') OR (state = 'running'
+                         AND ((run_token < $1 AND run_deadline IS NULL) OR (run_token <= $1 AND run_deadline < $3))))"
                 )
                 .bind(token)
                 .bind(deadline.map(Timestamp::as_micros))
                 .bind(now)
                 .bind(id)
+                .bind(callback.map(TokenHash::as_str))
             )?;
             if changed == 1 { Some(fetch_task(tx, id).await?) } else { None }
+        })
+    }
+
+    /// The callback hash of a task of the rollout (`None` before its first webhook run);
+    /// not found when the rollout has no such task.
+    pub async fn task_callback_hash(&self, rollout_id: &str, task_id: &str) -> Result<Option<TokenHash>> {
+        read!(self, |conn| {
+            let row: Option<(Option<String>,)> = q!(
+                conn,
+                fetch_optional,
+                sqlx::query_as("SELECT callback_hash FROM rollout_tasks WHERE id = $1 AND rollout_id = $2")
+                    .bind(task_id)
+                    .bind(rollout_id)
+            )?;
+            let (hash,) = row.ok_or_else(|| StoreError::NotFound(format!("task {task_id:?}")))?;
+            Ok(hash.map(TokenHash::from_stored))
+        })
+    }
+
+    /// Appends a webhook run's progress to its task's log (bounded), while that run, named by its
+    /// callback hash, is the task's running one. Conflict otherwise.
+    pub async fn webhook_progress(&self, task_id: &str, callback: &TokenHash, text: &str) -> Result<RolloutTask> {
+        transaction!(self, |tx| {
+            if !append_log(tx, task_id, callback, text).await? {
+                return Err(not_running(tx, task_id).await?);
+            }
+            q!(
+                tx,
+                execute,
+                sqlx::query("UPDATE rollout_tasks SET updated_at = $1 WHERE id = $2")
+                    .bind(Timestamp::now().as_micros())
+                    .bind(task_id)
+            )?;
+            fetch_task(tx, task_id).await?
+        })
+    }
+
+    /// Records a webhook run's result once, while that run (named by its callback hash) is the
+    /// task's running one; `outcome.log` is appended to the progress already logged. Conflict
+    /// when the task already has a result or another run started.
+    pub async fn webhook_result(
+        &self,
+        task_id: &str,
+        callback: &TokenHash,
+        outcome: &TaskOutcome,
+    ) -> Result<RolloutTask> {
+        transaction!(self, |tx| {
+            // The append takes the row (PostgreSQL locks it until commit), so the log read next
+            // cannot miss a concurrent progress report.
+            if !append_log(tx, task_id, callback, &outcome.log).await? {
+                return Err(not_running(tx, task_id).await?);
+            }
+            let log = fetch_task(tx, task_id).await?.log;
+            let outcome = TaskOutcome { log, ..outcome.clone() };
+            if !finish(tx, task_id, None, &outcome).await? {
+                return Err(not_running(tx, task_id).await?);
+            }
+            fetch_task(tx, task_id).await?
         })
     }
 
@@ -714,6 +789,43 @@ impl Store {
             )?;
         })
     }
+}
+
+/// Appends to the log of the task while `callback` names its running run; `false` otherwise.
+async fn append_log(conn: &mut Conn<'_>, id: &str, callback: &TokenHash, text: &str) -> Result<bool> {
+    let changed = q!(
+        conn,
+        execute,
+        sqlx::query(
+            "UPDATE rollout_tasks SET log = log || $1 WHERE id = $2 AND state = 'running' AND callback_hash = $3"
+        )
+        .bind(text)
+        .bind(id)
+        .bind(callback.as_str())
+    )?;
+    if changed == 1 {
+        let log = fetch_task(conn, id).await?.log;
+        if log.len() > MAX_TASK_LOG_BYTES {
+            q!(
+                conn,
+                execute,
+                sqlx::query("UPDATE rollout_tasks SET log = $1 WHERE id = $2").bind(bound_log(&log)).bind(id)
+            )?;
+        }
+    }
+    Ok(changed == 1)
+}
+
+/// Why a report on a task is refused: it is not running (under the reporter's run).
+async fn not_running(conn: &mut Conn<'_>, id: &str) -> Result<StoreError> {
+    let task = fetch_task(conn, id).await?;
+    let state = task.state.as_str();
+    let message = if task.state == TaskState::Running {
+        format!("task {id:?} is running another attempt: this run's result is no longer taken")
+    } else {
+        format!("task {id:?} is {state}: only a running task takes a result")
+    };
+    Ok(StoreError::Conflict { message, details: Some(serde_json::json!({"state": state})) })
 }
 
 async fn fetch_task(conn: &mut Conn<'_>, id: &str) -> Result<RolloutTask> {

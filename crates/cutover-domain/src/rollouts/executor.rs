@@ -1,8 +1,14 @@
 //! What runs a rollout's tasks, and the steps each operation is made of.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
 
-use crate::{DomainError, check_label};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{DomainError, TokenHash, check_label};
 
 /// Longest time a task may run before it is stopped and failed.
 pub const MAX_TASK_TIMEOUT_SECONDS: u32 = 24 * 60 * 60;
@@ -30,6 +36,8 @@ pub enum ExecutorSpec {
     Webhook {
         /// `http://` or `https://` URL receiving the payload.
         url: String,
+        /// Signs every delivery (HMAC-SHA256); never shown back.
+        secret: WebhookSecret,
         /// Seconds the receiver has to report a result before the task fails.
         #[serde(default = "default_timeout")]
         timeout_seconds: u32,
@@ -77,7 +85,14 @@ impl ExecutorSpec {
                 }
                 check_timeout(*timeout_seconds)
             }
-            Self::Webhook { url, timeout_seconds } => {
+            Self::Webhook { url, secret, timeout_seconds } => {
+                let length = secret.0.chars().count();
+                if !(WebhookSecret::MIN_CHARS..=WebhookSecret::MAX_CHARS).contains(&length) {
+                    return Err(DomainError::invalid(
+                        "executor.secret",
+                        format!("must be {} to {} characters", WebhookSecret::MIN_CHARS, WebhookSecret::MAX_CHARS),
+                    ));
+                }
                 if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2_048 {
                     return Err(DomainError::invalid("executor.url", "must be an http:// or https:// URL"));
                 }
@@ -96,6 +111,74 @@ impl ExecutorSpec {
             Self::Command { timeout_seconds, .. } | Self::Webhook { timeout_seconds, .. } => Some(*timeout_seconds),
             Self::Manual {} => None,
         }
+    }
+}
+
+/// The key a webhook's deliveries are signed with. Stored with the operation, never returned by
+/// the API; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// Shortest secret accepted.
+    pub const MIN_CHARS: usize = 8;
+    /// Longest secret accepted.
+    pub const MAX_CHARS: usize = 256;
+
+    /// A secret as given; [`ExecutorSpec::validate`] checks its length.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, to sign with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
+/// What a webhook receiver presents to report on one run of a task: 256 random bits, new for
+/// every run, so that a run's token stops working once another run has started. Only its hash
+/// is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackToken(String);
+
+impl CallbackToken {
+    /// What every callback token starts with.
+    pub const PREFIX: &'static str = "cutover_callback_";
+
+    /// A fresh token, for one run.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{}{}", Self::PREFIX, URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// What a receiver presented; its shape is not checked (a wrong token simply matches nothing).
+    pub fn presented(token: &str) -> Self {
+        Self(token.to_owned())
+    }
+
+    /// The token itself, to send to the receiver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What the store keeps.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::from_stored(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl fmt::Debug for CallbackToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallbackToken([redacted])")
     }
 }
 
@@ -143,10 +226,34 @@ mod tests {
         assert_eq!(command(&["a\0b"], 1).validate().unwrap_err().field(), "executor.program");
         assert_eq!(command(&["true"], 0).validate().unwrap_err().field(), "executor.timeout_seconds");
         assert_eq!(command(&["true"], 86_401).validate().unwrap_err().field(), "executor.timeout_seconds");
-        let webhook = |url: &str| ExecutorSpec::Webhook { url: url.into(), timeout_seconds: 10 };
-        assert!(webhook("https://deploy.example/hook").validate().is_ok());
-        assert_eq!(webhook("ftp://x").validate().unwrap_err().field(), "executor.url");
-        assert_eq!(webhook("http://a b").validate().unwrap_err().field(), "executor.url");
+        let webhook = |url: &str, secret: &str| ExecutorSpec::Webhook {
+            url: url.into(),
+            secret: WebhookSecret::new(secret),
+            timeout_seconds: 10,
+        };
+        assert!(webhook("https://deploy.example/hook", "s3cret-key").validate().is_ok());
+        assert_eq!(webhook("ftp://x", "s3cret-key").validate().unwrap_err().field(), "executor.url");
+        assert_eq!(webhook("http://a b", "s3cret-key").validate().unwrap_err().field(), "executor.url");
+        assert_eq!(webhook("https://x", "short").validate().unwrap_err().field(), "executor.secret");
+        assert_eq!(webhook("https://x", &"k".repeat(257)).validate().unwrap_err().field(), "executor.secret");
+    }
+
+    #[test]
+    fn a_webhook_secret_is_never_printed() {
+        let webhook: ExecutorSpec =
+            serde_json::from_str(r#"{"type": "webhook", "url": "https://x", "secret": "hunter2hunter2"}"#).unwrap();
+        assert!(!format!("{webhook:?}").contains("hunter2"), "{webhook:?}");
+        assert_eq!(webhook.timeout_seconds(), Some(600));
+        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "webhook", "url": "https://x"}"#).is_err());
+    }
+
+    #[test]
+    fn callback_tokens_are_distinct_and_compared_by_hash() {
+        let (a, b) = (CallbackToken::generate(), CallbackToken::generate());
+        assert_ne!(a, b);
+        assert!(a.hash().matches(&CallbackToken::presented(a.expose()).hash()));
+        assert!(!a.hash().matches(&b.hash()));
+        assert!(!format!("{a:?}").contains(a.expose()));
     }
 
     #[test]

@@ -23,7 +23,10 @@ mod state;
 
 pub use controls::{IllegalControl, RolloutControl, halted_operation_state};
 pub use derive::{Derived, RolloutRead, derive_state};
-pub use executor::{DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS, parse_steps};
+pub use executor::{
+    CallbackToken, DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS, WebhookSecret,
+    parse_steps,
+};
 pub use operation::OperationRow;
 pub use policy::{FailureBudget, MaxParallel, OnFailure, RolloutPolicy};
 pub use schedule::startable;

@@ -106,6 +106,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::complete_task))
         .routes(routes!(rollouts::fail_task))
         .routes(routes!(rollouts::task_log))
+        .routes(routes!(rollouts::task_callback))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .routes(routes!(crate::resolve::ofrep::evaluate_flag))

@@ -2,12 +2,12 @@
 //! engine. Protected environments and roles as for pins; every change audited.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTask};
-use cutover_domain::rollouts::{ExecutorSpec, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
+use cutover_domain::rollouts::{CallbackToken, ExecutorSpec, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
 use cutover_domain::{Access, DomainError};
-use cutover_store::{NewRollout, PinAuthority};
+use cutover_store::{NewRollout, PinAuthority, TaskOutcome};
 
 use super::{artifact_path, environment_path};
 use crate::AppState;
@@ -57,16 +57,12 @@ pub async fn create(
     let executor: ExecutorSpec = serde_json::from_value(body.executor).map_err(|e| {
         DomainError::invalid(
             "executor",
-            format!("{e}: use {{\"type\": \"command\", \"program\": [...]}} or {{\"type\": \"manual\"}}"),
+            format!(
+                "{e}: use {{\"type\": \"command\", \"program\": [...]}}, \
+                 {{\"type\": \"webhook\", \"url\": \"https://…\", \"secret\": \"…\"}} or {{\"type\": \"manual\"}}"
+            ),
         )
     })?;
-    if matches!(executor, ExecutorSpec::Webhook { .. }) {
-        return Err(DomainError::invalid(
-            "executor",
-            "the webhook executor is not available yet: use command or manual",
-        )
-        .into());
-    }
     let new = NewRollout {
         artifact: key.into_string(),
         environment: environment.as_str().to_owned(),
@@ -248,4 +244,87 @@ pub async fn task_log(
     let task = found.ok_or_else(|| ApiError::not_found(format!("task {task:?} not found")))?;
     let plain = HeaderValue::from_static("text/plain; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, plain)], task.log).into_response())
+}
+
+/// What a webhook receiver reports on a run.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCallback {
+    /// `running` (progress: appended to the task's log), `completed` or `failed` (the result,
+    /// taken once).
+    pub status: CallbackStatus,
+    /// A line for the log; for `failed`, the task's error.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Output to append to the task's log (the log keeps at most 64 KiB: the head and the tail).
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+/// Where a webhook receiver reports on the run it was sent: progress, then the result, once.
+/// Authenticated not by an API token but by the run's `callback_token` from the delivery, as
+/// `Authorization: Bearer <callback_token>`; it stops working once another run of the task has
+/// started.
+#[utoipa::path(
+    post, path = "/api/v1/rollouts/{id}/tasks/{task}/callback", tag = "rollouts",
+    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
+    request_body = TaskCallback,
+    responses(
+        (status = 200, body = RolloutTask),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "missing or wrong callback token", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the task has its result already, or another run started", body = ErrorBody)
+    )
+)]
+pub async fn task_callback(
+    State(state): State<AppState>,
+    Path((id, task)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<TaskCallback>,
+) -> ApiResult<axum::Json<RolloutTask>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| CallbackToken::presented(token.trim()))
+        .ok_or_else(|| ApiError::unauthorized("missing callback token: send Authorization: Bearer <callback_token>"))?;
+    let stored = state.store.task_callback_hash(&id, &task).await?;
+    let hash = presented.hash();
+    if !stored.is_some_and(|stored| stored.matches(&hash)) {
+        return Err(ApiError::unauthorized("wrong callback token, or one of an earlier run of this task"));
+    }
+    let message = body.message.unwrap_or_default();
+    cutover_domain::check_text("message", &message)?;
+    let mut log = String::new();
+    for text in [message.as_str(), body.log.as_deref().unwrap_or_default()] {
+        if !text.is_empty() {
+            log.push_str(text);
+            if !text.ends_with('\n') {
+                log.push('\n');
+            }
+        }
+    }
+    let task = match body.status {
+        CallbackStatus::Running => state.store.webhook_progress(&task, &hash, &log).await?,
+        status => {
+            let succeeded = status == CallbackStatus::Completed;
+            let error = (!succeeded)
+                .then(|| if message.is_empty() { "failed by the receiver".to_owned() } else { message.clone() });
+            let outcome = TaskOutcome { succeeded, exit_code: None, error, log };
+            let task = state.store.webhook_result(&task, &hash, &outcome).await?;
+            state.engine_wake.notify_one();
+            task
+        }
+    };
+    Ok(axum::Json(convert::rollout_task(task)))
 }

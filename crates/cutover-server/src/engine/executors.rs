@@ -3,6 +3,8 @@
 //! - `command`: runs a program (not through a shell) with the task described in its environment
 //!   and the version's content in a file; exit code 0 completes the task, anything else or the
 //!   timeout fails it. Output (stdout then stderr) is kept, bounded, in the task's log.
+//! - `webhook` ([`super::webhook`]): a signed POST; the receiver reports the result through the
+//!   task's callback endpoint.
 //! - `manual`: nothing runs; a person reports the result through the API.
 //!
 //! Every run of a task carries the task's idempotency key, the same on every attempt, so that a

@@ -8,6 +8,7 @@
 
 pub mod executors;
 pub mod rollouts;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;

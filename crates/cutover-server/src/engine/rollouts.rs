@@ -9,7 +9,9 @@
 //! 4. start the operations the scheduler allows (waves, `max_parallel`).
 //!
 //! Task runs execute in this process; their results are written under the lease token, so a run
-//! that lost its lease cannot record over a newer one.
+//! that lost its lease cannot record over a newer one. A webhook run's result arrives through the
+//! callback endpoint (on any replica) and is fenced by the run's callback token instead; once its
+//! task has a result, the run here has nothing left to do and is dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,12 +19,14 @@ use std::time::Duration;
 
 use cutover_domain::Timestamp;
 use cutover_domain::rollouts::{
-    ExecutorSpec, OperationState, RolloutRead, TaskState, derive_state, halted_operation_state, startable,
+    CallbackToken, ExecutorSpec, OperationState, RolloutRead, TaskState, derive_state, halted_operation_state,
+    startable,
 };
 use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store};
 use tokio::sync::{Notify, watch};
 
 use super::executors::{RunEnd, TaskContext, run_command};
+use super::webhook::{Webhook, run_webhook};
 use super::{EngineConfig, Reconciler};
 
 /// Extra time after a run's timeout before another replica may consider it dead.
@@ -30,6 +34,8 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 struct LocalRun {
     token: i64,
+    /// A webhook run only waits for its receiver: it is dropped, not stopped, at shutdown.
+    webhook: bool,
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -48,6 +54,10 @@ pub struct RolloutReconciler {
     held: Mutex<HashMap<String, i64>>,
     /// Called after a rollout's state changed: refreshes resolve when the pin moved.
     on_change: Arc<dyn Fn(String) + Send + Sync>,
+    /// Base of the callback URLs sent to webhook receivers.
+    public_url: String,
+    /// Delivers webhooks; redirects are not followed (a 3xx fails the task).
+    client: reqwest::Client,
 }
 
 impl RolloutReconciler {
@@ -56,8 +66,16 @@ impl RolloutReconciler {
         config: EngineConfig,
         wake: Arc<Notify>,
         on_change: Arc<dyn Fn(String) + Send + Sync>,
+        public_url: String,
     ) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
         Self {
+            public_url,
+            client,
             store,
             owner: format!("replica-{}", uuid::Uuid::now_v7()),
             config,
@@ -87,6 +105,7 @@ impl RolloutReconciler {
         };
         self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), token);
         let detail = self.store.rollout_for_engine(id).await?;
+        self.drop_settled_webhook_runs(&detail);
         let rollout_state = detail.rollout.state;
         for operation in &detail.operations {
             match operation.state {
@@ -178,11 +197,16 @@ impl RolloutReconciler {
             let micros = i64::try_from((t + DEADLINE_GRACE).as_micros()).unwrap_or(i64::MAX);
             Timestamp::from_micros(Timestamp::now().as_micros().saturating_add(micros))
         });
-        let Some(task) = self.store.start_task(&task.id, token, deadline).await? else { return Ok(()) };
-        let (program, timeout) = match (&operation.executor, timeout) {
-            (ExecutorSpec::Command { program, .. }, Some(timeout)) => (program.clone(), timeout),
-            // Manual: the task waits for a person. Webhook: refused at creation until it lands.
-            _ => return Ok(()),
+        let webhook = matches!(operation.executor, ExecutorSpec::Webhook { .. });
+        // Every webhook run gets its own callback token: an earlier run's stops working.
+        let callback = webhook.then(CallbackToken::generate);
+        let hash = callback.as_ref().map(CallbackToken::hash);
+        let Some(task) = self.store.start_task_run(&task.id, token, deadline, hash.as_ref()).await? else {
+            return Ok(());
+        };
+        let Some(timeout) = timeout else {
+            // Manual: the task waits for a person.
+            return Ok(());
         };
         let rollout = &detail.rollout;
         let version = self.store.get_version(&rollout.workspace_id, &rollout.artifact, rollout.version).await?;
@@ -209,21 +233,40 @@ impl RolloutReconciler {
         };
         let (stop, stopped) = watch::channel(false);
         let (store, wake, task_id) = (self.store.clone(), self.wake.clone(), task.id.clone());
+        let (executor, client) = (operation.executor.clone(), self.client.clone());
+        let callback_url = format!("{}/api/v1/rollouts/{}/tasks/{}/callback", self.public_url, rollout.id, task.id);
         let handle = tokio::spawn(async move {
-            let end = run_command(&program, timeout, &context, stopped).await;
-            let written = match &end {
-                RunEnd::Finished(outcome) => store.finish_task(&task_id, token, outcome).await,
-                RunEnd::Stopped { .. } => store.stop_task(&task_id, Some(token), TaskState::Stopped).await,
+            let end = match (&executor, callback) {
+                (ExecutorSpec::Command { program, .. }, _) => run_command(program, timeout, &context, stopped).await,
+                (ExecutorSpec::Webhook { url, secret, .. }, Some(callback_token)) => {
+                    let webhook =
+                        Webhook { client: &client, url, secret, timeout, callback_url, callback_token, store: &store };
+                    run_webhook(webhook, &context, stopped).await
+                }
+                _ => return,
+            };
+            let written = match (&end, &hash) {
+                (RunEnd::Finished(outcome), Some(hash)) => {
+                    store.webhook_result(&task_id, hash, outcome).await.map(|_| true).or_else(|e| match e {
+                        // The receiver's result came first, or another run started.
+                        cutover_store::StoreError::Conflict { .. } => Ok(false),
+                        e => Err(e),
+                    })
+                }
+                (RunEnd::Finished(outcome), None) => store.finish_task(&task_id, token, outcome).await,
+                (RunEnd::Stopped { .. }, _) => store.stop_task(&task_id, Some(token), TaskState::Stopped).await,
             };
             match written {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(task = task_id, "a newer run owns this task; result not recorded"),
+                Ok(false) => {
+                    tracing::info!(task = task_id, "the task has a result or a newer run; this run's is not recorded")
+                }
                 Err(e) => tracing::error!(task = task_id, error = %e, "could not record a task's result"),
             }
             wake.notify_one();
         });
         tracing::info!(task = %task.id, target = %operation.target, step = %task.step, attempt = task.attempts, "task started");
-        self.runs().insert(task.id.clone(), LocalRun { token, stop, handle });
+        self.runs().insert(task.id.clone(), LocalRun { token, webhook, stop, handle });
         Ok(())
     }
 
@@ -259,6 +302,17 @@ impl RolloutReconciler {
         Ok(())
     }
 
+    /// A webhook run whose task has its result (the receiver called back, perhaps on another
+    /// replica) or was settled otherwise has nothing left to wait for.
+    fn drop_settled_webhook_runs(&self, detail: &RolloutDetail) {
+        let runs = self.runs();
+        for task in detail.operations.iter().flat_map(|o| &o.tasks).filter(|t| t.state != TaskState::Running) {
+            if let Some(run) = runs.get(&task.id).filter(|run| run.webhook) {
+                run.handle.abort();
+            }
+        }
+    }
+
     fn stop_local_runs(&self, detail: &RolloutDetail) {
         let runs = self.runs();
         for task in detail.operations.iter().flat_map(|o| &o.tasks) {
@@ -287,9 +341,16 @@ impl Reconciler for RolloutReconciler {
     async fn shutdown(&self, deadline: Duration) {
         // Runs finish on their own within the deadline; the rest are stopped (their tasks go back
         // to `stopped`, to run again with the same idempotency key wherever the rollout continues).
+        // Webhook runs are dropped at once: their tasks stay running under their callback tokens,
+        // so a receiver's result is still recorded, and past the deadline another replica runs
+        // them again (same idempotency key, a new callback token).
         let handles: Vec<_> = {
             let mut runs = self.runs();
-            runs.drain().map(|(_, run)| (run.stop, run.handle)).collect()
+            let (webhooks, others): (Vec<_>, Vec<_>) = runs.drain().map(|(_, run)| run).partition(|run| run.webhook);
+            for run in webhooks {
+                run.handle.abort();
+            }
+            others.into_iter().map(|run| (run.stop, run.handle)).collect()
         };
         let wait = async {
             for (_, handle) in &handles {

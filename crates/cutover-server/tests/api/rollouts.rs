@@ -1,6 +1,8 @@
-//! Rollouts driven by the engine, in process: command and manual executors, waves, failure
-//! policies, controls, and the pin moving once on completion.
+//! Rollouts driven by the engine, in process: command, webhook and manual executors, waves,
+//! failure policies, controls, and the pin moving once on completion.
 
+use std::future::IntoFuture;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -16,6 +18,9 @@ cutover_store::contract_tests!(
     manual_tasks_wait_for_a_person,
     a_stopped_rollout_resumes_and_reruns_the_interrupted_task,
     rollout_requests_are_validated_and_scoped,
+    a_webhook_rollout_is_delivered_signed_retried_and_completed_by_callbacks,
+    a_webhook_fails_at_once_when_refused_and_at_its_timeout_without_a_result,
+    a_new_run_of_a_webhook_task_gets_a_new_callback_token,
 );
 
 /// An app whose engine runs, looking at rollouts every 50 ms.
@@ -69,6 +74,30 @@ async fn live_version(app: &TestApp) -> Value {
     app.get("/api/v1/resolve/greeting?environment=production").await.1["version"].clone()
 }
 
+/// Resolve is refreshed just after the rollout completes, not in the same request: polls for it.
+async fn wait_for_live_version(app: &TestApp, version: i64) {
+    let started = Instant::now();
+    while live_version(app).await != json!(version) {
+        assert!(started.elapsed() < Duration::from_secs(10), "version {version} never went live");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A control, again while it answers "changed while this was decided; try again" (the engine
+/// moved the rollout between the control's read and its write).
+async fn control(app: &TestApp, id: &str, control: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = app.post(&format!("/api/v1/rollouts/{id}/{control}"), json!({})).await;
+        if status == StatusCode::OK {
+            return body;
+        }
+        let racing = status == StatusCode::CONFLICT && body["error"]["code"] == "conflict";
+        assert!(racing && started.elapsed() < Duration::from_secs(10), "{control}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn a_command_rollout_runs_every_target_in_waves_and_moves_the_pin(store: Store) {
     let app = app_with_engine(store).await;
     world(&app, 5).await;
@@ -108,7 +137,7 @@ async fn a_command_rollout_runs_every_target_in_waves_and_moves_the_pin(store: S
     ran.sort();
     let expected: Vec<String> = (0..5).map(|i| format!("t-{i} 2 hello 2 apply {{\"i\":{i}}}")).collect();
     assert_eq!(ran, expected, "every target once, told the target, version, content, step and config");
-    assert_eq!(live_version(&app).await, json!(2), "the pin moved to the rolled-out version");
+    wait_for_live_version(&app, 2).await;
     let (_, history) = app.get("/api/v1/artifacts/greeting/pins/production/history").await;
     assert_eq!(history["items"].as_array().unwrap().len(), 2, "moved once: {history}");
     let (_, audit) = app.get("/api/v1/audit?object_type=rollout").await;
@@ -167,7 +196,7 @@ async fn manual_tasks_wait_for_a_person(store: Store) {
         assert_eq!((status, again["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{again}");
     }
     wait_for(&app, &id, "completion", state_is("completed")).await;
-    assert_eq!(live_version(&app).await, json!(2));
+    wait_for_live_version(&app, 2).await;
 }
 
 async fn a_stopped_rollout_resumes_and_reruns_the_interrupted_task(store: Store) {
@@ -182,8 +211,8 @@ async fn a_stopped_rollout_resumes_and_reruns_the_interrupted_task(store: Store)
     )
     .await;
     wait_for(&app, &id, "the first run", |r| r["operations"][0]["tasks"][0]["state"] == "running").await;
-    let (status, stopping) = app.post(&format!("/api/v1/rollouts/{id}/stop"), json!({})).await;
-    assert_eq!((status, stopping["state"].as_str()), (StatusCode::OK, Some("stopping")), "{stopping}");
+    let stopping = control(&app, &id, "stop").await;
+    assert_eq!(stopping["state"].as_str(), Some("stopping"), "{stopping}");
     let stopped = wait_for(&app, &id, "the stop", state_is("stopped")).await;
     assert_eq!(stopped["operations"][0]["state"], "stopped");
     assert_eq!(stopped["operations"][0]["tasks"][0]["state"], "stopped");
@@ -211,6 +240,11 @@ async fn rollout_requests_are_validated_and_scoped(store: Store) {
         (with(json!({"executor": {"type": "ssh"}})), StatusCode::BAD_REQUEST, "invalid_field"),
         (with(json!({"executor": {"type": "command", "program": []}})), StatusCode::BAD_REQUEST, "invalid_field"),
         (with(json!({"executor": {"type": "webhook", "url": "https://x"}})), StatusCode::BAD_REQUEST, "invalid_field"),
+        (
+            with(json!({"executor": {"type": "webhook", "url": "https://x", "secret": "short"}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
         (with(json!({"max_parallel": 0})), StatusCode::BAD_REQUEST, "invalid_field"),
         (with(json!({"on_failure": "ignore"})), StatusCode::BAD_REQUEST, "invalid_field"),
         (with(json!({"steps": []})), StatusCode::BAD_REQUEST, "invalid_field"),
@@ -259,4 +293,220 @@ async fn rollout_requests_are_validated_and_scoped(store: Store) {
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     let (status, _) = app.get("/api/v1/rollouts?state=done").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+const SECRET: &str = "webhook-secret-1";
+
+/// What a webhook receiver got.
+#[derive(Debug, Clone)]
+struct Delivery {
+    path: String,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Delivery {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    fn payload(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+#[derive(Clone)]
+struct Receiver {
+    all: Arc<Mutex<Vec<Delivery>>>,
+    accepted: tokio::sync::mpsc::UnboundedSender<Delivery>,
+}
+
+/// A webhook receiver on 127.0.0.1 recording every delivery: `/flaky` answers 503 to the first
+/// delivery of each task and 200 after, `/refuse` 400, anything else 200. Accepted deliveries
+/// are also sent on the channel. Returns its base URL.
+async fn receiver() -> (String, Arc<Mutex<Vec<Delivery>>>, tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+    async fn receive(
+        axum::extract::State(receiver): axum::extract::State<Receiver>,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let delivery = Delivery { path: uri.path().to_owned(), headers, body };
+        let mut all = receiver.all.lock().unwrap();
+        let key = delivery.header("idempotency-key").to_owned();
+        let seen = all.iter().filter(|d| d.header("idempotency-key") == key).count();
+        all.push(delivery.clone());
+        let status = match uri.path() {
+            "/flaky" if seen == 0 => StatusCode::SERVICE_UNAVAILABLE,
+            "/refuse" => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        };
+        if status == StatusCode::OK {
+            receiver.accepted.send(delivery).unwrap();
+        }
+        status
+    }
+    let (accepted, deliveries) = tokio::sync::mpsc::unbounded_channel();
+    let all = Arc::<Mutex<Vec<Delivery>>>::default();
+    let router = axum::Router::new().fallback(receive).with_state(Receiver { all: all.clone(), accepted });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, router).into_future());
+    (url, all, deliveries)
+}
+
+/// An app with its engine, served on a socket so that receivers can call back on its public URL.
+async fn served_app_with_engine(store: Store) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}/", listener.local_addr().unwrap());
+    let config = ServerConfig {
+        engine_tick_ms: 50,
+        engine_lease_seconds: 5,
+        public_url: Some(public_url),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(store, config).await;
+    tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    app.state.start_engine();
+    app
+}
+
+async fn next_delivery(deliveries: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(20), deliveries.recv()).await.expect("a delivery").unwrap()
+}
+
+/// POSTs to a callback URL, as a receiver does.
+async fn call_back(url: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap())
+}
+
+fn webhook_rollout(url: String, timeout_seconds: u32) -> Value {
+    json!({"artifact": "greeting", "environment": "production", "version": 2,
+           "executor": {"type": "webhook", "url": url, "secret": SECRET, "timeout_seconds": timeout_seconds}})
+}
+
+async fn a_webhook_rollout_is_delivered_signed_retried_and_completed_by_callbacks(store: Store) {
+    use hmac::Mac;
+    let app = served_app_with_engine(store).await;
+    world(&app, 2).await;
+    let (url, all, mut deliveries) = receiver().await;
+    let id = start(&app, webhook_rollout(format!("{url}/flaky"), 30)).await;
+    let (_, created) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    for i in 0..2 {
+        let delivery = next_delivery(&mut deliveries).await;
+        let payload = delivery.payload();
+        let task = &created["operations"][i]["tasks"][0];
+        let task_id = task["id"].as_str().unwrap();
+        let callback_url = format!("{}/api/v1/rollouts/{id}/tasks/{task_id}/callback", app.state.config.public_url());
+        assert_eq!(
+            payload,
+            json!({"rollout_id": id, "task_id": task_id, "artifact": "greeting", "environment": "production",
+                   "target": format!("t-{i}"), "target_config": {"i": i}, "version": 2, "step": "apply",
+                   "attempt": 1, "idempotency_key": task["idempotency_key"], "value_type": "string",
+                   "content": "hello 2", "callback_url": callback_url,
+                   "callback_token": payload["callback_token"]})
+        );
+        assert_eq!(delivery.header("idempotency-key"), task["idempotency_key"].as_str().unwrap());
+        assert_eq!(delivery.header("content-type"), "application/json");
+        let timestamp = delivery.header("x-cutover-timestamp");
+        let sent: u64 = timestamp.parse().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(sent.abs_diff(now) < 60, "{sent} vs {now}");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.{}", delivery.body).as_bytes());
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(delivery.header("x-cutover-signature"), expected, "signed with the secret");
+
+        let token = payload["callback_token"].as_str().unwrap();
+        let (status, _) =
+            call_back(&callback_url, Some("cutover_callback_wrong"), json!({"status": "completed"})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call_back(&callback_url, None, json!({"status": "completed"})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call_back(&callback_url, Some(app.owner.as_str()), json!({"status": "completed"})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "an API token is not a callback token");
+        let unknown = format!("{}/api/v1/rollouts/{id}/tasks/nope/callback", app.state.config.public_url());
+        assert_eq!(call_back(&unknown, Some(token), json!({"status": "running"})).await.0, StatusCode::NOT_FOUND);
+
+        let (status, running) =
+            call_back(&callback_url, Some(token), json!({"status": "running", "message": "halfway"})).await;
+        assert_eq!((status, running["state"].as_str()), (StatusCode::OK, Some("running")), "{running}");
+        let (status, done) =
+            call_back(&callback_url, Some(token), json!({"status": "completed", "log": "applied\n"})).await;
+        assert_eq!((status, done["state"].as_str()), (StatusCode::OK, Some("completed")), "{done}");
+        let (status, again) = call_back(&callback_url, Some(token), json!({"status": "failed"})).await;
+        assert_eq!((status, again["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{again}");
+        let (_, log) = app.get(&format!("/api/v1/rollouts/{id}/tasks/{task_id}/log")).await;
+        let log = log.as_str().unwrap();
+        assert!(log.starts_with("delivery 1: 503 Service Unavailable; retrying in 500 ms\n"), "{log}");
+        assert!(log.contains("halfway\n") && log.ends_with("applied\n"), "{log}");
+    }
+    let done = wait_for(&app, &id, "completion", state_is("completed")).await;
+    wait_for_live_version(&app, 2).await;
+    let per_task: Vec<usize> = (0..2)
+        .map(|i| {
+            let key = done["operations"][i]["tasks"][0]["idempotency_key"].as_str().unwrap().to_owned();
+            all.lock().unwrap().iter().filter(|d| d.header("idempotency-key") == key && d.path == "/flaky").count()
+        })
+        .collect();
+    assert_eq!(per_task, [2, 2], "a 503 is retried, once accepted it is not sent again");
+    assert_eq!(done["operations"][0]["tasks"][0]["attempts"], 1);
+    let (_, audit) = app.get("/api/v1/audit").await;
+    assert!(!done.to_string().contains(SECRET) && !audit.to_string().contains(SECRET), "the secret is never shown");
+}
+
+async fn a_webhook_fails_at_once_when_refused_and_at_its_timeout_without_a_result(store: Store) {
+    let app = served_app_with_engine(store).await;
+    world(&app, 1).await;
+    let (url, all, mut deliveries) = receiver().await;
+    let started = Instant::now();
+    let id = start(&app, webhook_rollout(format!("{url}/refuse"), 60)).await;
+    let failed = wait_for(&app, &id, "the refusal", state_is("failed")).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried until the timeout");
+    let task = &failed["operations"][0]["tasks"][0];
+    assert_eq!(task["error"], "the receiver refused the delivery: 400 Bad Request", "{failed}");
+    assert_eq!(all.lock().unwrap().len(), 1, "a 400 is not retried");
+
+    let id = start(&app, webhook_rollout(format!("{url}/silent"), 1)).await;
+    let delivery = next_delivery(&mut deliveries).await;
+    let failed = wait_for(&app, &id, "the timeout", state_is("failed")).await;
+    let task = &failed["operations"][0]["tasks"][0];
+    assert_eq!(task["error"], "no result within 1 s", "{failed}");
+    let payload = delivery.payload();
+    let late = call_back(
+        payload["callback_url"].as_str().unwrap(),
+        payload["callback_token"].as_str(),
+        json!({"status": "completed"}),
+    )
+    .await;
+    assert_eq!(late.0, StatusCode::CONFLICT, "too late: {late:?}");
+    assert_eq!(live_version(&app).await, json!(1));
+}
+
+async fn a_new_run_of_a_webhook_task_gets_a_new_callback_token(store: Store) {
+    let app = served_app_with_engine(store).await;
+    world(&app, 1).await;
+    let (url, _, mut deliveries) = receiver().await;
+    let id = start(&app, webhook_rollout(format!("{url}/ok"), 60)).await;
+    let first = next_delivery(&mut deliveries).await.payload();
+    control(&app, &id, "stop").await;
+    wait_for(&app, &id, "the stop", state_is("stopped")).await;
+    control(&app, &id, "resume").await;
+    let second = next_delivery(&mut deliveries).await.payload();
+    assert_eq!((first["attempt"].as_u64(), second["attempt"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(first["idempotency_key"], second["idempotency_key"]);
+    assert_ne!(first["callback_token"], second["callback_token"]);
+    let callback_url = second["callback_url"].as_str().unwrap();
+    let stale = call_back(callback_url, first["callback_token"].as_str(), json!({"status": "completed"})).await;
+    assert_eq!(stale.0, StatusCode::UNAUTHORIZED, "the first run's token stopped working: {stale:?}");
+    let (status, _) = call_back(callback_url, second["callback_token"].as_str(), json!({"status": "completed"})).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for(&app, &id, "completion", state_is("completed")).await;
+    wait_for_live_version(&app, 2).await;
 }
