@@ -47,6 +47,11 @@ const SELECT_ROLLOUTS: &str =
             r.created_at, r.updated_at, r.ended_at, r.created_by_token_id, r.created_by_name
      FROM rollouts r JOIN artifacts a ON a.id = r.artifact_id JOIN environments e ON e.id = r.environment_id";
 
+/// Task rows; callers add `WHERE …`.
+const SELECT_TASKS: &str = "SELECT id, operation_id, position, step, state, attempts, idempotency_key, run_token,
+            run_deadline, exit_code, error, log, started_at, ended_at, updated_at
+     FROM rollout_tasks";
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -174,12 +179,7 @@ async fn fetch_detail(conn: &mut Conn<'_>, workspace_id: Option<&str>, id: &str)
     let tasks: Vec<TaskRowDb> = q!(
         conn,
         fetch_all,
-        sqlx::query_as(
-            "SELECT id, operation_id, position, step, state, attempts, idempotency_key, run_token, run_deadline,
-                    exit_code, error, log, started_at, ended_at, updated_at
-             FROM rollout_tasks WHERE rollout_id = $1 ORDER BY operation_id, position"
-        )
-        .bind(id)
+        sqlx::query_as(&format!("{SELECT_TASKS} WHERE rollout_id = $1 ORDER BY operation_id, position")).bind(id)
     )?;
     let mut by_operation: std::collections::HashMap<String, Vec<RolloutTask>> = std::collections::HashMap::new();
     for task in tasks_rows(tasks)? {
@@ -829,16 +829,8 @@ async fn not_running(conn: &mut Conn<'_>, id: &str) -> Result<StoreError> {
 }
 
 async fn fetch_task(conn: &mut Conn<'_>, id: &str) -> Result<RolloutTask> {
-    let row: Option<TaskRowDb> = q!(
-        conn,
-        fetch_optional,
-        sqlx::query_as(
-            "SELECT id, operation_id, position, step, state, attempts, idempotency_key, run_token, run_deadline,
-                    exit_code, error, log, started_at, ended_at, updated_at
-             FROM rollout_tasks WHERE id = $1"
-        )
-        .bind(id)
-    )?;
+    let row: Option<TaskRowDb> =
+        q!(conn, fetch_optional, sqlx::query_as(&format!("{SELECT_TASKS} WHERE id = $1")).bind(id))?;
     row.ok_or_else(|| StoreError::NotFound(format!("task {id:?}")))?.try_into()
 }
 
