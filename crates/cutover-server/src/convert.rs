@@ -186,7 +186,7 @@ fn rollout_operation(o: store::RolloutOperation) -> api::RolloutOperation {
 pub fn rollout_task(t: store::RolloutTask) -> api::RolloutTask {
     api::RolloutTask {
         state: t.state.as_str().to_owned(),
-        log_bytes: t.log.len(),
+        log_bytes: t.log_bytes,
         started_at: t.started_at.map(|t| t.to_rfc3339()),
         ended_at: t.ended_at.map(|t| t.to_rfc3339()),
         id: t.id,

@@ -361,6 +361,8 @@ pub struct NewRollout {
 pub struct Rollout {
     pub id: String,
     pub artifact: String,
+    /// The artifact's value type, for executors that hand the content on.
+    pub value_type: ValueType,
     pub environment: String,
     pub version: i64,
     pub state: cutover_domain::rollouts::RolloutState,
@@ -424,7 +426,8 @@ pub struct RolloutTask {
     pub run_deadline: Option<Timestamp>,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
-    pub log: String,
+    /// Size of the kept output; `Store::rollout_task_log` reads it.
+    pub log_bytes: usize,
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     pub updated_at: Timestamp,

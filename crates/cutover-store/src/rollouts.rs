@@ -25,6 +25,7 @@ struct RolloutRow {
     id: String,
     workspace_id: String,
     artifact: String,
+    value_type: String,
     environment: String,
     version: i64,
     state: String,
@@ -42,14 +43,14 @@ struct RolloutRow {
 }
 
 const SELECT_ROLLOUTS: &str =
-    "SELECT r.id, r.workspace_id, a.key AS artifact, e.name AS environment, r.version, r.state,
+    "SELECT r.id, r.workspace_id, a.key AS artifact, a.value_type, e.name AS environment, r.version, r.state,
             r.operation_count, r.max_parallel, r.on_failure, r.failure_budget, r.steps, r.pinned_revision,
             r.created_at, r.updated_at, r.ended_at, r.created_by_token_id, r.created_by_name
      FROM rollouts r JOIN artifacts a ON a.id = r.artifact_id JOIN environments e ON e.id = r.environment_id";
 
 /// Task rows; callers add `WHERE …`.
 const SELECT_TASKS: &str = "SELECT id, operation_id, position, step, state, attempts, idempotency_key, run_token,
-            run_deadline, exit_code, error, log, started_at, ended_at, updated_at
+            run_deadline, exit_code, error, CAST(octet_length(log) AS BIGINT) AS log_bytes, started_at, ended_at, updated_at
      FROM rollout_tasks";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -76,6 +77,7 @@ impl TryFrom<RolloutRow> for Rollout {
         Ok(Rollout {
             id: row.id,
             artifact: row.artifact,
+            value_type: row.value_type.parse().map_err(corrupt)?,
             environment: row.environment,
             version: row.version,
             state: row.state.parse().map_err(corrupt)?,
@@ -121,7 +123,7 @@ struct TaskRowDb {
     run_deadline: Option<i64>,
     exit_code: Option<i32>,
     error: Option<String>,
-    log: String,
+    log_bytes: i64,
     started_at: Option<i64>,
     ended_at: Option<i64>,
     updated_at: i64,
@@ -143,7 +145,7 @@ impl TryFrom<TaskRowDb> for RolloutTask {
             run_deadline: row.run_deadline.map(Timestamp::from_micros),
             exit_code: row.exit_code,
             error: row.error,
-            log: row.log,
+            log_bytes: usize::try_from(row.log_bytes).unwrap_or_default(),
             started_at: row.started_at.map(Timestamp::from_micros),
             ended_at: row.ended_at.map(Timestamp::from_micros),
             updated_at: Timestamp::from_micros(row.updated_at),
@@ -521,6 +523,31 @@ impl Store {
         })
     }
 
+    /// The kept output of a task of a rollout of the workspace.
+    pub async fn rollout_task_log(&self, workspace_id: &str, rollout_id: &str, task_id: &str) -> Result<String> {
+        read!(self, |conn| {
+            let row: Option<(String,)> = q!(
+                conn,
+                fetch_optional,
+                sqlx::query_as(
+                    "SELECT t.log FROM rollout_tasks t JOIN rollouts r ON r.id = t.rollout_id
+                     WHERE t.id = $1 AND t.rollout_id = $2 AND r.workspace_id = $3"
+                )
+                .bind(task_id)
+                .bind(rollout_id)
+                .bind(workspace_id)
+            )?;
+            match row {
+                Some((log,)) => Ok(log),
+                None => {
+                    // Which one is missing, for the error: the rollout, or its task.
+                    fetch_rollout(conn, Some(workspace_id), rollout_id).await?;
+                    Err(StoreError::NotFound(format!("task {task_id:?}")))
+                }
+            }
+        })
+    }
+
     // ---- the engine's reads and writes ----
 
     /// Ids of every rollout that is not terminal, or still has operations being stopped: the
@@ -742,7 +769,7 @@ impl Store {
             if !append_log(tx, task_id, callback, &outcome.log).await? {
                 return Err(not_running(tx, task_id).await?);
             }
-            let log = fetch_task(tx, task_id).await?.log;
+            let log = fetch_log(tx, task_id).await?;
             let outcome = TaskOutcome { log, ..outcome.clone() };
             if !finish(tx, task_id, None, &outcome).await? {
                 return Err(not_running(tx, task_id).await?);
@@ -775,20 +802,6 @@ impl Store {
             changed == 1
         })
     }
-
-    /// Appends output to a running task's log (bounded), under `token`.
-    pub async fn task_log(&self, id: &str, token: i64, log: &str) -> Result<()> {
-        transaction!(self, |tx| {
-            q!(
-                tx,
-                execute,
-                sqlx::query("UPDATE rollout_tasks SET log = $1 WHERE id = $2 AND run_token = $3 AND state = 'running'")
-                    .bind(bound_log(log))
-                    .bind(id)
-                    .bind(token)
-            )?;
-        })
-    }
 }
 
 /// Appends to the log of the task while `callback` names its running run; `false` otherwise.
@@ -804,7 +817,7 @@ async fn append_log(conn: &mut Conn<'_>, id: &str, callback: &TokenHash, text: &
         .bind(callback.as_str())
     )?;
     if changed == 1 {
-        let log = fetch_task(conn, id).await?.log;
+        let log = fetch_log(conn, id).await?;
         if log.len() > MAX_TASK_LOG_BYTES {
             q!(
                 conn,
@@ -826,6 +839,13 @@ async fn not_running(conn: &mut Conn<'_>, id: &str) -> Result<StoreError> {
         format!("task {id:?} is {state}: only a running task takes a result")
     };
     Ok(StoreError::Conflict { message, details: Some(serde_json::json!({"state": state})) })
+}
+
+/// A task's kept output: read only where it is needed, never with rollouts (it may be 64 KiB a task).
+async fn fetch_log(conn: &mut Conn<'_>, id: &str) -> Result<String> {
+    let row: Option<(String,)> =
+        q!(conn, fetch_optional, sqlx::query_as("SELECT log FROM rollout_tasks WHERE id = $1").bind(id))?;
+    Ok(row.ok_or_else(|| StoreError::NotFound(format!("task {id:?}")))?.0)
 }
 
 async fn fetch_task(conn: &mut Conn<'_>, id: &str) -> Result<RolloutTask> {

@@ -239,11 +239,9 @@ pub async fn task_log(
     Path((id, task)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     auth.require(Access::Read)?;
-    let detail = state.store.get_rollout(auth.workspace_id(), &id).await?;
-    let found = detail.operations.into_iter().flat_map(|o| o.tasks).find(|t| t.id == task);
-    let task = found.ok_or_else(|| ApiError::not_found(format!("task {task:?} not found")))?;
+    let log = state.store.rollout_task_log(auth.workspace_id(), &id, &task).await?;
     let plain = HeaderValue::from_static("text/plain; charset=utf-8");
-    Ok(([(header::CONTENT_TYPE, plain)], task.log).into_response())
+    Ok(([(header::CONTENT_TYPE, plain)], log).into_response())
 }
 
 /// What a webhook receiver reports on a run.

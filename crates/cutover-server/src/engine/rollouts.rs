@@ -23,7 +23,8 @@ use cutover_domain::rollouts::{
     startable,
 };
 use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store};
-use tokio::sync::{Notify, watch};
+use serde_json::Value;
+use tokio::sync::{Notify, OnceCell, watch};
 
 use super::executors::{RunEnd, TaskContext, run_command};
 use super::webhook::{Webhook, run_webhook};
@@ -107,10 +108,11 @@ impl RolloutReconciler {
         let detail = self.store.rollout_for_engine(id).await?;
         self.drop_settled_webhook_runs(&detail);
         let rollout_state = detail.rollout.state;
+        let content = OnceCell::new();
         for operation in &detail.operations {
             match operation.state {
                 OperationState::Running | OperationState::RunningDegraded => {
-                    self.drive(&detail, operation, token).await?;
+                    self.drive(&detail, &content, operation, token).await?;
                 }
                 OperationState::Stopping => self.settle_stopping(operation, rollout_state, token).await?,
                 _ => {}
@@ -158,7 +160,13 @@ impl RolloutReconciler {
     }
 
     /// Moves one running operation along its tasks.
-    async fn drive(&self, detail: &RolloutDetail, operation: &RolloutOperation, token: i64) -> anyhow::Result<()> {
+    async fn drive(
+        &self,
+        detail: &RolloutDetail,
+        content: &OnceCell<Value>,
+        operation: &RolloutOperation,
+        token: i64,
+    ) -> anyhow::Result<()> {
         let Some(task) = operation.tasks.iter().find(|t| t.state != TaskState::Completed) else {
             if self.store.advance_operation(&operation.id, operation.state, OperationState::Completed).await? {
                 self.wake.notify_one();
@@ -171,13 +179,13 @@ impl RolloutReconciler {
                     self.wake.notify_one();
                 }
             }
-            TaskState::Pending | TaskState::Stopped => self.start(detail, operation, task, token).await?,
+            TaskState::Pending | TaskState::Stopped => self.start(detail, content, operation, task, token).await?,
             TaskState::Running => {
                 let manual = matches!(operation.executor, ExecutorSpec::Manual {});
                 if !manual && !self.runs_here(task, token) {
                     // Orphaned by a crash or a lost lease: the store lets it start again only once
                     // the old run's deadline has passed, so it never runs twice at once.
-                    self.start(detail, operation, task, token).await?;
+                    self.start(detail, content, operation, task, token).await?;
                 }
             }
             TaskState::Completed => {}
@@ -188,6 +196,7 @@ impl RolloutReconciler {
     async fn start(
         &self,
         detail: &RolloutDetail,
+        content: &OnceCell<Value>,
         operation: &RolloutOperation,
         task: &RolloutTask,
         token: i64,
@@ -209,14 +218,13 @@ impl RolloutReconciler {
             return Ok(());
         };
         let rollout = &detail.rollout;
-        let version = self.store.get_version(&rollout.workspace_id, &rollout.artifact, rollout.version).await?;
-        let value_type = self
-            .store
-            .artifact_types(&rollout.workspace_id)
-            .await?
-            .into_iter()
-            .find(|(key, _)| *key == rollout.artifact)
-            .map_or_else(|| "json".to_owned(), |(_, t)| t.as_str().to_owned());
+        // Read once per pass, however many tasks start in it.
+        let content = content
+            .get_or_try_init(|| async {
+                let version = self.store.get_version(&rollout.workspace_id, &rollout.artifact, rollout.version).await?;
+                Ok::<_, cutover_store::StoreError>(version.content.value().clone())
+            })
+            .await?;
         let context = TaskContext {
             rollout_id: rollout.id.clone(),
             task_id: task.id.clone(),
@@ -228,8 +236,8 @@ impl RolloutReconciler {
             step: task.step.clone(),
             idempotency_key: task.idempotency_key.clone(),
             attempt: task.attempts,
-            value_type,
-            content: version.content.value().clone(),
+            value_type: rollout.value_type.as_str().to_owned(),
+            content: content.clone(),
         };
         let (stop, stopped) = watch::channel(false);
         let (store, wake, task_id) = (self.store.clone(), self.wake.clone(), task.id.clone());

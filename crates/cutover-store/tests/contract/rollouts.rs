@@ -207,7 +207,13 @@ async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
     assert!(!store.finish_task(&task.id, 1, &ok).await.unwrap(), "recorded once");
     let after = store.get_rollout(&ws.id, &made.rollout.id).await.unwrap();
     let task = &after.operations[0].tasks[0];
-    assert_eq!((task.state, task.exit_code, task.log.as_str()), (TaskState::Completed, Some(0), "done\n"));
+    assert_eq!((task.state, task.exit_code, task.log_bytes), (TaskState::Completed, Some(0), 5));
+    let log = store.rollout_task_log(&ws.id, &made.rollout.id, &task.id).await.unwrap();
+    assert_eq!(log, "done\n");
+    assert!(matches!(
+        store.rollout_task_log(&ws.id, &made.rollout.id, "nope").await,
+        Err(StoreError::NotFound(message)) if message == "task \"nope\""
+    ));
 }
 
 async fn a_crashed_run_is_taken_over_only_after_its_deadline(store: Store) {
