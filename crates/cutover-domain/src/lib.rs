@@ -6,9 +6,11 @@
 mod error;
 pub mod experiments;
 mod names;
+pub mod net;
 mod page;
 mod role;
 pub mod rollouts;
+pub mod secrets;
 mod targets;
 mod timestamp;
 mod token;

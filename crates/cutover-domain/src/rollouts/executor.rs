@@ -8,6 +8,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::secrets::SealedSecret;
 use crate::{DomainError, TokenHash, check_label};
 
 /// Longest time a task may run before it is stopped and failed.
@@ -17,26 +18,28 @@ pub const DEFAULT_TASK_TIMEOUT_SECONDS: u32 = 600;
 /// Most steps in a rollout plan.
 pub const MAX_STEPS: usize = 20;
 
-/// The executor of a rollout's tasks, with its settings, fixed when the rollout is created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The executor of a rollout's tasks as a client asks for it. A `command` executor is one the
+/// operator declared in the server's configuration, named here: no request can choose a
+/// program, its arguments or any path on the host (DESIGN rule 8). The server turns a request
+/// into an [`ExecutorSpec`] once it has checked the name, the timeout and the webhook's address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ExecutorSpec {
-    /// Runs a program once per task: `program[0]` with the rest as arguments, the environment
-    /// naming the rollout, target, version, step, idempotency key and a file holding the content.
-    /// Exit code 0 completes the task; anything else, or the timeout, fails it.
+pub enum ExecutorRequest {
+    /// Runs the operator's program declared under `[executors.<name>]`.
     Command {
-        /// The program and its arguments; not run through a shell.
-        program: Vec<String>,
-        /// Seconds before the program is killed and the task failed.
-        #[serde(default = "default_timeout")]
-        timeout_seconds: u32,
+        /// The name under `[executors.<name>]`.
+        name: String,
+        /// Seconds before the program is killed and the task failed; at most the executor's
+        /// ceiling, which is also the default (600 when the ceiling is larger).
+        #[serde(default)]
+        timeout_seconds: Option<u32>,
     },
     /// POSTs a signed JSON payload per task; the receiver reports the result to the task's
     /// callback endpoint.
     Webhook {
         /// `http://` or `https://` URL receiving the payload.
         url: String,
-        /// Signs every delivery (HMAC-SHA256); never shown back.
+        /// Signs every delivery (HMAC-SHA256); never shown back, encrypted at rest.
         secret: WebhookSecret,
         /// Seconds the receiver has to report a result before the task fails.
         #[serde(default = "default_timeout")]
@@ -46,44 +49,15 @@ pub enum ExecutorSpec {
     Manual {},
 }
 
-fn default_timeout() -> u32 {
-    DEFAULT_TASK_TIMEOUT_SECONDS
-}
-
-impl ExecutorSpec {
-    /// The executor's name, as stored on each operation.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Command { .. } => "command",
-            Self::Webhook { .. } => "webhook",
-            Self::Manual {} => "manual",
-        }
-    }
-
-    /// Checks the settings: a non-empty program without NUL bytes, an http(s) URL, a timeout
-    /// between 1 second and a day.
+impl ExecutorRequest {
+    /// Checks what can be checked without the server's configuration: a name, an http(s) URL,
+    /// a secret of 8 to 256 characters without control characters, a timeout between 1 second
+    /// and a day.
     pub fn validate(&self) -> Result<(), DomainError> {
-        let check_timeout = |seconds: u32| {
-            if seconds == 0 || seconds > MAX_TASK_TIMEOUT_SECONDS {
-                return Err(DomainError::invalid(
-                    "executor.timeout_seconds",
-                    format!("must be between 1 and {MAX_TASK_TIMEOUT_SECONDS}"),
-                ));
-            }
-            Ok(())
-        };
         match self {
-            Self::Command { program, timeout_seconds } => {
-                if program.first().is_none_or(|p| p.trim().is_empty()) {
-                    return Err(DomainError::invalid("executor.program", "must name a program to run"));
-                }
-                if program.len() > 100 || program.iter().any(|a| a.contains('\0') || a.len() > 4_096) {
-                    return Err(DomainError::invalid(
-                        "executor.program",
-                        "at most 100 arguments of at most 4096 bytes, without NUL bytes",
-                    ));
-                }
-                check_timeout(*timeout_seconds)
+            Self::Command { name, timeout_seconds } => {
+                check_executor_name("executor.name", name)?;
+                timeout_seconds.map_or(Ok(()), check_timeout)
             }
             Self::Webhook { url, secret, timeout_seconds } => {
                 let length = secret.0.chars().count();
@@ -93,15 +67,79 @@ impl ExecutorSpec {
                         format!("must be {} to {} characters", WebhookSecret::MIN_CHARS, WebhookSecret::MAX_CHARS),
                     ));
                 }
+                if secret.0.chars().any(char::is_control) {
+                    return Err(DomainError::invalid("executor.secret", "must not contain control characters"));
+                }
                 if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2_048 {
                     return Err(DomainError::invalid("executor.url", "must be an http:// or https:// URL"));
                 }
-                if url.chars().any(char::is_whitespace) {
+                if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(DomainError::invalid("executor.url", "must not contain whitespace"));
                 }
                 check_timeout(*timeout_seconds)
             }
             Self::Manual {} => Ok(()),
+        }
+    }
+}
+
+fn check_timeout(seconds: u32) -> Result<(), DomainError> {
+    if seconds == 0 || seconds > MAX_TASK_TIMEOUT_SECONDS {
+        return Err(DomainError::invalid(
+            "executor.timeout_seconds",
+            format!("must be between 1 and {MAX_TASK_TIMEOUT_SECONDS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the name of a declared executor: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+pub fn check_executor_name(field: &'static str, name: &str) -> Result<(), DomainError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid { Ok(()) } else { Err(DomainError::invalid(field, "must match ^[a-z0-9][a-z0-9_-]{0,62}$")) }
+}
+
+/// The executor of a rollout's tasks as stored with each operation, fixed when the rollout is
+/// created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecutorSpec {
+    /// Runs the operator's declared executor of this name once per task, with the task
+    /// described in its environment and the content in a file. The name is looked up again in
+    /// the configuration at every run: an executor the operator removed runs nothing.
+    Command {
+        /// The declared executor's name.
+        executor: String,
+        /// Seconds before the program is killed and the task failed.
+        timeout_seconds: u32,
+    },
+    /// POSTs a signed payload per task to an address the server's policy allows.
+    Webhook {
+        /// Where deliveries go.
+        url: String,
+        /// The signing key, encrypted with the server's secret key.
+        secret: SealedSecret,
+        /// Seconds the receiver has to report a result.
+        timeout_seconds: u32,
+    },
+    /// Waits for a person.
+    Manual {},
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TASK_TIMEOUT_SECONDS
+}
+
+impl ExecutorSpec {
+    /// The executor's kind, as stored on each operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "command",
+            Self::Webhook { .. } => "webhook",
+            Self::Manual {} => "manual",
         }
     }
 
@@ -126,7 +164,7 @@ impl WebhookSecret {
     /// Longest secret accepted.
     pub const MAX_CHARS: usize = 256;
 
-    /// A secret as given; [`ExecutorSpec::validate`] checks its length.
+    /// A secret as given; [`ExecutorRequest::validate`] checks it.
     pub fn new(secret: impl Into<String>) -> Self {
         Self(secret.into())
     }
@@ -202,31 +240,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn executors_parse_from_tagged_json_with_defaults() {
-        let command: ExecutorSpec =
-            serde_json::from_str(r#"{"type": "command", "program": ["deploy.sh", "-v"]}"#).unwrap();
+    fn requests_parse_from_tagged_json_with_defaults() {
+        let command: ExecutorRequest = serde_json::from_str(r#"{"type": "command", "name": "deploy"}"#).unwrap();
+        assert_eq!(command, ExecutorRequest::Command { name: "deploy".into(), timeout_seconds: None });
         assert_eq!(
-            command,
-            ExecutorSpec::Command { program: vec!["deploy.sh".into(), "-v".into()], timeout_seconds: 600 }
+            serde_json::from_str::<ExecutorRequest>(r#"{"type": "manual"}"#).unwrap(),
+            ExecutorRequest::Manual {}
         );
-        assert_eq!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "manual"}"#).unwrap(), ExecutorSpec::Manual {});
-        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "manual", "x": 1}"#).is_err());
-        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "ssh"}"#).is_err());
+        assert!(serde_json::from_str::<ExecutorRequest>(r#"{"type": "manual", "x": 1}"#).is_err());
+        assert!(serde_json::from_str::<ExecutorRequest>(r#"{"type": "ssh"}"#).is_err());
+    }
+
+    #[test]
+    fn a_request_cannot_name_a_program() {
+        let error =
+            serde_json::from_str::<ExecutorRequest>(r#"{"type": "command", "program": ["/bin/cat", "/etc/passwd"]}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("program"), "{error}");
+        let error = serde_json::from_str::<ExecutorRequest>(
+            r#"{"type": "command", "name": "deploy", "program": ["/usr/bin/id"]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `program`"), "{error}");
     }
 
     #[test]
     fn settings_are_validated() {
-        let command = |program: &[&str], timeout_seconds| ExecutorSpec::Command {
-            program: program.iter().map(|s| s.to_string()).collect(),
-            timeout_seconds,
-        };
-        assert!(command(&["true"], 1).validate().is_ok());
-        assert_eq!(command(&[], 1).validate().unwrap_err().field(), "executor.program");
-        assert_eq!(command(&[" "], 1).validate().unwrap_err().field(), "executor.program");
-        assert_eq!(command(&["a\0b"], 1).validate().unwrap_err().field(), "executor.program");
-        assert_eq!(command(&["true"], 0).validate().unwrap_err().field(), "executor.timeout_seconds");
-        assert_eq!(command(&["true"], 86_401).validate().unwrap_err().field(), "executor.timeout_seconds");
-        let webhook = |url: &str, secret: &str| ExecutorSpec::Webhook {
+        let command = |name: &str, timeout_seconds| ExecutorRequest::Command { name: name.into(), timeout_seconds };
+        assert!(command("deploy", None).validate().is_ok());
+        assert!(command("deploy-eu_2", Some(1)).validate().is_ok());
+        assert_eq!(command("", None).validate().unwrap_err().field(), "executor.name");
+        assert_eq!(command("../bin/sh", None).validate().unwrap_err().field(), "executor.name");
+        assert_eq!(command("Deploy", None).validate().unwrap_err().field(), "executor.name");
+        assert_eq!(command("deploy", Some(0)).validate().unwrap_err().field(), "executor.timeout_seconds");
+        assert_eq!(command("deploy", Some(86_401)).validate().unwrap_err().field(), "executor.timeout_seconds");
+        let webhook = |url: &str, secret: &str| ExecutorRequest::Webhook {
             url: url.into(),
             secret: WebhookSecret::new(secret),
             timeout_seconds: 10,
@@ -236,15 +286,16 @@ mod tests {
         assert_eq!(webhook("http://a b", "s3cret-key").validate().unwrap_err().field(), "executor.url");
         assert_eq!(webhook("https://x", "short").validate().unwrap_err().field(), "executor.secret");
         assert_eq!(webhook("https://x", &"k".repeat(257)).validate().unwrap_err().field(), "executor.secret");
+        assert_eq!(webhook("https://x", "s3cret\nkey").validate().unwrap_err().field(), "executor.secret");
+        assert_eq!(webhook("https://x", "s3cret\u{0}key").validate().unwrap_err().field(), "executor.secret");
     }
 
     #[test]
     fn a_webhook_secret_is_never_printed() {
-        let webhook: ExecutorSpec =
+        let webhook: ExecutorRequest =
             serde_json::from_str(r#"{"type": "webhook", "url": "https://x", "secret": "hunter2hunter2"}"#).unwrap();
         assert!(!format!("{webhook:?}").contains("hunter2"), "{webhook:?}");
-        assert_eq!(webhook.timeout_seconds(), Some(600));
-        assert!(serde_json::from_str::<ExecutorSpec>(r#"{"type": "webhook", "url": "https://x"}"#).is_err());
+        assert!(serde_json::from_str::<ExecutorRequest>(r#"{"type": "webhook", "url": "https://x"}"#).is_err());
     }
 
     #[test]

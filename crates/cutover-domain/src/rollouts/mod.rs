@@ -24,8 +24,8 @@ mod state;
 pub use controls::{IllegalControl, RolloutControl, halted_operation_state};
 pub use derive::{Derived, RolloutRead, derive_state};
 pub use executor::{
-    CallbackToken, DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS, WebhookSecret,
-    parse_steps,
+    CallbackToken, DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorRequest, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS,
+    WebhookSecret, check_executor_name, parse_steps,
 };
 pub use operation::OperationRow;
 pub use policy::{FailureBudget, MaxParallel, OnFailure, RolloutPolicy};
