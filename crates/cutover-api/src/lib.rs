@@ -568,8 +568,9 @@ pub struct CreateRollout {
     /// The steps of each target, in order; default `["apply"]`.
     #[serde(default)]
     pub steps: Option<Vec<String>>,
-    /// What runs each task: `{"type": "command", "program": ["./deploy.sh"], "timeout_seconds": 600}`
-    /// or `{"type": "manual"}`.
+    /// What runs each task: `{"type": "command", "name": "deploy", "timeout_seconds": 600}` (an
+    /// executor the server's operator declared), `{"type": "webhook", "url": "https://…",
+    /// "secret": "…"}` or `{"type": "manual"}`.
     #[schema(value_type = Object)]
     pub executor: Value,
 }

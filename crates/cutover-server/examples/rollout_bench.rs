@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use cutover_domain::WorkspaceName;
 use cutover_domain::rollouts::{OnFailure, OperationRow, OperationState, RolloutRead, RolloutState, derive_state};
+use cutover_server::config::ExecutorConfig;
 use cutover_server::{AppState, ServerConfig, app};
 use cutover_store::{ConnectOptions, Store};
 use http_body_util::BodyExt;
@@ -110,9 +111,17 @@ async fn main() -> anyhow::Result<()> {
     let token = made.secret.expose().to_owned();
     // The engine as `cutover serve` runs it, with its default tick: every wake-up comes from work
     // finishing, not from the timer.
-    let state = AppState::new(store.clone(), ServerConfig::default());
+    let noop = ExecutorConfig {
+        program: vec!["true".into()],
+        env: vec!["PATH".into()],
+        working_dir: None,
+        timeout_seconds: 600,
+        workspaces: None,
+    };
+    let config = ServerConfig { executors: [("noop".to_owned(), noop)].into(), ..ServerConfig::default() };
+    let state = AppState::new(store.clone(), config);
     let router = app(state.clone());
-    let engine = state.start_engine();
+    let engine = state.start_engine()?;
 
     let targets_json: Vec<Value> = (0..targets).map(|i| json!({"name": format!("t-{i:04}")})).collect();
     call(&router, &token, "POST", "/api/v1/environments", Some(json!({"name": "fleet", "targets": targets_json})))
@@ -131,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         "POST",
         "/api/v1/rollouts",
         Some(json!({"artifact": "config", "environment": "fleet", "version": 2, "max_parallel": parallel,
-                    "executor": {"type": "command", "program": ["true"]}})),
+                    "executor": {"type": "command", "name": "noop"}})),
     )
     .await;
     let created = started.elapsed();

@@ -43,6 +43,8 @@ pub struct AppState {
     pub engine_wake: Arc<tokio::sync::Notify>,
     /// Turns true when the server starts shutting down; long-lived streams end then.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// What clients may ask the engine to run, and where webhooks may go.
+    pub admission: Arc<engine::admission::Admission>,
 }
 
 impl AppState {
@@ -52,7 +54,8 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::default());
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
         let engine_wake = Arc::new(tokio::sync::Notify::new());
-        Self { store, config: Arc::new(config), metrics, resolver, exposures, engine_wake, shutdown }
+        let admission = Arc::new(engine::admission::Admission::from_config(&config));
+        Self { store, config: Arc::new(config), metrics, resolver, exposures, engine_wake, shutdown, admission }
     }
 
     /// After a write that changes what resolve returns: rebuild this process's view before
@@ -65,7 +68,7 @@ impl AppState {
     }
 
     /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
-    pub fn start_engine(&self) -> tokio::task::JoinHandle<()> {
+    pub fn start_engine(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let state = self.clone();
         let on_change: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |workspace_id: String| {
             let state = state.clone();
@@ -78,8 +81,9 @@ impl AppState {
             self.engine_wake.clone(),
             on_change,
             self.config.public_url(),
-        );
-        engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe())
+            self.admission.clone(),
+        )?;
+        Ok(engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe()))
     }
 
     /// After a token is created or revoked.

@@ -41,8 +41,10 @@ pub async fn migrate(config: &ServerConfig) -> anyhow::Result<usize> {
 }
 
 /// `cutover serve`: runs until SIGINT or SIGTERM, then drains in-flight requests.
-pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     init_logging(&config);
+    config.validate()?;
+    config.load_secret_key()?;
     tracing::info!(?config, "starting cutover");
     let store = connect(&config).await?;
     if config.migrate {
@@ -67,7 +69,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         std::time::Duration::from_millis(state.config.exposure_flush_ms.max(1)),
         state.shutdown.subscribe(),
     );
-    let engine = state.start_engine();
+    let engine = state.start_engine()?;
     let stopping = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -104,7 +106,7 @@ async fn bootstrap(store: &Store, config: &ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

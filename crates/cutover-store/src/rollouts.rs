@@ -289,7 +289,6 @@ impl Store {
         authority: &PinAuthority,
         new: &NewRollout,
     ) -> Result<RolloutDetail> {
-        new.executor.validate()?;
         transaction!(self, |tx| {
             let artifact = artifacts::fetch(tx, workspace_id, &new.artifact).await?;
             let environment = environments::fetch(tx, workspace_id, &new.environment).await?;

@@ -888,7 +888,11 @@ fn completing_with_a_winner_prints_the_pin_change() {
 /// A server whose engine looks at rollouts every 50 ms instead of every second; `production` has
 /// targets t-0, t-1, t-2; `greeting` has versions 1 and 2, and 1 is pinned in `production`.
 fn rollout_setup() -> Server {
-    let server = Server::start_with_config("engine_tick_ms = 50\n");
+    let server = Server::start_with_config(
+        "engine_tick_ms = 50\n\
+         [executors.apply]\nprogram = [\"sh\", \"-c\", \"echo applied to $CUTOVER_TARGET; exit 0\"]\n\
+         [executors.no-luck]\nprogram = [\"sh\", \"-c\", \"echo no luck >&2; exit 7\"]\n",
+    );
     server.json(&["env", "create", "production", "--target", "t-0", "--target", "t-1", "--target", "t-2"]);
     server.json(&["artifact", "create", "greeting", "--type", "string"]);
     for text in ["hello", "hello again"] {
@@ -929,10 +933,8 @@ fn a_command_rollout_runs_in_waves_is_watched_to_completion_and_moves_the_pin() 
         "2",
         "--max-parallel",
         "2",
-        "--",
-        "sh",
-        "-c",
-        "echo applied to $CUTOVER_TARGET; exit 0",
+        "--executor",
+        "apply",
     ];
     let made = server.json(&start);
     let id = made["id"].as_str().expect("an id").to_owned();
@@ -988,6 +990,21 @@ fn a_command_rollout_runs_in_waves_is_watched_to_completion_and_moves_the_pin() 
 }
 
 #[test]
+fn a_rollout_cannot_bring_its_own_program() {
+    let server = rollout_setup();
+    let start = ["rollout", "start", "--artifact", "greeting", "--env", "production", "--version", "2"];
+    let stderr = server.fails(&[&start[..], &["--", "/bin/cat", "/etc/passwd"]].concat());
+    assert!(stderr.contains("cannot run a program of its own (/bin/cat /etc/passwd)"), "{stderr}");
+    assert!(stderr.contains("--executor NAME"), "{stderr}");
+    let stderr = server.fails(&[&start[..], &["--executor", "cat"]].concat());
+    assert!(
+        stderr.contains("no executor named \"cat\" is declared for this workspace; it may use: apply, no-luck"),
+        "{stderr}"
+    );
+    assert_eq!(server.json(&["rollout", "list"])["items"], serde_json::json!([]));
+}
+
+#[test]
 fn a_failing_rollout_makes_watch_exit_1_and_leaves_the_pin() {
     let server = rollout_setup();
     let output = server.cutover(&[
@@ -1000,10 +1017,8 @@ fn a_failing_rollout_makes_watch_exit_1_and_leaves_the_pin() {
         "--version",
         "2",
         "--watch",
-        "--",
-        "sh",
-        "-c",
-        "echo no luck >&2; exit 7",
+        "--executor",
+        "no-luck",
     ]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");

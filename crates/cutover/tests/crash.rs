@@ -12,10 +12,16 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{PgDatabase, Server};
 
-/// Engine settings that make a crash cheap to wait out: 2 s leases, 100 ms ticks.
+/// Engine settings that make a crash cheap to wait out (2 s leases, 100 ms ticks), and the
+/// executor `apply`, which records its runs in `<dir>/runs`.
 fn config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("cutover.toml");
-    std::fs::write(&path, "engine_lease_seconds = 2\nengine_tick_ms = 100\n").unwrap();
+    let script = script(&dir.join("runs"));
+    assert!(!script.contains('\''), "a TOML literal string");
+    let text = format!(
+        "engine_lease_seconds = 2\nengine_tick_ms = 100\n[executors.apply]\nprogram = [\"sh\", \"-c\", '{script}']\n"
+    );
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -63,9 +69,10 @@ fn setup(server: &Server, token: &str, targets: usize) {
     server.ok("POST", "/api/v1/artifacts/greeting/versions", token, Some(json!({"content": "two"})));
 }
 
-fn start_rollout(server: &Server, token: &str, record: &Path) -> String {
+/// Starts the rollout whose runs `config` records.
+fn start_rollout(server: &Server, token: &str) -> String {
     let body = json!({"artifact": "greeting", "environment": "production", "version": 2, "max_parallel": 2,
-                      "executor": {"type": "command", "program": ["sh", "-c", script(record)], "timeout_seconds": 3}});
+                      "executor": {"type": "command", "name": "apply", "timeout_seconds": 3}});
     server.ok("POST", "/api/v1/rollouts", token, Some(body))["id"].as_str().unwrap().to_owned()
 }
 
@@ -124,7 +131,7 @@ fn a_rollout_survives_sigkill_and_restart() {
     let mut server = Server::start_with(dir.path(), None, Some(&config));
     let token = server.owner_token();
     setup(&server, &token, 4);
-    let id = start_rollout(&server, &token, &record);
+    let id = start_rollout(&server, &token);
     wait_until("the first wave to start", Duration::from_secs(20), || {
         lines(&record).iter().filter(|l| l.kind == "start").count() >= 2
     });
@@ -148,7 +155,7 @@ fn a_rollout_survives_the_replica_driving_it_being_killed() {
     let b = Server::start_with(dir_b.path(), Some(&database.url), Some(&config));
     let token = support::shared_owner_token(&[&a, &b]);
     setup(&a, &token, 4);
-    let id = start_rollout(&a, &token, &record);
+    let id = start_rollout(&a, &token);
     wait_until("the first wave to start", Duration::from_secs(20), || {
         lines(&record).iter().filter(|l| l.kind == "start").count() >= 2
     });

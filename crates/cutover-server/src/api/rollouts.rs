@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTask};
-use cutover_domain::rollouts::{CallbackToken, ExecutorSpec, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
+use cutover_domain::rollouts::{
+    CallbackToken, ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps,
+};
 use cutover_domain::{Access, DomainError};
 use cutover_store::{NewRollout, PinAuthority, TaskOutcome};
 
@@ -54,15 +56,16 @@ pub async fn create(
     auth.require(Access::Write)?;
     let key = artifact_path(&body.artifact)?;
     let environment = environment_path(&body.environment)?;
-    let executor: ExecutorSpec = serde_json::from_value(body.executor).map_err(|e| {
+    let request: ExecutorRequest = serde_json::from_value(body.executor).map_err(|e| {
         DomainError::invalid(
             "executor",
             format!(
-                "{e}: use {{\"type\": \"command\", \"program\": [...]}}, \
+                "{e}: use {{\"type\": \"command\", \"name\": \"<an executor the operator declared>\"}}, \
                  {{\"type\": \"webhook\", \"url\": \"https://…\", \"secret\": \"…\"}} or {{\"type\": \"manual\"}}"
             ),
         )
     })?;
+    let executor = state.admission.admit(request, &auth.0.workspace.name).await?;
     let new = NewRollout {
         artifact: key.into_string(),
         environment: environment.as_str().to_owned(),

@@ -1,8 +1,10 @@
 //! Executors: what runs one task of a rollout.
 //!
-//! - `command`: runs a program (not through a shell) with the task described in its environment
-//!   and the version's content in a file; exit code 0 completes the task, anything else or the
-//!   timeout fails it. Output (stdout then stderr) is kept, bounded, in the task's log.
+//! - `command`: runs a program the operator declared (`[executors.<name>]`, not through a shell)
+//!   with a clean environment: the task described in `CUTOVER_*` variables, the version's content
+//!   in a file, and only the server's variables the declaration lists. Exit code 0 completes the
+//!   task, anything else or the timeout fails it. Output (stdout then stderr) is kept, bounded, in
+//!   the task's log.
 //! - `webhook` ([`super::webhook`]): a signed POST; the receiver reports the result through the
 //!   task's callback endpoint.
 //! - `manual`: nothing runs; a person reports the result through the API.
@@ -17,6 +19,8 @@ use cutover_store::{MAX_TASK_LOG_BYTES, TaskOutcome};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
+
+use crate::config::ExecutorConfig;
 
 /// Everything a task run is told about its task.
 #[derive(Debug, Clone)]
@@ -81,9 +85,10 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
     head
 }
 
-/// Runs a `command` task. `stop` turning true kills the program and ends the run as stopped.
+/// Runs a `command` task with the declared executor. `stop` turning true kills the program and
+/// ends the run as stopped.
 pub async fn run_command(
-    program: &[String],
+    declared: &ExecutorConfig,
     timeout: Duration,
     context: &TaskContext,
     mut stop: watch::Receiver<bool>,
@@ -91,17 +96,28 @@ pub async fn run_command(
     let failed = |error: String, log: String| {
         RunEnd::Finished(TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log })
     };
-    let Some((name, args)) = program.split_first() else {
+    let Some((name, args)) = declared.program.split_first() else {
         return failed("the executor names no program".into(), String::new());
     };
-    let file = match tempfile::Builder::new().prefix("cutover-content-").tempfile() {
-        Ok(file) => file,
-        Err(e) => return failed(format!("could not write the content file: {e}"), String::new()),
+    // A directory of the run's own: the content file, and the working directory unless the
+    // operator set one. Removed when the run ends.
+    let scratch = match tempfile::Builder::new().prefix("cutover-run-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return failed(format!("could not make the run's directory: {e}"), String::new()),
     };
-    if let Err(e) = std::fs::write(file.path(), content_bytes(context)) {
+    let content_file = scratch.path().join("content");
+    if let Err(e) = std::fs::write(&content_file, content_bytes(context)) {
         return failed(format!("could not write the content file: {e}"), String::new());
     }
     let mut command = tokio::process::Command::new(name);
+    // Nothing of the server's environment (its database URL, its secret key) unless listed.
+    command.env_clear();
+    for variable in &declared.env {
+        if let Some(value) = std::env::var_os(variable) {
+            command.env(variable, value);
+        }
+    }
+    command.current_dir(declared.working_dir.as_deref().unwrap_or(scratch.path()));
     command
         .args(args)
         .env("CUTOVER_ROLLOUT_ID", &context.rollout_id)
@@ -115,7 +131,7 @@ pub async fn run_command(
         .env("CUTOVER_IDEMPOTENCY_KEY", &context.idempotency_key)
         .env("CUTOVER_ATTEMPT", context.attempt.to_string())
         .env("CUTOVER_VALUE_TYPE", &context.value_type)
-        .env("CUTOVER_CONTENT_FILE", file.path())
+        .env("CUTOVER_CONTENT_FILE", &content_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

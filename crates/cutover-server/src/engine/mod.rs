@@ -6,6 +6,7 @@
 //! Rollouts are the first reconciler ([`rollouts`]); the queue and pools will run on the same
 //! runner with their own leases.
 
+pub mod admission;
 pub mod executors;
 pub mod rollouts;
 pub mod webhook;

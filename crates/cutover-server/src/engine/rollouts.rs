@@ -19,16 +19,18 @@ use std::time::Duration;
 
 use cutover_domain::Timestamp;
 use cutover_domain::rollouts::{
-    CallbackToken, ExecutorSpec, OperationState, RolloutRead, TaskState, derive_state, halted_operation_state,
-    startable,
+    CallbackToken, ExecutorSpec, OperationState, RolloutRead, TaskState, WebhookSecret, derive_state,
+    halted_operation_state, startable,
 };
-use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store};
+use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store, TaskOutcome};
 use serde_json::Value;
 use tokio::sync::{Notify, OnceCell, watch};
 
+use super::admission::Admission;
 use super::executors::{RunEnd, TaskContext, run_command};
 use super::webhook::{Webhook, run_webhook};
 use super::{EngineConfig, Reconciler};
+use crate::config::ExecutorConfig;
 
 /// Extra time after a run's timeout before another replica may consider it dead.
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
@@ -39,6 +41,12 @@ struct LocalRun {
     webhook: bool,
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
+}
+
+/// What one run executes.
+enum Runnable {
+    Command(ExecutorConfig),
+    Webhook { url: String, secret: WebhookSecret },
 }
 
 /// Drives rollouts.
@@ -57,8 +65,11 @@ pub struct RolloutReconciler {
     on_change: Arc<dyn Fn(String) + Send + Sync>,
     /// Base of the callback URLs sent to webhook receivers.
     public_url: String,
-    /// Delivers webhooks; redirects are not followed (a 3xx fails the task).
+    /// Delivers webhooks; redirects are not followed (a 3xx fails the task), names resolve
+    /// through the address policy.
     client: reqwest::Client,
+    /// The declared executors, the address policy and the key webhook secrets are sealed with.
+    admission: Arc<Admission>,
 }
 
 impl RolloutReconciler {
@@ -68,15 +79,20 @@ impl RolloutReconciler {
         wake: Arc<Notify>,
         on_change: Arc<dyn Fn(String) + Send + Sync>,
         public_url: String,
-    ) -> Self {
+        admission: Arc<Admission>,
+    ) -> anyhow::Result<Self> {
+        // Without these settings the client would follow redirects and resolve any address:
+        // failing to build it is an error, never a fallback to defaults.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
+            .dns_resolver(admission.resolver())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| anyhow::anyhow!("could not build the webhook client: {e}"))?;
+        Ok(Self {
             public_url,
             client,
+            admission,
             store,
             owner: format!("replica-{}", uuid::Uuid::now_v7()),
             config,
@@ -84,7 +100,7 @@ impl RolloutReconciler {
             runs: Arc::default(),
             held: Mutex::default(),
             on_change,
-        }
+        })
     }
 
     fn lease_name(id: &str) -> String {
@@ -218,6 +234,15 @@ impl RolloutReconciler {
             return Ok(());
         };
         let rollout = &detail.rollout;
+        let executor = match self.runnable(&operation.executor, &rollout.workspace_id).await {
+            Ok(executor) => executor,
+            Err(error) => {
+                let outcome = TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log: String::new() };
+                self.store.finish_task(&task.id, token, &outcome).await?;
+                self.wake.notify_one();
+                return Ok(());
+            }
+        };
         // Read once per pass, however many tasks start in it.
         let content = content
             .get_or_try_init(|| async {
@@ -241,14 +266,22 @@ impl RolloutReconciler {
         };
         let (stop, stopped) = watch::channel(false);
         let (store, wake, task_id) = (self.store.clone(), self.wake.clone(), task.id.clone());
-        let (executor, client) = (operation.executor.clone(), self.client.clone());
+        let (client, admission) = (self.client.clone(), self.admission.clone());
         let callback_url = format!("{}/api/v1/rollouts/{}/tasks/{}/callback", self.public_url, rollout.id, task.id);
         let handle = tokio::spawn(async move {
             let end = match (&executor, callback) {
-                (ExecutorSpec::Command { program, .. }, _) => run_command(program, timeout, &context, stopped).await,
-                (ExecutorSpec::Webhook { url, secret, .. }, Some(callback_token)) => {
-                    let webhook =
-                        Webhook { client: &client, url, secret, timeout, callback_url, callback_token, store: &store };
+                (Runnable::Command(declared), _) => run_command(declared, timeout, &context, stopped).await,
+                (Runnable::Webhook { url, secret }, Some(callback_token)) => {
+                    let webhook = Webhook {
+                        client: &client,
+                        admission: &admission,
+                        url,
+                        secret,
+                        timeout,
+                        callback_url,
+                        callback_token,
+                        store: &store,
+                    };
                     run_webhook(webhook, &context, stopped).await
                 }
                 _ => return,
@@ -276,6 +309,26 @@ impl RolloutReconciler {
         tracing::info!(task = %task.id, target = %operation.target, step = %task.step, attempt = task.attempts, "task started");
         self.runs().insert(task.id.clone(), LocalRun { token, webhook, stop, handle });
         Ok(())
+    }
+
+    /// What a task of this executor runs, as the configuration says now: an executor the
+    /// operator removed (or no longer allows the workspace) runs nothing, and the task fails
+    /// saying why.
+    async fn runnable(&self, executor: &ExecutorSpec, workspace_id: &str) -> Result<Runnable, String> {
+        match executor {
+            ExecutorSpec::Command { executor, .. } => {
+                let workspace = self
+                    .store
+                    .get_workspace(workspace_id)
+                    .await
+                    .map_err(|e| format!("could not read the rollout's workspace: {e}"))?;
+                self.admission.executor(executor, &workspace.name).cloned().map(Runnable::Command)
+            }
+            ExecutorSpec::Webhook { url, secret, .. } => {
+                Ok(Runnable::Webhook { url: url.clone(), secret: self.admission.open(secret)? })
+            }
+            ExecutorSpec::Manual {} => Err("a manual task runs nothing".into()),
+        }
     }
 
     /// An operation being stopped: its runs here are asked to stop; once none runs, it settles.

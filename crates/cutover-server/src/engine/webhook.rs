@@ -18,6 +18,7 @@ use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::admission::Admission;
 use super::executors::{RunEnd, TaskContext};
 
 /// The first retry waits this long; each next one twice as long, up to [`MAX_BACKOFF`].
@@ -29,6 +30,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where and how to deliver one run.
 pub struct Webhook<'a> {
     pub client: &'a reqwest::Client,
+    /// Checks the URL's address again before every delivery (DNS may have changed).
+    pub admission: &'a Admission,
     pub url: &'a str,
     pub secret: &'a WebhookSecret,
     pub timeout: Duration,
@@ -107,6 +110,12 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
     };
     let mut backoff = FIRST_BACKOFF;
     for delivery in 1_u32.. {
+        // Names are checked again by the client's resolver as it connects; this also covers an
+        // address written in the URL, which is never resolved.
+        if let Err(why) = webhook.admission.check_url(webhook.url).await {
+            note(format!("delivery {delivery}: refused by the address policy: {why}\n")).await;
+            return failed(format!("the address policy refuses the webhook's URL: {why}"));
+        }
         let timestamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
         let request = webhook

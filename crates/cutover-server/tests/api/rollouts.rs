@@ -1,12 +1,14 @@
 //! Rollouts driven by the engine, in process: command, webhook and manual executors, waves,
 //! failure policies, controls, and the pin moving once on completion.
 
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use cutover_server::ServerConfig;
+use cutover_server::config::ExecutorConfig;
 use cutover_store::Store;
 use serde_json::{Value, json};
 
@@ -21,13 +23,40 @@ cutover_store::contract_tests!(
     a_webhook_rollout_is_delivered_signed_retried_and_completed_by_callbacks,
     a_webhook_fails_at_once_when_refused_and_at_its_timeout_without_a_result,
     a_new_run_of_a_webhook_task_gets_a_new_callback_token,
+    an_editor_of_another_workspace_runs_only_what_the_operator_declared,
+    webhooks_to_loopback_are_refused_at_creation_unless_the_operator_allows_them,
 );
 
-/// An app whose engine runs, looking at rollouts every 50 ms.
-async fn app_with_engine(store: Store) -> TestApp {
-    let config = ServerConfig { engine_tick_ms: 50, engine_lease_seconds: 5, ..ServerConfig::default() };
+/// Executors declared by the operator: each `(name, script)` runs `sh -c script`.
+fn scripts(declared: &[(&str, &str)]) -> BTreeMap<String, ExecutorConfig> {
+    declared
+        .iter()
+        .map(|(name, script)| {
+            let program = vec!["sh".to_owned(), "-c".to_owned(), (*script).to_owned()];
+            (
+                name.to_string(),
+                ExecutorConfig {
+                    program,
+                    env: vec!["PATH".into()],
+                    working_dir: None,
+                    timeout_seconds: 600,
+                    workspaces: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// An app whose engine runs, looking at rollouts every 50 ms, with these executors declared.
+async fn app_with_engine(store: Store, declared: &[(&str, &str)]) -> TestApp {
+    let config = ServerConfig {
+        engine_tick_ms: 50,
+        engine_lease_seconds: 5,
+        executors: scripts(declared),
+        ..ServerConfig::default()
+    };
     let app = TestApp::with_config(store, config).await;
-    app.state.start_engine();
+    app.state.start_engine().unwrap();
     app
 }
 
@@ -99,8 +128,6 @@ async fn control(app: &TestApp, id: &str, control: &str) -> Value {
 }
 
 async fn a_command_rollout_runs_every_target_in_waves_and_moves_the_pin(store: Store) {
-    let app = app_with_engine(store).await;
-    world(&app, 5).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("ran");
     // Each run notes what it was told, and the wave can be seen from overlapping runs.
@@ -109,10 +136,12 @@ async fn a_command_rollout_runs_every_target_in_waves_and_moves_the_pin(store: S
          \"$CUTOVER_STEP\" \"$CUTOVER_TARGET_CONFIG\" >> {}; echo \"applied $CUTOVER_IDEMPOTENCY_KEY\"",
         record.display()
     );
+    let app = app_with_engine(store, &[("apply", &script)]).await;
+    world(&app, 5).await;
     let id = start(
         &app,
         json!({"artifact": "greeting", "environment": "production", "version": 2, "max_parallel": 2,
-               "executor": {"type": "command", "program": ["sh", "-c", script], "timeout_seconds": 30}}),
+               "executor": {"type": "command", "name": "apply", "timeout_seconds": 30}}),
     )
     .await;
     let done = wait_for(&app, &id, "completion", state_is("completed")).await;
@@ -146,12 +175,12 @@ async fn a_command_rollout_runs_every_target_in_waves_and_moves_the_pin(store: S
 }
 
 async fn a_failure_under_halt_fails_the_rollout_and_leaves_the_pin(store: Store) {
-    let app = app_with_engine(store).await;
+    let app = app_with_engine(store, &[("apply", "echo trying >&2; test \"$CUTOVER_TARGET\" != t-1")]).await;
     world(&app, 3).await;
     let id = start(
         &app,
         json!({"artifact": "greeting", "environment": "production", "version": 2,
-               "executor": {"type": "command", "program": ["sh", "-c", "echo trying >&2; test \"$CUTOVER_TARGET\" != t-1"]}}),
+               "executor": {"type": "command", "name": "apply"}}),
     )
     .await;
     let failed = wait_for(&app, &id, "failure", state_is("failed")).await;
@@ -175,7 +204,7 @@ async fn a_failure_under_halt_fails_the_rollout_and_leaves_the_pin(store: Store)
 }
 
 async fn manual_tasks_wait_for_a_person(store: Store) {
-    let app = app_with_engine(store).await;
+    let app = app_with_engine(store, &[]).await;
     world(&app, 1).await;
     let id = start(
         &app,
@@ -200,14 +229,14 @@ async fn manual_tasks_wait_for_a_person(store: Store) {
 }
 
 async fn a_stopped_rollout_resumes_and_reruns_the_interrupted_task(store: Store) {
-    let app = app_with_engine(store).await;
-    world(&app, 1).await;
     // The first attempt hangs; a later one succeeds at once.
     let script = "if [ \"$CUTOVER_ATTEMPT\" = 1 ]; then sleep 60; fi; echo attempt $CUTOVER_ATTEMPT";
+    let app = app_with_engine(store, &[("apply", script)]).await;
+    world(&app, 1).await;
     let id = start(
         &app,
         json!({"artifact": "greeting", "environment": "production", "version": 2,
-               "executor": {"type": "command", "program": ["sh", "-c", script]}}),
+               "executor": {"type": "command", "name": "apply"}}),
     )
     .await;
     wait_for(&app, &id, "the first run", |r| r["operations"][0]["tasks"][0]["state"] == "running").await;
@@ -238,7 +267,12 @@ async fn rollout_requests_are_validated_and_scoped(store: Store) {
     };
     for (body, status, code) in [
         (with(json!({"executor": {"type": "ssh"}})), StatusCode::BAD_REQUEST, "invalid_field"),
-        (with(json!({"executor": {"type": "command", "program": []}})), StatusCode::BAD_REQUEST, "invalid_field"),
+        (
+            with(json!({"executor": {"type": "command", "program": ["/bin/cat"]}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (with(json!({"executor": {"type": "command", "name": "deploy"}})), StatusCode::BAD_REQUEST, "invalid_field"),
         (with(json!({"executor": {"type": "webhook", "url": "https://x"}})), StatusCode::BAD_REQUEST, "invalid_field"),
         (
             with(json!({"executor": {"type": "webhook", "url": "https://x", "secret": "short"}})),
@@ -363,11 +397,14 @@ async fn served_app_with_engine(store: Store) -> TestApp {
         engine_tick_ms: 50,
         engine_lease_seconds: 5,
         public_url: Some(public_url),
+        // The receivers of these tests listen on loopback, which webhooks may not reach unless
+        // the operator allows it.
+        webhook_allow: vec!["127.0.0.1".into()],
         ..ServerConfig::default()
     };
     let app = TestApp::with_config(store, config).await;
     tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
-    app.state.start_engine();
+    app.state.start_engine().unwrap();
     app
 }
 
@@ -509,4 +546,125 @@ async fn a_new_run_of_a_webhook_task_gets_a_new_callback_token(store: Store) {
     assert_eq!(status, StatusCode::OK);
     wait_for(&app, &id, "completion", state_is("completed")).await;
     wait_for_live_version(&app, 2).await;
+}
+
+async fn an_editor_of_another_workspace_runs_only_what_the_operator_declared(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("environment");
+    let mut declared = scripts(&[("print-env", &format!("env | sort > {}", seen.display()))]);
+    let mut admin_only = scripts(&[("admin-only", "id")]).remove("admin-only").unwrap();
+    admin_only.workspaces = Some(vec!["default".into()]);
+    declared.insert("admin-only".into(), admin_only);
+    let config =
+        ServerConfig { engine_tick_ms: 50, engine_lease_seconds: 5, executors: declared, ..ServerConfig::default() };
+    let admin = TestApp::with_config(store, config).await;
+    admin.state.start_engine().unwrap();
+    let (_, made) = admin.post("/api/v1/workspaces", json!({"name": "tenant"})).await;
+    let tenant_owner = made["token"]["secret"].as_str().unwrap().to_owned();
+    // The tenant's own world, driven by its editor.
+    let tenant = Some(tenant_owner.as_str());
+    let post = Method::POST;
+    admin
+        .call(post.clone(), "/api/v1/artifacts", tenant, Some(json!({"key": "greeting", "value_type": "string"})))
+        .await;
+    admin.call(post.clone(), "/api/v1/artifacts/greeting/versions", tenant, Some(json!({"content": "hi"}))).await;
+    let environment = json!({"name": "production", "targets": [{"name": "t-0"}]});
+    let (status, body) = admin.call(post.clone(), "/api/v1/environments", tenant, Some(environment)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, token) = admin.call(post, "/api/v1/tokens", tenant, Some(json!({"name": "ed", "role": "editor"}))).await;
+    let editor = token["secret"].as_str().unwrap().to_owned();
+    let attempt = |executor: Value| {
+        let body = json!({"artifact": "greeting", "environment": "production", "version": 1, "executor": executor});
+        admin.call(Method::POST, "/api/v1/rollouts", Some(&editor), Some(body))
+    };
+    let token_file = "/tmp/cutover-owner-token";
+    let (status, refused) = attempt(json!({"type": "command", "program": ["/bin/cat", token_file]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_field");
+    assert_eq!(refused["error"]["details"]["field"], "executor");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("unknown field `program`"), "{refused}");
+    for name in ["admin-only", "sh", "../../bin/sh"] {
+        let (status, refused) = attempt(json!({"type": "command", "name": name})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {refused}");
+        assert_eq!(refused["error"]["details"]["field"], "executor.name", "{refused}");
+    }
+    let (_, refused) = attempt(json!({"type": "command", "name": "admin-only"})).await;
+    assert_eq!(
+        refused,
+        json!({"error": {"code": "invalid_field",
+            "message": "executor.name: no executor named \"admin-only\" is declared for this workspace; it may use: print-env",
+            "details": {"field": "executor.name"}}})
+    );
+    let (_, listed) = admin.call(Method::GET, "/api/v1/rollouts", Some(&editor), None).await;
+    assert_eq!(listed["items"], json!([]), "nothing written by refused requests");
+
+    // What it may run, runs with the task's variables and nothing else of the server's.
+    let (status, made) = attempt(json!({"type": "command", "name": "print-env"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap();
+    let started = Instant::now();
+    let done = loop {
+        let (_, rollout) = admin.call(Method::GET, &format!("/api/v1/rollouts/{id}"), Some(&editor), None).await;
+        if rollout["state"] == "completed" {
+            break rollout;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{rollout}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["operations"][0]["tasks"][0]["exit_code"], 0);
+    let environment = std::fs::read_to_string(&seen).unwrap();
+    let names: Vec<&str> = environment.lines().filter_map(|line| line.split_once('=').map(|(name, _)| name)).collect();
+    let foreign: Vec<&&str> = names
+        .iter()
+        .filter(|name| !name.starts_with("CUTOVER_") && !["PATH", "PWD", "SHLVL", "_"].contains(name))
+        .collect();
+    assert!(foreign.is_empty(), "only PATH and the task's variables: {foreign:?}");
+    assert!(names.contains(&"CUTOVER_CONTENT_FILE") && names.contains(&"CUTOVER_TARGET"), "{names:?}");
+}
+
+async fn webhooks_to_loopback_are_refused_at_creation_unless_the_operator_allows_them(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 1).await;
+    for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://[::1]:9/hook", "http://127.1:9/"] {
+        let (status, refused) = app.post("/api/v1/rollouts", webhook_rollout(url.into(), 10)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {refused}");
+        assert_eq!(refused["error"]["details"]["field"], "executor.url", "{url}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("a loopback address") && message.contains("webhook_allow"), "{url}: {message}");
+    }
+    let (_, listed) = app.get("/api/v1/rollouts").await;
+    assert_eq!(listed["items"], json!([]), "nothing written by refused requests");
+    let (status, refused) = app
+        .post(
+            "/api/v1/rollouts",
+            json!({"artifact": "greeting", "environment": "production", "version": 2,
+                   "executor": {"type": "webhook", "url": "http://127.0.0.1:9/", "secret": "line\nbreak-secret"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "invalid_field", "message": "executor.secret: must not contain control characters",
+                    "details": {"field": "executor.secret"}}})
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_secret_is_not_in_the_database_file_in_plain_text() {
+    let db = cutover_store::testing::TestDb::sqlite().await;
+    let config = ServerConfig { webhook_allow: vec!["127.0.0.1".into()], ..ServerConfig::default() };
+    let app = TestApp::with_config(db.store.clone(), config).await;
+    world(&app, 1).await;
+    start(&app, webhook_rollout("http://127.0.0.1:9/hook".into(), 10)).await;
+    let url = db.url();
+    let path = url.strip_prefix("sqlite://").unwrap();
+    let mut stored = Vec::new();
+    for file in [path.to_owned(), format!("{path}-wal")] {
+        stored.extend(std::fs::read(&file).unwrap_or_default());
+    }
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|window| window == needle);
+    assert!(contains(b"sealed:v1:"), "the sealed secret is stored");
+    assert!(!contains(SECRET.as_bytes()), "the secret itself is not");
 }

@@ -101,11 +101,6 @@ async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store)
         store.create_rollout(&ws.id, &actor, &scoped, &rollout(1, &["apply"])).await,
         Err(StoreError::Forbidden(_))
     ));
-    let bad_executor = NewRollout {
-        executor: ExecutorSpec::Command { program: vec![], timeout_seconds: 5 },
-        ..rollout(1, &["apply"])
-    };
-    assert!(matches!(store.create_rollout(&ws.id, &actor, &OWNER, &bad_executor).await, Err(StoreError::Invalid(_))));
     assert!(store.list_rollouts(&ws.id, None, None, 50).await.unwrap().is_empty(), "nothing written");
 }
 

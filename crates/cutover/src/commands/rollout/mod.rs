@@ -19,11 +19,11 @@ const STATES: [&str; 9] =
 pub enum RolloutCommand {
     /// Starts a rollout of a version to every deployment target of an environment.
     ///
-    /// Targets run in waves of --max-parallel; each task runs the program given after `--`, or
-    /// waits for a person with --manual.
+    /// Targets run in waves of --max-parallel; each task runs the executor the server's operator
+    /// declared under that name (--executor), or waits for a person with --manual.
     #[command(
         after_help = "Example:\n  cutover rollout start --artifact prompts/greeting --env production --version 2 \\\n      \
-                            --max-parallel 2 --watch -- ./deploy.sh --quiet"
+                            --max-parallel 2 --watch --executor deploy"
     )]
     Start(StartArgs),
     /// Lists rollouts, newest first.
@@ -88,7 +88,7 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(disable_version_flag = true, group(ArgGroup::new("executor").required(true).args(["program", "manual"])))]
+#[command(disable_version_flag = true, group(ArgGroup::new("runs").required(true).args(["executor", "manual", "program"])))]
 pub struct StartArgs {
     /// Artifact key.
     #[arg(long, value_name = "KEY")]
@@ -112,19 +112,24 @@ pub struct StartArgs {
     /// A step of each target, in order; repeat for several [default: apply]
     #[arg(long = "step", value_name = "STEP")]
     steps: Vec<String>,
+    /// The executor each task runs: a program the server's operator declared under
+    /// `[executors.NAME]` in the server configuration (`cutover config example`). It gets
+    /// CUTOVER_ROLLOUT_ID, CUTOVER_TARGET, CUTOVER_TARGET_CONFIG, CUTOVER_VERSION, CUTOVER_STEP,
+    /// CUTOVER_IDEMPOTENCY_KEY and the content in a file; exit 0 completes the task.
+    #[arg(long, value_name = "NAME")]
+    executor: Option<String>,
     /// Each task waits for a person: `cutover rollout task complete|fail`.
     #[arg(long)]
     manual: bool,
-    /// Seconds a program may run before it is killed and its task failed [default: 600]
+    /// Seconds a program may run before it is killed and its task failed [default: the
+    /// executor's ceiling, at most 600]
     #[arg(long, value_name = "SECONDS", conflicts_with = "manual")]
     timeout: Option<u32>,
     /// Then follow it as `cutover rollout watch` does, with the same exit codes.
     #[arg(long)]
     watch: bool,
-    /// After `--`: the program run once per task (not through a shell), and its arguments. It
-    /// gets CUTOVER_ROLLOUT_ID, CUTOVER_TARGET, CUTOVER_TARGET_CONFIG, CUTOVER_VERSION,
-    /// CUTOVER_STEP, CUTOVER_IDEMPOTENCY_KEY and the content in a file; exit 0 completes the task.
-    #[arg(last = true, value_name = "PROGRAM")]
+    /// Older releases took a program after `--`; only the operator can declare one now.
+    #[arg(last = true, value_name = "PROGRAM", hide = true)]
     program: Vec<String>,
 }
 
@@ -196,13 +201,17 @@ pub async fn run(context: &Context, command: RolloutCommand) -> anyhow::Result<(
 }
 
 async fn start(context: &Context, args: StartArgs) -> anyhow::Result<()> {
-    let executor = if args.manual {
-        json!({"type": "manual"})
-    } else {
-        match args.timeout {
-            Some(seconds) => json!({"type": "command", "program": args.program, "timeout_seconds": seconds}),
-            None => json!({"type": "command", "program": args.program}),
-        }
+    let executor = match (args.manual, args.executor) {
+        (true, _) => json!({"type": "manual"}),
+        (false, Some(name)) => match args.timeout {
+            Some(seconds) => json!({"type": "command", "name": name, "timeout_seconds": seconds}),
+            None => json!({"type": "command", "name": name}),
+        },
+        (false, None) => anyhow::bail!(
+            "a rollout cannot run a program of its own ({}): name an executor the server's operator \
+             declared under [executors.NAME] in the server configuration with --executor NAME, or use --manual",
+            args.program.join(" ")
+        ),
     };
     let body = CreateRollout {
         artifact: args.artifact,
