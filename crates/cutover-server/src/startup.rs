@@ -62,6 +62,10 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, engine = ?store.kind(), "serving");
     let state = AppState::new(store.clone(), config);
+    let sealed = store.seal_plain_webhook_secrets(|plain| state.admission.seal(plain)).await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "encrypted webhook secrets stored in plain text by an earlier version");
+    }
     state.resolver.load_all().await.context("building the resolve snapshot")?;
     let refresher = crate::resolve::notify::spawn(store.clone(), state.resolver.clone(), state.shutdown.subscribe());
     let flusher = state.exposures.clone().spawn(

@@ -7,6 +7,7 @@
 use cutover_domain::rollouts::{
     ExecutorSpec, FailureBudget, MaxParallel, OperationState, RolloutControl, RolloutPolicy, RolloutState, TaskState,
 };
+use cutover_domain::secrets::SealedSecret;
 use cutover_domain::{Timestamp, TokenHash};
 
 use crate::audit::{Change, record};
@@ -564,6 +565,38 @@ impl Store {
                 )
             )?;
             Ok(rows.into_iter().map(|(id,)| id).collect())
+        })
+    }
+
+    /// Webhook secrets stored in plain text by a version before secrets were encrypted: each is
+    /// replaced by what `seal` makes of it, in one transaction. Returns how many were sealed.
+    pub async fn seal_plain_webhook_secrets(&self, seal: impl Fn(&str) -> SealedSecret) -> Result<usize> {
+        transaction!(self, |tx| {
+            let rows: Vec<(String, String)> = q!(
+                tx,
+                fetch_all,
+                sqlx::query_as("SELECT id, executor_settings FROM rollout_operations WHERE executor = 'webhook'")
+            )?;
+            let mut sealed = 0;
+            for (id, settings) in rows {
+                let ExecutorSpec::Webhook { url, secret, timeout_seconds } = serde_json::from_str(&settings)? else {
+                    continue;
+                };
+                if secret.is_sealed() {
+                    continue;
+                }
+                let plain: String = serde_json::from_value(serde_json::to_value(&secret)?)?;
+                let spec = ExecutorSpec::Webhook { url, secret: seal(&plain), timeout_seconds };
+                q!(
+                    tx,
+                    execute,
+                    sqlx::query("UPDATE rollout_operations SET executor_settings = $1 WHERE id = $2")
+                        .bind(serde_json::to_string(&spec)?)
+                        .bind(&id)
+                )?;
+                sealed += 1;
+            }
+            sealed
         })
     }
 

@@ -97,6 +97,11 @@ impl Admission {
         }
     }
 
+    /// Encrypts a secret with the server's key.
+    pub fn seal(&self, secret: &str) -> SealedSecret {
+        self.key.seal(secret)
+    }
+
     /// The secret a sealed one hides.
     pub fn open(&self, sealed: &SealedSecret) -> Result<WebhookSecret, String> {
         self.key.open(sealed).map(WebhookSecret::new)

@@ -9,6 +9,7 @@ use crate::environments::new_env;
 use crate::setup;
 
 cutover_store::contract_tests!(
+    webhook_secrets_stored_in_plain_text_are_sealed_once,
     a_rollout_is_created_with_one_operation_per_target_in_waves,
     a_rollout_needs_targets_an_existing_version_and_authority,
     controls_follow_the_domain_and_refuse_illegal_ones_unchanged,
@@ -231,4 +232,32 @@ async fn a_crashed_run_is_taken_over_only_after_its_deadline(store: Store) {
     assert!(!store.finish_task(&b.id, 1, &failed).await.unwrap());
     assert!(store.finish_task(&b.id, 2, &failed).await.unwrap());
     let _ = ws;
+}
+
+async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
+    use cutover_domain::secrets::SecretKey;
+    let (ws, actor) = world(&store, 2).await;
+    // As an earlier version stored it: the secret itself.
+    let legacy = ExecutorSpec::Webhook {
+        url: "https://deploy.example/hook".into(),
+        secret: serde_json::from_str("\"plain-secret-1\"").unwrap(),
+        timeout_seconds: 10,
+    };
+    let id = store
+        .create_rollout(&ws.id, &actor, &OWNER, &NewRollout { executor: legacy, ..rollout(1, &["apply"]) })
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    let key = SecretKey::generate();
+    assert_eq!(store.seal_plain_webhook_secrets(|plain| key.seal(plain)).await.unwrap(), 2, "one per target");
+    assert_eq!(store.seal_plain_webhook_secrets(|plain| key.seal(plain)).await.unwrap(), 0, "already sealed");
+    for operation in store.rollout_for_engine(&id).await.unwrap().operations {
+        let ExecutorSpec::Webhook { secret, url, .. } = operation.executor else { panic!("a webhook") };
+        assert!(secret.is_sealed());
+        assert_eq!(
+            (key.open(&secret).unwrap().as_str(), url.as_str()),
+            ("plain-secret-1", "https://deploy.example/hook")
+        );
+    }
 }
