@@ -24,6 +24,15 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` to stdout exactly, with no newline added (content for pipes).
+pub fn emit_raw(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Writes a remark for people to stderr, ignoring failure: there is nowhere left to report it.
 pub fn note(text: &str) {
     let _ = writeln!(io::stderr().lock(), "{text}");

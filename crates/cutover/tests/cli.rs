@@ -363,7 +363,7 @@ fn an_unreachable_server_is_named_and_exits_3() {
         cutover_command().args(["--server", &url, "--token", "anything", "whoami"]).output().expect("running cutover");
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.starts_with(&format!("error: cannot reach {url}")), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: could not reach {url}: connection refused")), "{stderr}");
 }
 
 #[test]
