@@ -1329,3 +1329,78 @@ fn versions_are_diffed_by_line_or_field_and_shown_raw() {
     let raw = succeeded(&server.cutover(&["version", "show", "model", "2", "--raw"]), &["--raw"]);
     assert_eq!(stdout_json(&raw), serde_json::json!({"name": "small", "temperature": 0.7, "stop": ["a", "b"]}));
 }
+
+/// The ID column of a table (its first), below the header.
+fn first_column(table: &str) -> Vec<String> {
+    table.lines().skip(1).filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect()
+}
+
+#[test]
+fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
+    let server = Server::start();
+    const KEY: &str = "greeting";
+    server.json(&["env", "create", "production", "--target", "t-0"]);
+    server.json(&["env", "create", "staging", "--target", "t-0"]);
+    server.json(&["artifact", "create", KEY, "--type", "string"]);
+    for text in ["one", "two"] {
+        server.json(&["version", "create", KEY, "--text", text]);
+    }
+    let mut experiments = Vec::new();
+    for env in ["production", "staging"] {
+        server.json(&["pin", KEY, env, "1"]);
+        let args = ["experiment", "create", "--env", env, "--artifact", KEY, "--name", env, "--treatment", "2"];
+        let mut args = args.to_vec();
+        args.extend(["--primary-metric", "checkout"]);
+        experiments.push(server.json(&args)["id"].as_str().expect("an id").to_owned());
+    }
+
+    // The table's ids are short, and each names its experiment.
+    let table = server.table(&["experiment", "list", "--env", "staging"]);
+    let shown = first_column(&table);
+    assert_eq!(shown.len(), 1, "{table}");
+    assert!(shown[0].len() >= 13 && shown[0].len() < experiments[1].len(), "{table}");
+    assert!(experiments[1].starts_with(&shown[0]), "{table}");
+    assert_eq!(server.json(&["experiment", "show", &shown[0]])["id"], experiments[1].as_str());
+
+    // A prefix long enough to tell them apart works for actions too; the whole id still does.
+    let unique = |id: &str, other: &str| {
+        let common = id.chars().zip(other.chars()).take_while(|(a, b)| a == b).count();
+        id[..(common + 1).max(8)].to_owned()
+    };
+    let prefix = unique(&experiments[0], &experiments[1]);
+    let started = server.json(&["experiment", "start", &prefix.to_uppercase()]);
+    assert_eq!((started["experiment"]["id"].as_str(), started["experiment"]["status"].as_str()), (Some(experiments[0].as_str()), Some("running")));
+    assert_eq!(server.json(&["experiment", "show", &experiments[1]])["status"], "created");
+
+    // Both start alike (UUIDv7 ids begin with the time): an ambiguous prefix lists them.
+    let common = experiments[0].chars().zip(experiments[1].chars()).take_while(|(a, b)| a == b).count();
+    if common >= 8 {
+        let stderr = exits_with(&server, 2, &["experiment", "show", &experiments[0][..8]]);
+        assert!(stderr.starts_with(&format!("error: 2 experiments have an id starting with {:?}", &experiments[0][..8])), "{stderr}");
+        assert!(stderr.contains(&format!("  {}  production on greeting in production, running", experiments[0])), "{stderr}");
+        assert!(stderr.contains(&format!("  {}  staging on greeting in staging, created", experiments[1])), "{stderr}");
+    }
+    let stderr = exits_with(&server, 2, &["experiment", "show", "0193"]);
+    assert!(stderr.contains("\"0193\" is too short to name one: give the whole id or its first 8 characters or more"), "{stderr}");
+    let stderr = exits_with(&server, 1, &["experiment", "show", "ffffffff"]);
+    assert!(stderr.starts_with("error: no experiment id starts with \"ffffffff\""), "{stderr}");
+
+    // Rollouts alike: made through the API, so that this test does not depend on `rollout start`.
+    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rollout = runtime
+        .block_on(client.create_rollout(&cutover_api::CreateRollout {
+            artifact: KEY.into(),
+            environment: "production".into(),
+            version: 2,
+            executor: serde_json::json!({"type": "manual"}),
+            ..cutover_api::CreateRollout::default()
+        }))
+        .expect("a rollout");
+    let table = server.table(&["rollout", "list"]);
+    let shown = first_column(&table);
+    assert_eq!(shown, [rollout.id[..13].to_owned()], "{table}");
+    let stopped = server.json(&["rollout", "stop", &shown[0]]);
+    assert_eq!(stopped["id"], rollout.id.as_str());
+    assert_eq!(server.json(&["rollout", "show", &rollout.id[..10]])["id"], rollout.id.as_str());
+}

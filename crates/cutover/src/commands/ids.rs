@@ -9,6 +9,11 @@ use crate::failure::usage;
 /// The fewest characters of an id the CLI accepts.
 pub const MIN_PREFIX: usize = 8;
 
+/// How much of an id tables show at least: `0193a4b2-7c1e`, the twelve hex digits that are a
+/// UUIDv7's creation time in milliseconds. Eight would be shared by everything made within the
+/// same minute or so, and a short id shown in one list should still name one thing elsewhere.
+const SHORT_ID: usize = 13;
+
 /// The length of a whole id (a UUID with its dashes).
 const FULL_ID: usize = 36;
 
@@ -95,14 +100,14 @@ pub fn pick(
     }
 }
 
-/// Each id cut to its first [`MIN_PREFIX`] characters, or more where that would not tell it
+/// Each id cut to its first [`SHORT_ID`] characters, or more where that would not tell it
 /// from another id in `ids`: what a table shows, and what the commands take back.
 pub fn short_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let ids: Vec<&str> = ids.into_iter().collect();
     let distinct: HashSet<&str> = ids.iter().copied().collect();
     ids.iter()
         .map(|id| {
-            let mut length = MIN_PREFIX.min(id.len());
+            let mut length = SHORT_ID.min(id.len());
             while length < id.len()
                 && distinct.iter().any(|other| other != id && other.get(..length) == id.get(..length))
             {
@@ -162,11 +167,11 @@ mod tests {
     }
 
     #[test]
-    fn short_ids_are_eight_characters_or_as_many_as_tell_them_apart() {
-        let ids = ["0193a4b2-7c1e-7000-8000-000000000001", "0193a4b2-7c1e-7000-8000-000000000002", "0193ffff-0000"];
-        assert_eq!(short_ids(ids), ["0193a4b2-7c1e-7000-8000-000000000001", "0193a4b2-7c1e-7000-8000-000000000002", "0193ffff"]);
+    fn short_ids_are_the_creation_time_or_as_much_as_tells_them_apart() {
         let apart = ["0193a4b2-7c1e-7000-8000-000000000001", "0193a4b2-7c1f-7000-8000-000000000001"];
         assert_eq!(short_ids(apart), ["0193a4b2-7c1e", "0193a4b2-7c1f"]);
+        let same_millisecond = ["0193a4b2-7c1e-7a00-8000-000000000001", "0193a4b2-7c1e-7b00-8000-000000000002"];
+        assert_eq!(short_ids(same_millisecond), ["0193a4b2-7c1e-7a", "0193a4b2-7c1e-7b"]);
         assert_eq!(short_ids(["abc"]), ["abc"]);
     }
 }
