@@ -180,6 +180,8 @@ pub enum Command {
 /// The commands that talk to a server.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
+    /// What is live where (artifacts × environments), experiments running, rollouts in progress.
+    Status,
     /// Environments: named stages and their deployment targets.
     #[command(subcommand)]
     Env(EnvCommand),

@@ -54,6 +54,17 @@ pub fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [
     trim_lines(&table.to_string())
 }
 
+/// [`table`] with a number of columns known only at run time.
+pub fn table_of(header: Vec<String>, rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header)
+        .add_rows(rows);
+    trim_lines(&table.to_string())
+}
+
 /// One object as `field  value` lines.
 pub fn fields(rows: &[(&str, String)]) -> String {
     let mut table = Table::new();

@@ -110,7 +110,7 @@ mod tests {
     use std::io::Write;
     use std::path::Path;
 
-    use crate::cli::{Cli, Command};
+    use crate::cli::Command;
 
     fn serve_config(args: &[&str]) -> cutover_server::config::ServerConfig {
         let cli = crate::cli::parse_from(args).unwrap();

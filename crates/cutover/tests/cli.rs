@@ -1404,3 +1404,58 @@ fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
     assert_eq!(stopped["id"], rollout.id.as_str());
     assert_eq!(server.json(&["rollout", "show", &rollout.id[..10]])["id"], rollout.id.as_str());
 }
+
+#[test]
+fn status_shows_what_is_live_where_and_what_is_under_way() {
+    let server = Server::start();
+    let empty = server.table(&["status"]);
+    assert_eq!(empty, "no environments yet: `cutover env create NAME` makes one\n");
+    for env in ["dev", "staging", "production"] {
+        server.json(&["env", "create", env, "--target", "t-0"]);
+    }
+    server.json(&["artifact", "create", "prompts/greeting", "--type", "string"]);
+    server.json(&["artifact", "create", "limits", "--type", "number"]);
+    for text in ["one", "two", "three"] {
+        server.json(&["version", "create", "prompts/greeting", "--text", text]);
+    }
+    server.json(&["version", "environments", "prompts/greeting", "3", "--env", "dev"]);
+    server.json(&["version", "environments", "prompts/greeting", "2", "--env", "production"]);
+    let args = ["experiment", "create", "--env", "production", "--artifact", "prompts/greeting", "--name", "warmer"];
+    let mut args = args.to_vec();
+    args.extend(["--treatment", "3", "--primary-metric", "checkout"]);
+    let experiment = server.json(&args)["id"].as_str().expect("an id").to_owned();
+    server.json(&["experiment", "start", &experiment]);
+    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rollout = runtime
+        .block_on(client.create_rollout(&cutover_api::CreateRollout {
+            artifact: "prompts/greeting".into(),
+            environment: "staging".into(),
+            version: 3,
+            executor: serde_json::json!({"type": "manual"}),
+            ..cutover_api::CreateRollout::default()
+        }))
+        .expect("a rollout");
+
+    let table = server.table(&["status"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
+    // Environments in the order `env list` gives them.
+    assert_eq!(lines[0], ["ARTIFACT", "LATEST", "DEV", "PRODUCTION", "STAGING"], "{table}");
+    assert_eq!(lines[1], ["limits", "0", "-", "-", "-"], "{table}");
+    assert_eq!(lines[2], ["prompts/greeting", "3", "3", "2*", "-"], "{table}");
+    assert!(table.contains(&format!("\n{}  prompts/greeting  production   warmer  running  2, 3\n", &experiment[..13])), "{table}");
+    let rollout_line = lines.iter().find(|line| line.first() == Some(&&rollout.id[..13])).expect("the rollout's row");
+    assert_eq!(rollout_line[1..4], ["prompts/greeting", "staging", "3"], "{table}");
+
+    let answer = server.json(&["status"]);
+    assert_eq!(answer["environments"], serde_json::json!(["dev", "production", "staging"]));
+    assert_eq!(
+        answer["artifacts"],
+        serde_json::json!([
+            {"key": "limits", "latest_version": 0, "live": {}},
+            {"key": "prompts/greeting", "latest_version": 3, "live": {"dev": 3, "production": 2}}
+        ])
+    );
+    assert_eq!(answer["experiments"][0]["id"], experiment.as_str());
+    assert_eq!(answer["rollouts"][0]["id"], rollout.id.as_str());
+}

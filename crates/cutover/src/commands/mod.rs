@@ -12,6 +12,7 @@ pub mod pin;
 pub mod resolve;
 pub mod rights;
 pub mod rollout;
+pub mod status;
 pub mod token;
 pub mod version;
 pub mod whoami;
@@ -74,6 +75,7 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
+        ClientCommand::Status => status::run(context).await,
     }
 }
 
