@@ -1459,3 +1459,32 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
     assert_eq!(answer["experiments"][0]["id"], experiment.as_str());
     assert_eq!(answer["rollouts"][0]["id"], rollout.id.as_str());
 }
+
+#[test]
+fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() {
+    let server = Server::start();
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
+    server.json(&["version", "create", "prompts/welcome", "--text", "hello"]);
+
+    let output = server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hello"]);
+    assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 2);
+    assert_eq!(
+        text(&output.stderr),
+        "note: version 2 has the same content as version 1 (--if-changed publishes only when it differs)\n"
+    );
+
+    let args = ["--output", "json", "version", "create", "prompts/welcome", "--text", "hello", "--if-changed", "--env", "production"];
+    let output = server.cutover(&args);
+    assert_eq!(stdout_json(&succeeded(&output, &args))["number"], 2);
+    assert_eq!(
+        text(&output.stderr),
+        "nothing was published or pinned: version 2 of prompts/welcome already has this content\n"
+    );
+    assert_eq!(server.json(&["artifact", "show", "prompts/welcome"])["latest_version"], 2);
+    assert!(server.json(&["pins", "prompts/welcome"])["items"].as_array().is_some_and(Vec::is_empty));
+
+    let output = server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hi", "--if-changed"]);
+    assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 3);
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+}

@@ -66,6 +66,10 @@ pub enum VersionCommand {
         /// Moves the environments given with --env from the versions live there.
         #[arg(long = "move", requires = "environments")]
         move_pins: bool,
+        /// Publishes only if the content differs from the latest version's; otherwise nothing is
+        /// published (nor pinned) and the latest version is shown.
+        #[arg(long)]
+        if_changed: bool,
     },
     /// Replaces the set of environments a version is live in: those listed move to it, those it
     /// had and are not listed are unpinned.
@@ -141,8 +145,20 @@ pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<(
             }
         }
         VersionCommand::Diff { key, versions, env } => diff(context, &key, &versions, env.as_deref()).await,
-        VersionCommand::Create { key, content, message, environments, move_pins } => {
+        VersionCommand::Create { key, content, message, environments, move_pins, if_changed } => {
             let content = read_content(context, &key, content).await?;
+            let latest = match client.get_artifact(&key).await?.latest_version {
+                0 => None,
+                number => Some(client.get_version(&key, number).await?),
+            };
+            if if_changed && let Some(latest) = latest.as_ref().filter(|latest| latest.content == content) {
+                output::note(&format!(
+                    "nothing was published{}: version {} of {key} already has this content",
+                    if environments.is_empty() { "" } else { " or pinned" },
+                    latest.number
+                ));
+                return show(context, latest, &[]);
+            }
             if !environments.is_empty() {
                 rights::check_pin_rights(context, &environments).await?;
             }
@@ -159,6 +175,13 @@ pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<(
                 }
                 err => failure::explain(err, 409, || "nothing was published".to_owned()),
             })?;
+            if let Some(latest) = latest.filter(|latest| latest.sha256 == version.sha256) {
+                output::note(&format!(
+                    "note: version {} has the same content as version {} (--if-changed publishes only when it \
+                     differs)",
+                    version.number, latest.number
+                ));
+            }
             show(context, &version, &environments)
         }
         VersionCommand::Environments { key, number, environments, clear: _, reason } => {
