@@ -47,7 +47,10 @@ mod tests {
     fn versions_below_one_and_words_are_refused_with_a_sentence() {
         assert_eq!(version_number("-1"), Err("version numbers start at 1 (got -1)".to_owned()));
         assert_eq!(version_number("0"), Err("version numbers start at 1 (got 0)".to_owned()));
-        assert_eq!(version_number("latest"), Err("\"latest\" is not a version number: give one such as 3 or v3".to_owned()));
+        assert_eq!(
+            version_number("latest"),
+            Err("\"latest\" is not a version number: give one such as 3 or v3".to_owned())
+        );
         assert!(version_number("v").is_err());
     }
 

@@ -266,6 +266,9 @@ mod tests {
             error_json(&WaitingError("rollout r1 is paused".into()).into()),
             json!({"error": {"code": "waiting", "message": "rollout r1 is paused"}})
         );
-        assert_eq!(error_json(&anyhow::anyhow!("disk full")), json!({"error": {"code": "failed", "message": "disk full"}}));
+        assert_eq!(
+            error_json(&anyhow::anyhow!("disk full")),
+            json!({"error": {"code": "failed", "message": "disk full"}})
+        );
     }
 }

@@ -1117,7 +1117,9 @@ fn a_server_without_a_scheme_and_versions_written_v2_are_understood() {
     assert_eq!(changes(&pinned), [("production".to_owned(), None, Some(2))]);
     assert_eq!(server.json(&["version", "show", KEY, "V3"])["content"], "three");
 
-    for (given, expected) in [("-1", "version numbers start at 1 (got -1)"), ("0", "version numbers start at 1 (got 0)")] {
+    for (given, expected) in
+        [("-1", "version numbers start at 1 (got -1)"), ("0", "version numbers start at 1 (got 0)")]
+    {
         let stderr = exits_with(&server, 2, &["pin", KEY, "production", given]);
         assert!(stderr.contains(expected), "{stderr}");
         assert!(!stderr.contains("-- -1"), "clap's tip instead of a sentence: {stderr}");
@@ -1196,7 +1198,8 @@ fn under_json_output_a_refusal_is_the_api_error_on_stderr() {
     let output = server.cutover(&["--output", "json", "env", "show", "nowhere"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
-    let expected = server.api_error(&server.owner_token, |client| async move { client.get_environment("nowhere").await });
+    let expected =
+        server.api_error(&server.owner_token, |client| async move { client.get_environment("nowhere").await });
     let ClientError::Api { code, message, details, .. } = expected else { panic!("a refusal") };
     let mut error = serde_json::json!({"code": code, "message": message});
     if let Some(details) = details {
@@ -1229,7 +1232,8 @@ fn an_editor_publishing_into_a_protected_environment_learns_it_lacks_the_right_f
     assert_eq!(server.json(&["artifact", "show", "prompts/welcome"])["latest_version"], 1);
 
     // Where the editor has the right, the taken environment is explained in the CLI's words.
-    let output = server.cutover_as(editor, &["version", "create", "prompts/welcome", "--text", "two", "--env", "staging"]);
+    let output =
+        server.cutover_as(editor, &["version", "create", "prompts/welcome", "--text", "two", "--env", "staging"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
@@ -1270,7 +1274,10 @@ fn rollback_goes_to_a_chosen_version_and_asks_before_touching_a_protected_enviro
 
     // A rollback of a rollback goes back, and says so.
     let output = server.cutover(&["--output", "json", "rollback", KEY, "production", "--yes"]);
-    assert_eq!(changes(&stdout_json(&succeeded(&output, &["rollback"]))), [("production".to_owned(), Some(1), Some(3))]);
+    assert_eq!(
+        changes(&stdout_json(&succeeded(&output, &["rollback"]))),
+        [("production".to_owned(), Some(1), Some(3))]
+    );
     assert_eq!(
         text(&output.stderr),
         "note: version 1 was itself made live by a rollback; rolling back again makes version 3 live again (--to N \
@@ -1290,7 +1297,9 @@ fn versions_are_diffed_by_line_or_field_and_shown_raw() {
     let server = Server::start();
     server.json(&["env", "create", "production"]);
     server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
-    for text in ["Hello.\nBe brief.\nSign off.", "Hello.\nBe very brief.\nSign off.", "Hello.\nBe very brief.\nSign off."] {
+    for text in
+        ["Hello.\nBe brief.\nSign off.", "Hello.\nBe very brief.\nSign off.", "Hello.\nBe very brief.\nSign off."]
+    {
         server.json(&["version", "create", "prompts/welcome", "--text", text]);
     }
     server.json(&["pin", "prompts/welcome", "production", "1"]);
@@ -1301,7 +1310,10 @@ fn versions_are_diffed_by_line_or_field_and_shown_raw() {
         "--- prompts/welcome v1\n+++ prompts/welcome v2\n@@ -1,3 +1,3 @@\n Hello.\n-Be brief.\n+Be very brief.\n Sign off.\n"
     );
     let against_live = server.table(&["version", "diff", "prompts/welcome", "--env", "production"]);
-    assert!(against_live.starts_with("--- prompts/welcome v1 (live in production)\n+++ prompts/welcome v3\n"), "{against_live}");
+    assert!(
+        against_live.starts_with("--- prompts/welcome v1 (live in production)\n+++ prompts/welcome v3\n"),
+        "{against_live}"
+    );
     let same = server.table(&["version", "diff", "prompts/welcome", "2", "3"]);
     assert_eq!(same, "prompts/welcome v2 and prompts/welcome v3 have the same content\n");
     let answer = server.json(&["version", "diff", "prompts/welcome", "2", "--env", "production"]);
@@ -1313,8 +1325,20 @@ fn versions_are_diffed_by_line_or_field_and_shown_raw() {
     assert!(stderr.contains("give two versions to compare"), "{stderr}");
 
     server.json(&["artifact", "create", "model", "--type", "json"]);
-    server.json(&["version", "create", "model", "--content", r#"{"name": "small", "temperature": 0.2, "stop": ["a"]}"#]);
-    server.json(&["version", "create", "model", "--content", r#"{"name": "small", "temperature": 0.7, "stop": ["a", "b"]}"#]);
+    server.json(&[
+        "version",
+        "create",
+        "model",
+        "--content",
+        r#"{"name": "small", "temperature": 0.2, "stop": ["a"]}"#,
+    ]);
+    server.json(&[
+        "version",
+        "create",
+        "model",
+        "--content",
+        r#"{"name": "small", "temperature": 0.7, "stop": ["a", "b"]}"#,
+    ]);
     let diff = server.table(&["version", "diff", "model", "1", "2"]);
     assert_eq!(diff, "model v1 → model v2\n+ stop[1]: \"b\"\n~ temperature: 0.2 → 0.7\n");
     let answer = server.json(&["version", "diff", "model", "1", "2"]);
@@ -1369,19 +1393,31 @@ fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
     };
     let prefix = unique(&experiments[0], &experiments[1]);
     let started = server.json(&["experiment", "start", &prefix.to_uppercase()]);
-    assert_eq!((started["experiment"]["id"].as_str(), started["experiment"]["status"].as_str()), (Some(experiments[0].as_str()), Some("running")));
+    assert_eq!(
+        (started["experiment"]["id"].as_str(), started["experiment"]["status"].as_str()),
+        (Some(experiments[0].as_str()), Some("running"))
+    );
     assert_eq!(server.json(&["experiment", "show", &experiments[1]])["status"], "created");
 
     // Both start alike (UUIDv7 ids begin with the time): an ambiguous prefix lists them.
     let common = experiments[0].chars().zip(experiments[1].chars()).take_while(|(a, b)| a == b).count();
     if common >= 8 {
         let stderr = exits_with(&server, 2, &["experiment", "show", &experiments[0][..8]]);
-        assert!(stderr.starts_with(&format!("error: 2 experiments have an id starting with {:?}", &experiments[0][..8])), "{stderr}");
-        assert!(stderr.contains(&format!("  {}  production on greeting in production, running", experiments[0])), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: 2 experiments have an id starting with {:?}", &experiments[0][..8])),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("  {}  production on greeting in production, running", experiments[0])),
+            "{stderr}"
+        );
         assert!(stderr.contains(&format!("  {}  staging on greeting in staging, created", experiments[1])), "{stderr}");
     }
     let stderr = exits_with(&server, 2, &["experiment", "show", "0193"]);
-    assert!(stderr.contains("\"0193\" is too short to name one: give the whole id or its first 8 characters or more"), "{stderr}");
+    assert!(
+        stderr.contains("\"0193\" is too short to name one: give the whole id or its first 8 characters or more"),
+        "{stderr}"
+    );
     let stderr = exits_with(&server, 1, &["experiment", "show", "ffffffff"]);
     assert!(stderr.starts_with("error: no experiment id starts with \"ffffffff\""), "{stderr}");
 
@@ -1443,7 +1479,10 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
     assert_eq!(lines[0], ["ARTIFACT", "LATEST", "DEV", "PRODUCTION", "STAGING"], "{table}");
     assert_eq!(lines[1], ["limits", "0", "-", "-", "-"], "{table}");
     assert_eq!(lines[2], ["prompts/greeting", "3", "3", "2*", "-"], "{table}");
-    assert!(table.contains(&format!("\n{}  prompts/greeting  production   warmer  running  2, 3\n", &experiment[..13])), "{table}");
+    assert!(
+        table.contains(&format!("\n{}  prompts/greeting  production   warmer  running  2, 3\n", &experiment[..13])),
+        "{table}"
+    );
     let rollout_line = lines.iter().find(|line| line.first() == Some(&&rollout.id[..13])).expect("the rollout's row");
     assert_eq!(rollout_line[1..4], ["prompts/greeting", "staging", "3"], "{table}");
 
@@ -1474,7 +1513,18 @@ fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() 
         "note: version 2 has the same content as version 1 (--if-changed publishes only when it differs)\n"
     );
 
-    let args = ["--output", "json", "version", "create", "prompts/welcome", "--text", "hello", "--if-changed", "--env", "production"];
+    let args = [
+        "--output",
+        "json",
+        "version",
+        "create",
+        "prompts/welcome",
+        "--text",
+        "hello",
+        "--if-changed",
+        "--env",
+        "production",
+    ];
     let output = server.cutover(&args);
     assert_eq!(stdout_json(&succeeded(&output, &args))["number"], 2);
     assert_eq!(
@@ -1484,7 +1534,8 @@ fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() 
     assert_eq!(server.json(&["artifact", "show", "prompts/welcome"])["latest_version"], 2);
     assert!(server.json(&["pins", "prompts/welcome"])["items"].as_array().is_some_and(Vec::is_empty));
 
-    let output = server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hi", "--if-changed"]);
+    let output =
+        server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hi", "--if-changed"]);
     assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 3);
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
 }

@@ -94,10 +94,7 @@ mod tests {
     #[test]
     fn texts_differ_by_lines_with_context() {
         let diff = lines("Hello.\nBe brief.\nSign off.\n", "Hello.\nBe very brief.\nSign off.\n", "v1", "v2");
-        assert_eq!(
-            diff,
-            "--- v1\n+++ v2\n@@ -1,3 +1,3 @@\n Hello.\n-Be brief.\n+Be very brief.\n Sign off.\n"
-        );
+        assert_eq!(diff, "--- v1\n+++ v2\n@@ -1,3 +1,3 @@\n Hello.\n-Be brief.\n+Be very brief.\n Sign off.\n");
         assert_eq!(lines("same", "same", "v1", "v2"), "");
     }
 

@@ -90,7 +90,10 @@ fn render(status: &Status) -> String {
         sections.push("no artifacts yet: `cutover artifact create KEY --type string` makes one".to_owned());
     } else {
         let splitting = |key: &str, environment: &str| {
-            status.experiments.iter().any(|e| e.artifact == key && e.environment == environment && e.status == "running")
+            status
+                .experiments
+                .iter()
+                .any(|e| e.artifact == key && e.environment == environment && e.status == "running")
         };
         let mut header = vec!["ARTIFACT".to_owned(), "LATEST".to_owned()];
         header.extend(status.environments.iter().map(|name| name.to_uppercase()));
