@@ -22,12 +22,7 @@ use crate::output::OutputFormat;
 use crate::server_args::{ConfigCommand, MigrateArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cutover",
-    version,
-    about = "Cutover: which version of each artifact is live in each environment",
-    propagate_version = true
-)]
+#[command(name = "cutover", version, about = "Cutover: which version of each artifact is live in each environment")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

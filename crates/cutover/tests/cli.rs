@@ -1171,6 +1171,10 @@ fn serve_listens_on_a_bare_port_and_explains_an_address_without_one() {
 fn help_and_usage_show_what_applies_and_the_binary_has_a_version() {
     let output = local(&[], &["--version"]);
     assert_eq!(text(&output.stdout), format!("cutover {}\n", env!("CARGO_PKG_VERSION")));
+    // One version, the binary's: subcommands do not print one under their own name.
+    let output = local(&[], &["env", "--version"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!text(&output.stdout).contains("cutover-env"), "{}", text(&output.stdout));
 
     let vars = [("CUTOVER_SERVER", "http://127.0.0.1:9"), ("CUTOVER_OUTPUT", "table"), ("CUTOVER_TOKEN", "t")];
     let output = local(&vars, &["pin", "prompts/welcome"]);
