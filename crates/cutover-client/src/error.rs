@@ -23,7 +23,7 @@ pub enum ClientError {
         details: Option<Value>,
     },
     /// No answer: the server is down, unreachable, or the connection broke.
-    #[error("cannot reach {url}: {reason}")]
+    #[error("could not reach {url}: {reason}")]
     Transport { url: String, reason: String },
     /// The server answered with success, but not with the JSON the route promises.
     #[error("unexpected answer from {url}: {reason}")]

@@ -111,10 +111,19 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// A client for the server at `server_url` (e.g. `http://127.0.0.1:7300`, or with a path
-    /// prefix behind a proxy), sending `token` as `Authorization: Bearer <token>`.
+    /// prefix behind a proxy), sending `token` as `Authorization: Bearer <token>`. Without a
+    /// scheme (`127.0.0.1:7300`, `localhost:7300`), `http://` is meant.
     pub fn new(server_url: &str, token: Option<String>) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::InvalidServerUrl { url: server_url.to_owned(), reason };
-        let url = Url::parse(server_url).map_err(|err| invalid(err.to_string()))?;
+        let with_scheme = if server_url.contains("://") {
+            server_url.trim().to_owned()
+        } else {
+            format!("http://{}", server_url.trim())
+        };
+        let url = Url::parse(&with_scheme).map_err(|err| invalid(err.to_string()))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("it names no host".into()));
+        }
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https".into()));
         }
@@ -130,7 +139,7 @@ impl Client {
         Ok(Self { http, base: url.as_str().trim_end_matches('/').to_owned(), token })
     }
 
-    /// The server's URL, as given to [`Client::new`] (without a trailing slash).
+    /// The server's URL, as given to [`Client::new`] (with its scheme, without a trailing slash).
     pub fn server_url(&self) -> &str {
         &self.base
     }

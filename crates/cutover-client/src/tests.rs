@@ -126,8 +126,21 @@ fn debug_output_never_shows_the_token() {
 
 #[test]
 fn server_urls_that_cannot_address_a_server_are_refused() {
-    for url in ["127.0.0.1:7300", "ftp://example.com", "not a url"] {
+    for url in ["ftp://example.com", "not a url", "http://", "127.0.0.1:http", "http://h/?q=1"] {
         assert!(matches!(Client::new(url, None), Err(ClientError::InvalidServerUrl { .. })), "{url}");
+    }
+}
+
+#[test]
+fn a_server_given_without_a_scheme_is_reached_over_http() {
+    let cases = [
+        ("127.0.0.1:7502", "http://127.0.0.1:7502"),
+        ("localhost:7300/", "http://localhost:7300"),
+        ("[::1]:7300", "http://[::1]:7300"),
+        ("https://cutover.example/api-gw", "https://cutover.example/api-gw"),
+    ];
+    for (given, meant) in cases {
+        assert_eq!(Client::new(given, None).unwrap().server_url(), meant, "{given}");
     }
 }
 
@@ -212,7 +225,7 @@ async fn an_unreachable_server_is_named_with_the_reason() {
     let url = format!("http://127.0.0.1:{port}");
     let err = Client::new(&url, None).unwrap().health().await.unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
-    assert_eq!(err.to_string(), format!("cannot reach {url}: connection refused"));
+    assert_eq!(err.to_string(), format!("could not reach {url}: connection refused"));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Starting the server: logging, database, migrations, first-start bootstrap, serving, shutdown.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::Context;
@@ -107,7 +108,30 @@ async fn bootstrap(store: &Store, config: &ServerConfig) -> anyhow::Result<()> {
         path.display(),
         made.secret.expose()
     )?;
+    if let Some(hint) = cli_hint(config.listen) {
+        writeln!(out, "{hint}\n")?;
+    }
     Ok(())
+}
+
+/// How to point the CLI at a server that does not listen where the CLI looks by default
+/// (`http://127.0.0.1:7300`); `None` when it does.
+fn cli_hint(listen: SocketAddr) -> Option<String> {
+    let default = ServerConfig::default().listen;
+    if listen == default {
+        return None;
+    }
+    // A wildcard address is reached through the loopback of the same family.
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}", SocketAddr::new(ip, listen.port()));
+    Some(format!(
+        "This server listens on {listen}, not where the CLI looks by default (http://{default}). Point the CLI at \
+         it with:\n\n    export CUTOVER_SERVER={url}\n\nor give `--server {url}` to each command."
+    ))
 }
 
 pub(crate) fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
@@ -148,4 +172,25 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cli_hint;
+
+    #[test]
+    fn the_default_address_needs_no_hint() {
+        assert_eq!(cli_hint("127.0.0.1:7300".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn another_address_is_named_as_the_cli_should_reach_it() {
+        let hint = cli_hint("127.0.0.1:7505".parse().unwrap()).unwrap();
+        assert!(hint.contains("export CUTOVER_SERVER=http://127.0.0.1:7505\n"), "{hint}");
+        assert!(hint.contains("`--server http://127.0.0.1:7505`"), "{hint}");
+        let wildcard = cli_hint("0.0.0.0:7300".parse().unwrap()).unwrap();
+        assert!(wildcard.contains("CUTOVER_SERVER=http://127.0.0.1:7300\n"), "{wildcard}");
+        let v6 = cli_hint("[::]:7400".parse().unwrap()).unwrap();
+        assert!(v6.contains("CUTOVER_SERVER=http://[::1]:7400\n"), "{v6}");
+    }
 }

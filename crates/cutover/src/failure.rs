@@ -5,9 +5,9 @@ use std::fmt;
 use std::process::ExitCode;
 
 use cutover_client::ClientError;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::output;
+use crate::output::{self, OutputFormat};
 
 /// The server refused, or something else went wrong.
 const EXIT_FAILURE: u8 = 1;
@@ -55,11 +55,44 @@ pub fn explain(err: ClientError, status: u16, hint: impl FnOnce() -> String) -> 
     if refused { err.context(hint()) } else { err }
 }
 
-/// Prints `err` to stderr and picks the exit code.
-pub fn report(err: &anyhow::Error) -> ExitCode {
+/// Prints `err` to stderr (as the API's error shape under `--output json`) and picks the exit
+/// code.
+pub fn report(err: &anyhow::Error, format: OutputFormat) -> ExitCode {
     let (text, code) = describe(err);
-    output::note(text.trim_end());
+    match format {
+        OutputFormat::Table => output::note(text.trim_end()),
+        OutputFormat::Json => output::note(&error_json(err).to_string()),
+    }
     ExitCode::from(code)
+}
+
+/// A command line clap refused, under `--output json`: `{"error": {"code": "usage", ...}}` on
+/// stderr and exit code 2, like clap's own.
+pub fn report_usage_json(message: &str) -> ExitCode {
+    output::note(&json!({"error": {"code": "usage", "message": message}}).to_string());
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `err` in the API's one error shape, `{"error": {"code", "message", "details"?}}`: the
+/// server's own code and details for a refusal, a code of the CLI's otherwise (`unreachable`,
+/// `usage`, `waiting`, `unexpected_response`, `failed`). The message is the whole chain, as the
+/// text form shows it.
+fn error_json(err: &anyhow::Error) -> Value {
+    let message = format!("{err:#}");
+    let (code, details) = match err.downcast_ref::<ClientError>() {
+        Some(ClientError::Api { code, details, .. }) => (code.as_str(), details.clone()),
+        Some(ClientError::Transport { url, .. }) => ("unreachable", Some(json!({"server": url}))),
+        Some(ClientError::InvalidServerUrl { .. } | ClientError::InvalidPathValue { .. }) => ("usage", None),
+        Some(ClientError::Decode { .. }) => ("unexpected_response", None),
+        None if err.is::<UsageError>() => ("usage", None),
+        None if err.is::<WaitingError>() => ("waiting", None),
+        None => ("failed", None),
+    };
+    let mut error = json!({"code": code, "message": message});
+    if let Some(details) = details.filter(|d| !d.is_null()) {
+        error["details"] = details;
+    }
+    json!({ "error": error })
 }
 
 /// The message for stderr, and the exit code.
@@ -80,6 +113,12 @@ fn describe(err: &anyhow::Error) -> (String, u8) {
             text.push_str(&format!("  code: {code} (HTTP {status})\n"));
             if let Some(details) = details {
                 text.push_str(&describe_details(details));
+            }
+            if *status == 401 {
+                text.push_str(
+                    "  a token works only with the server that issued it: check --server / CUTOVER_SERVER and \
+                     --token / CUTOVER_TOKEN\n",
+                );
             }
             EXIT_FAILURE
         }
@@ -129,8 +168,8 @@ mod tests {
     use cutover_client::ClientError;
 
     use super::{
-        EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_WAITING, WaitingError, describe, describe_details, explain,
-        usage,
+        EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_WAITING, WaitingError, describe, describe_details, error_json,
+        explain, usage,
     };
 
     #[test]
@@ -188,5 +227,48 @@ mod tests {
     #[test]
     fn list_details_are_one_line_per_item() {
         assert_eq!(describe_details(&json!(["a", 1])), "  details:\n    - a\n    - 1\n");
+    }
+
+    #[test]
+    fn under_json_a_refusal_keeps_the_servers_code_and_details() {
+        let err = explain(
+            ClientError::Api {
+                status: 409,
+                code: "conflict".into(),
+                message: "taken".into(),
+                details: Some(json!({"environments": ["production"]})),
+            },
+            409,
+            || "nothing was published".into(),
+        );
+        assert_eq!(
+            error_json(&err),
+            json!({"error": {"code": "conflict", "message": "nothing was published: taken", "details": {"environments": ["production"]}}})
+        );
+    }
+
+    #[test]
+    fn under_json_the_clis_own_failures_get_codes_of_their_own() {
+        let unreachable = anyhow::Error::new(ClientError::Transport {
+            url: "http://127.0.0.1:7300".into(),
+            reason: "connection refused".into(),
+        });
+        assert_eq!(
+            error_json(&unreachable),
+            json!({"error": {
+                "code": "unreachable",
+                "message": "could not reach http://127.0.0.1:7300: connection refused",
+                "details": {"server": "http://127.0.0.1:7300"}
+            }})
+        );
+        assert_eq!(error_json(&usage("no token")), json!({"error": {"code": "usage", "message": "no token"}}));
+        assert_eq!(
+            error_json(&WaitingError("rollout r1 is paused".into()).into()),
+            json!({"error": {"code": "waiting", "message": "rollout r1 is paused"}})
+        );
+        assert_eq!(
+            error_json(&anyhow::anyhow!("disk full")),
+            json!({"error": {"code": "failed", "message": "disk full"}})
+        );
     }
 }

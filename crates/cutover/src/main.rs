@@ -2,6 +2,7 @@
 //! every other command talks to a server over its HTTP API.
 #![forbid(unsafe_code)]
 
+mod args;
 mod cli;
 mod commands;
 mod failure;
@@ -10,15 +11,32 @@ mod server_args;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
 
-use crate::cli::Cli;
+use crate::output::OutputFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(err) => return refused(&err),
+    };
+    let format = cli.global.output();
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => failure::report(&err),
+        Err(err) => failure::report(&err, format),
     }
+}
+
+/// A command line clap refused (or `--help` / `--version`): clap's own text, or under
+/// `--output json` the error as JSON.
+fn refused(err: &clap::Error) -> ExitCode {
+    let shown = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shown || cli::requested_output(std::env::args_os(), std::env::var_os("CUTOVER_OUTPUT")) != OutputFormat::Json {
+        err.exit();
+    }
+    failure::report_usage_json(&cli::error_message(err))
 }

@@ -24,6 +24,15 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` to stdout exactly, with no newline added (content for pipes).
+pub fn emit_raw(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Writes a remark for people to stderr, ignoring failure: there is nowhere left to report it.
 pub fn note(text: &str) {
     let _ = writeln!(io::stderr().lock(), "{text}");
@@ -36,6 +45,17 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// A borderless table with a header row, wrapped to the terminal's width when there is one.
 pub fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header)
+        .add_rows(rows);
+    trim_lines(&table.to_string())
+}
+
+/// [`table`] with a number of columns known only at run time.
+pub fn table_of(header: Vec<String>, rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)

@@ -18,8 +18,8 @@ pub struct ServerArgs {
     /// TOML configuration file; `cutover config example` prints one.
     #[arg(long, env = "CUTOVER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address and port to listen on [default: 127.0.0.1:7300]
-    #[arg(long, env = "CUTOVER_LISTEN", value_name = "ADDR")]
+    /// Address and port to listen on; a port alone means 127.0.0.1:PORT [default: 127.0.0.1:7300]
+    #[arg(long, env = "CUTOVER_LISTEN", value_name = "ADDR", value_parser = crate::args::listen_address)]
     listen: Option<SocketAddr>,
     /// postgres://… for PostgreSQL; the embedded SQLite database in the data directory when
     /// absent.
@@ -110,12 +110,10 @@ mod tests {
     use std::io::Write;
     use std::path::Path;
 
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
+    use crate::cli::Command;
 
     fn serve_config(args: &[&str]) -> cutover_server::config::ServerConfig {
-        let cli = Cli::try_parse_from(args).unwrap();
+        let cli = crate::cli::parse_from(args).unwrap();
         let Command::Serve(serve) = cli.command else { panic!("not serve") };
         serve.server.config(cli.global.data_dir.as_deref()).unwrap()
     }

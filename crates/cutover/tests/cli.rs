@@ -363,7 +363,7 @@ fn an_unreachable_server_is_named_and_exits_3() {
         cutover_command().args(["--server", &url, "--token", "anything", "whoami"]).output().expect("running cutover");
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.starts_with(&format!("error: cannot reach {url}")), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: could not reach {url}: connection refused")), "{stderr}");
 }
 
 #[test]
@@ -636,9 +636,11 @@ fn versions_are_published_into_environments_and_given_sets_of_them() {
 
     // Both environments are taken: refused, listing them, and nothing is published.
     let stderr = server.fails(&["version", "create", KEY, "--text", "five", "--env", "staging", "--env", "production"]);
-    assert!(stderr.starts_with("error: nothing was published (--move takes the environments over): "), "{stderr}");
+    assert!(stderr.starts_with("error: nothing was published: another version is live in "), "{stderr}");
+    assert!(stderr.contains("staging (version 4)") && stderr.contains("production (version 4)"), "{stderr}");
+    assert!(stderr.contains("; add --move to make the new version live there instead\n"), "{stderr}");
     assert!(stderr.contains("code: conflict (HTTP 409)"), "{stderr}");
-    assert!(stderr.contains("staging") && stderr.contains("production"), "{stderr}");
+    assert!(!stderr.contains("\"move\": true"), "API wording leaked: {stderr}");
     assert_eq!(server.json(&["artifact", "show", KEY])["latest_version"], 4);
 
     let args = ["version", "create", KEY, "--text", "five", "--env", "staging", "--move"];
@@ -726,7 +728,11 @@ fn an_experiment_runs_from_create_to_a_pinned_winner() {
             .is_some_and(Vec::is_empty)
     );
     let table = server.table(&["experiment", "list", "--env", "production"]);
-    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("1, 2"), "{table}");
+    // Tables show the id's first 13 characters, which the commands take back.
+    assert!(
+        table.starts_with("ID") && table.contains(&format!("\n{} ", &id[..13])) && table.contains("1, 2"),
+        "{table}"
+    );
 
     // Illegal transitions are refused with 409, naming the current status, and exit 1.
     let stderr = server.fails(&["experiment", "pause", &id]);
@@ -1074,4 +1080,485 @@ fn manual_tasks_wait_for_a_person_and_a_pause_ends_the_watch_with_4() {
     let stderr = exits_with(&server, 1, &["rollout", "watch", &id]);
     assert!(stderr.starts_with(&format!("error: rollout {id} failed (t-1/apply: smoke test failed)")), "{stderr}");
     assert_eq!(live_version(&server), Some(1));
+}
+
+// ---- A new user's first day (issue 12) ----
+
+/// `cutover ARGS` with only `vars` set, no server needed.
+fn local(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = cutover_command();
+    command.envs(vars.iter().copied()).args(args);
+    command.output().expect("running cutover")
+}
+
+#[test]
+fn a_refused_token_names_the_server_that_refused_it_and_the_first_start_says_how_to_reach_it() {
+    let server = Server::start();
+    let output = server.cutover_as("not-this-servers-token", &["env", "create", "staging"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: the server at {url} refused the token: invalid or revoked token\n  code: unauthorized (HTTP \
+             401)\n  a token works only with the server that issued it: check --server / CUTOVER_SERVER and --token \
+             / CUTOVER_TOKEN\n",
+            url = server.url
+        )
+    );
+
+    let output = server.cutover_as("not-this-servers-token", &["--output", "json", "env", "create", "staging"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert_eq!(
+        stdout_json(&text(&output.stderr)),
+        serde_json::json!({"error": {
+            "code": "unauthorized",
+            "message": format!("the server at {} refused the token: invalid or revoked token", server.url)
+        }})
+    );
+
+    // The test server listens on a free port, not the CLI's default: its first start says how
+    // to point the CLI at it.
+    let printed = std::fs::read_to_string(server.data_dir.path().join("server.stdout")).expect("server stdout");
+    assert!(printed.contains(&format!("export CUTOVER_SERVER={}\n", server.url)), "{printed}");
+    assert!(printed.contains(&format!("`--server {}`", server.url)), "{printed}");
+}
+
+#[test]
+fn a_server_without_a_scheme_and_versions_written_v2_are_understood() {
+    let server = Server::start();
+    release_setup(&server);
+    const KEY: &str = "prompts/welcome";
+    let bare = server.url.trim_start_matches("http://");
+    let args = ["--server", bare, "--output", "json", "pin", KEY, "production", "v2"];
+    let pinned = stdout_json(&succeeded(&server.cutover(&args), &args));
+    assert_eq!(changes(&pinned), [("production".to_owned(), None, Some(2))]);
+    assert_eq!(server.json(&["version", "show", KEY, "V3"])["content"], "three");
+
+    for (given, expected) in
+        [("-1", "version numbers start at 1 (got -1)"), ("0", "version numbers start at 1 (got 0)")]
+    {
+        let stderr = exits_with(&server, 2, &["pin", KEY, "production", given]);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("-- -1"), "clap's tip instead of a sentence: {stderr}");
+    }
+    let stderr = exits_with(&server, 2, &["version", "show", KEY, "latest"]);
+    assert!(stderr.contains("\"latest\" is not a version number: give one such as 3 or v3"), "{stderr}");
+    assert_eq!(server.json(&["history", KEY, "production"])["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn serve_listens_on_a_bare_port_and_explains_an_address_without_one() {
+    let port = free_port();
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let mut child = cutover_command()
+        .args(["serve", "--listen", &port.to_string(), "--data-dir"])
+        .arg(data_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting cutover serve");
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let healthy = loop {
+        if healthz(port) {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "serve --listen {port} did not answer on 127.0.0.1:{port}");
+
+    let output = local(&[], &["serve", "--listen", "127.0.0.1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("give ADDRESS:PORT (127.0.0.1:7300, 0.0.0.0:7300, [::1]:7300) or a port alone"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_and_usage_show_what_applies_and_the_binary_has_a_version() {
+    let output = local(&[], &["--version"]);
+    assert_eq!(text(&output.stdout), format!("cutover {}\n", env!("CARGO_PKG_VERSION")));
+    // One version, the binary's: subcommands do not print one under their own name.
+    let output = local(&[], &["env", "--version"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!text(&output.stdout).contains("cutover-env"), "{}", text(&output.stdout));
+
+    let vars = [("CUTOVER_SERVER", "http://127.0.0.1:9"), ("CUTOVER_OUTPUT", "table"), ("CUTOVER_TOKEN", "t")];
+    let output = local(&vars, &["pin", "prompts/welcome"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("\nUsage: cutover pin <KEY> <ENV> <VERSION>\n"), "{stderr}");
+
+    let help = text(&local(&[], &["serve", "--help"]).stdout);
+    for option in ["--server", "--token", "--output"] {
+        assert!(!help.contains(option), "serve --help lists {option}:\n{help}");
+    }
+    assert!(help.contains("--listen") && help.contains("--data-dir"), "{help}");
+
+    // Under JSON output, a command line clap refuses is an error in the API's shape too.
+    let output = local(&[("CUTOVER_OUTPUT", "json")], &["pin", "k", "production", "-1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stdout_json(&text(&output.stderr)),
+        serde_json::json!({"error": {
+            "code": "usage",
+            "message": "invalid value '-1' for '<VERSION>': version numbers start at 1 (got -1)"
+        }})
+    );
+}
+
+#[test]
+fn under_json_output_a_refusal_is_the_api_error_on_stderr() {
+    let server = Server::start();
+    let output = server.cutover(&["--output", "json", "env", "show", "nowhere"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    let expected =
+        server.api_error(&server.owner_token, |client| async move { client.get_environment("nowhere").await });
+    let ClientError::Api { code, message, details, .. } = expected else { panic!("a refusal") };
+    let mut error = serde_json::json!({"code": code, "message": message});
+    if let Some(details) = details {
+        error["details"] = details;
+    }
+    assert_eq!(stdout_json(&text(&output.stderr)), serde_json::json!({ "error": error }));
+}
+
+#[test]
+fn an_editor_publishing_into_a_protected_environment_learns_it_lacks_the_right_first() {
+    let server = Server::start();
+    server.json(&["env", "create", "production", "--protected"]);
+    server.json(&["env", "create", "staging"]);
+    server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
+    server.json(&["version", "create", "prompts/welcome", "--text", "one", "--env", "production", "--env", "staging"]);
+    let created = server.json(&["token", "create", "ci", "--role", "editor"]);
+    let editor = created["secret"].as_str().expect("a secret");
+
+    for extra in [&[][..], &["--move"][..]] {
+        let mut args = vec!["version", "create", "prompts/welcome", "--text", "two", "--env", "production"];
+        args.extend_from_slice(extra);
+        let output = server.cutover_as(editor, &args);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stderr),
+            "error: production is protected: only owners, or tokens limited to production, can change what is live \
+             there (this token, ci, has the role editor); nothing was published\n"
+        );
+    }
+    assert_eq!(server.json(&["artifact", "show", "prompts/welcome"])["latest_version"], 1);
+
+    // Where the editor has the right, the taken environment is explained in the CLI's words.
+    let output =
+        server.cutover_as(editor, &["version", "create", "prompts/welcome", "--text", "two", "--env", "staging"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: nothing was published: another version is live in staging (version 1); add --move to make the \
+             new version live there instead\n"
+        ),
+        "{stderr}"
+    );
+    let output = server.cutover_as(
+        editor,
+        &["--output", "json", "version", "create", "prompts/welcome", "--text", "two", "--env", "staging", "--move"],
+    );
+    assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 2);
+}
+
+#[test]
+fn rollback_goes_to_a_chosen_version_and_asks_before_touching_a_protected_environment() {
+    let server = Server::start();
+    release_setup(&server);
+    server.json(&["env", "update", "production", "--protected", "true"]);
+    const KEY: &str = "prompts/welcome";
+    server.json(&["pin", KEY, "production", "3"]);
+
+    // No terminal and no --yes: refused with what it would have done, nothing written.
+    let output = server.cutover(&["rollback", KEY, "production", "--to", "v1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        "error: production is protected: this makes version 1 of prompts/welcome live there (now version 3); \
+         nothing was written: pass --yes to do it without being asked (no terminal to ask on)\n"
+    );
+    assert_eq!(versions(&server.json(&["history", KEY, "production"])), [3]);
+
+    let rolled = server.json(&["rollback", KEY, "production", "--to", "1", "--yes"]);
+    assert_eq!(changes(&rolled), [("production".to_owned(), Some(3), Some(1))]);
+    assert_eq!(server.json(&["history", KEY, "production"])["items"][0]["reason"], "rollback from version 3");
+
+    // A rollback of a rollback goes back, and says so.
+    let output = server.cutover(&["--output", "json", "rollback", KEY, "production", "--yes"]);
+    assert_eq!(
+        changes(&stdout_json(&succeeded(&output, &["rollback"]))),
+        [("production".to_owned(), Some(1), Some(3))]
+    );
+    assert_eq!(
+        text(&output.stderr),
+        "note: version 1 was itself made live by a rollback; rolling back again makes version 3 live again (--to N \
+         picks the version)\n"
+    );
+
+    // Already live, and unknown versions, write nothing.
+    let table = server.table(&["rollback", KEY, "production", "--to", "3"]);
+    assert_eq!(table, "version 3 of prompts/welcome is already live in production: nothing changed\n");
+    let stderr = server.fails(&["rollback", KEY, "production", "--to", "9", "--yes"]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+    assert_eq!(versions(&server.json(&["history", KEY, "production"])), [3, 1, 3]);
+}
+
+#[test]
+fn versions_are_diffed_by_line_or_field_and_shown_raw() {
+    let server = Server::start();
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
+    for text in
+        ["Hello.\nBe brief.\nSign off.", "Hello.\nBe very brief.\nSign off.", "Hello.\nBe very brief.\nSign off."]
+    {
+        server.json(&["version", "create", "prompts/welcome", "--text", text]);
+    }
+    server.json(&["pin", "prompts/welcome", "production", "1"]);
+
+    let diff = server.table(&["version", "diff", "prompts/welcome", "1", "v2"]);
+    assert_eq!(
+        diff,
+        "--- prompts/welcome v1\n+++ prompts/welcome v2\n@@ -1,3 +1,3 @@\n Hello.\n-Be brief.\n+Be very brief.\n Sign off.\n"
+    );
+    let against_live = server.table(&["version", "diff", "prompts/welcome", "--env", "production"]);
+    assert!(
+        against_live.starts_with("--- prompts/welcome v1 (live in production)\n+++ prompts/welcome v3\n"),
+        "{against_live}"
+    );
+    let same = server.table(&["version", "diff", "prompts/welcome", "2", "3"]);
+    assert_eq!(same, "prompts/welcome v2 and prompts/welcome v3 have the same content\n");
+    let answer = server.json(&["version", "diff", "prompts/welcome", "2", "--env", "production"]);
+    assert_eq!(answer["from"], serde_json::json!({"version": 1, "environment": "production"}));
+    assert_eq!(answer["to"], serde_json::json!({"version": 2}));
+    assert_eq!(answer["identical"], false);
+    assert!(answer["diff"].as_str().is_some_and(|d| d.contains("+Be very brief.\n")), "{answer}");
+    let stderr = exits_with(&server, 2, &["version", "diff", "prompts/welcome", "2"]);
+    assert!(stderr.contains("give two versions to compare"), "{stderr}");
+
+    server.json(&["artifact", "create", "model", "--type", "json"]);
+    server.json(&[
+        "version",
+        "create",
+        "model",
+        "--content",
+        r#"{"name": "small", "temperature": 0.2, "stop": ["a"]}"#,
+    ]);
+    server.json(&[
+        "version",
+        "create",
+        "model",
+        "--content",
+        r#"{"name": "small", "temperature": 0.7, "stop": ["a", "b"]}"#,
+    ]);
+    let diff = server.table(&["version", "diff", "model", "1", "2"]);
+    assert_eq!(diff, "model v1 → model v2\n+ stop[1]: \"b\"\n~ temperature: 0.2 → 0.7\n");
+    let answer = server.json(&["version", "diff", "model", "1", "2"]);
+    assert_eq!(
+        answer["changes"],
+        serde_json::json!([{"path": "stop[1]", "to": "b"}, {"path": "temperature", "from": 0.2, "to": 0.7}])
+    );
+
+    // --raw: the content alone, byte for byte, for pipes.
+    let raw = succeeded(&server.cutover(&["version", "show", "prompts/welcome", "2", "--raw"]), &["--raw"]);
+    assert_eq!(raw, "Hello.\nBe very brief.\nSign off.");
+    let raw = succeeded(&server.cutover(&["version", "show", "model", "2", "--raw"]), &["--raw"]);
+    assert_eq!(stdout_json(&raw), serde_json::json!({"name": "small", "temperature": 0.7, "stop": ["a", "b"]}));
+}
+
+/// The ID column of a table (its first), below the header.
+fn first_column(table: &str) -> Vec<String> {
+    table.lines().skip(1).filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect()
+}
+
+#[test]
+fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
+    let server = Server::start();
+    const KEY: &str = "greeting";
+    server.json(&["env", "create", "production", "--target", "t-0"]);
+    server.json(&["env", "create", "staging", "--target", "t-0"]);
+    server.json(&["artifact", "create", KEY, "--type", "string"]);
+    for text in ["one", "two"] {
+        server.json(&["version", "create", KEY, "--text", text]);
+    }
+    let mut experiments = Vec::new();
+    for env in ["production", "staging"] {
+        server.json(&["pin", KEY, env, "1"]);
+        let args = ["experiment", "create", "--env", env, "--artifact", KEY, "--name", env, "--treatment", "2"];
+        let mut args = args.to_vec();
+        args.extend(["--primary-metric", "checkout"]);
+        experiments.push(server.json(&args)["id"].as_str().expect("an id").to_owned());
+    }
+
+    // The table's ids are short, and each names its experiment.
+    let table = server.table(&["experiment", "list", "--env", "staging"]);
+    let shown = first_column(&table);
+    assert_eq!(shown.len(), 1, "{table}");
+    assert!(shown[0].len() >= 13 && shown[0].len() < experiments[1].len(), "{table}");
+    assert!(experiments[1].starts_with(&shown[0]), "{table}");
+    assert_eq!(server.json(&["experiment", "show", &shown[0]])["id"], experiments[1].as_str());
+
+    // A prefix long enough to tell them apart works for actions too; the whole id still does.
+    let unique = |id: &str, other: &str| {
+        let common = id.chars().zip(other.chars()).take_while(|(a, b)| a == b).count();
+        id[..(common + 1).max(8)].to_owned()
+    };
+    let prefix = unique(&experiments[0], &experiments[1]);
+    let started = server.json(&["experiment", "start", &prefix.to_uppercase()]);
+    assert_eq!(
+        (started["experiment"]["id"].as_str(), started["experiment"]["status"].as_str()),
+        (Some(experiments[0].as_str()), Some("running"))
+    );
+    assert_eq!(server.json(&["experiment", "show", &experiments[1]])["status"], "created");
+
+    // Both start alike (UUIDv7 ids begin with the time): an ambiguous prefix lists them.
+    let common = experiments[0].chars().zip(experiments[1].chars()).take_while(|(a, b)| a == b).count();
+    if common >= 8 {
+        let stderr = exits_with(&server, 2, &["experiment", "show", &experiments[0][..8]]);
+        assert!(
+            stderr.starts_with(&format!("error: 2 experiments have an id starting with {:?}", &experiments[0][..8])),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("  {}  production on greeting in production, running", experiments[0])),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("  {}  staging on greeting in staging, created", experiments[1])), "{stderr}");
+    }
+    let stderr = exits_with(&server, 2, &["experiment", "show", "0193"]);
+    assert!(
+        stderr.contains("\"0193\" is too short to name one: give the whole id or its first 8 characters or more"),
+        "{stderr}"
+    );
+    let stderr = exits_with(&server, 1, &["experiment", "show", "ffffffff"]);
+    assert!(stderr.starts_with("error: no experiment id starts with \"ffffffff\""), "{stderr}");
+
+    // Rollouts alike: made through the API, so that this test does not depend on `rollout start`.
+    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rollout = runtime
+        .block_on(client.create_rollout(&cutover_api::CreateRollout {
+            artifact: KEY.into(),
+            environment: "production".into(),
+            version: 2,
+            executor: serde_json::json!({"type": "manual"}),
+            ..cutover_api::CreateRollout::default()
+        }))
+        .expect("a rollout");
+    let table = server.table(&["rollout", "list"]);
+    let shown = first_column(&table);
+    assert_eq!(shown, [rollout.id[..13].to_owned()], "{table}");
+    let stopped = server.json(&["rollout", "stop", &shown[0]]);
+    assert_eq!(stopped["id"], rollout.id.as_str());
+    assert_eq!(server.json(&["rollout", "show", &rollout.id[..10]])["id"], rollout.id.as_str());
+}
+
+#[test]
+fn status_shows_what_is_live_where_and_what_is_under_way() {
+    let server = Server::start();
+    let empty = server.table(&["status"]);
+    assert_eq!(empty, "no environments yet: `cutover env create NAME` makes one\n");
+    for env in ["dev", "staging", "production"] {
+        server.json(&["env", "create", env, "--target", "t-0"]);
+    }
+    server.json(&["artifact", "create", "prompts/greeting", "--type", "string"]);
+    server.json(&["artifact", "create", "limits", "--type", "number"]);
+    for text in ["one", "two", "three"] {
+        server.json(&["version", "create", "prompts/greeting", "--text", text]);
+    }
+    server.json(&["version", "environments", "prompts/greeting", "3", "--env", "dev"]);
+    server.json(&["version", "environments", "prompts/greeting", "2", "--env", "production"]);
+    let args = ["experiment", "create", "--env", "production", "--artifact", "prompts/greeting", "--name", "warmer"];
+    let mut args = args.to_vec();
+    args.extend(["--treatment", "3", "--primary-metric", "checkout"]);
+    let experiment = server.json(&args)["id"].as_str().expect("an id").to_owned();
+    server.json(&["experiment", "start", &experiment]);
+    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rollout = runtime
+        .block_on(client.create_rollout(&cutover_api::CreateRollout {
+            artifact: "prompts/greeting".into(),
+            environment: "staging".into(),
+            version: 3,
+            executor: serde_json::json!({"type": "manual"}),
+            ..cutover_api::CreateRollout::default()
+        }))
+        .expect("a rollout");
+
+    let table = server.table(&["status"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
+    // Environments in the order `env list` gives them.
+    assert_eq!(lines[0], ["ARTIFACT", "LATEST", "DEV", "PRODUCTION", "STAGING"], "{table}");
+    assert_eq!(lines[1], ["limits", "0", "-", "-", "-"], "{table}");
+    assert_eq!(lines[2], ["prompts/greeting", "3", "3", "2*", "-"], "{table}");
+    assert!(
+        table.contains(&format!("\n{}  prompts/greeting  production   warmer  running  2, 3\n", &experiment[..13])),
+        "{table}"
+    );
+    let rollout_line = lines.iter().find(|line| line.first() == Some(&&rollout.id[..13])).expect("the rollout's row");
+    assert_eq!(rollout_line[1..4], ["prompts/greeting", "staging", "3"], "{table}");
+
+    let answer = server.json(&["status"]);
+    assert_eq!(answer["environments"], serde_json::json!(["dev", "production", "staging"]));
+    assert_eq!(
+        answer["artifacts"],
+        serde_json::json!([
+            {"key": "limits", "latest_version": 0, "live": {}},
+            {"key": "prompts/greeting", "latest_version": 3, "live": {"dev": 3, "production": 2}}
+        ])
+    );
+    assert_eq!(answer["experiments"][0]["id"], experiment.as_str());
+    assert_eq!(answer["rollouts"][0]["id"], rollout.id.as_str());
+}
+
+#[test]
+fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() {
+    let server = Server::start();
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
+    server.json(&["version", "create", "prompts/welcome", "--text", "hello"]);
+
+    let output = server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hello"]);
+    assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 2);
+    assert_eq!(
+        text(&output.stderr),
+        "note: version 2 has the same content as version 1 (--if-changed publishes only when it differs)\n"
+    );
+
+    let args = [
+        "--output",
+        "json",
+        "version",
+        "create",
+        "prompts/welcome",
+        "--text",
+        "hello",
+        "--if-changed",
+        "--env",
+        "production",
+    ];
+    let output = server.cutover(&args);
+    assert_eq!(stdout_json(&succeeded(&output, &args))["number"], 2);
+    assert_eq!(
+        text(&output.stderr),
+        "nothing was published or pinned: version 2 of prompts/welcome already has this content\n"
+    );
+    assert_eq!(server.json(&["artifact", "show", "prompts/welcome"])["latest_version"], 2);
+    assert!(server.json(&["pins", "prompts/welcome"])["items"].as_array().is_some_and(Vec::is_empty));
+
+    let output =
+        server.cutover(&["--output", "json", "version", "create", "prompts/welcome", "--text", "hi", "--if-changed"]);
+    assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 3);
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
 }

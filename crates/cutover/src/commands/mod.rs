@@ -3,12 +3,16 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod diff;
 pub mod env;
 pub mod event;
 pub mod experiment;
+pub mod ids;
 pub mod pin;
 pub mod resolve;
+pub mod rights;
 pub mod rollout;
+pub mod status;
 pub mod token;
 pub mod version;
 pub mod whoami;
@@ -19,7 +23,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use clap::CommandFactory;
-use cutover_client::Client;
+use cutover_client::{Client, ClientError};
 
 use crate::cli::{Cli, ClientCommand, Command, GlobalArgs};
 use crate::failure::usage;
@@ -41,8 +45,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Client(command) => {
             let context =
-                Context { client: Client::new(&global.server, Some(token(&global)?))?, output: global.output };
-            run_client(&context, command).await
+                Context { client: Client::new(global.server(), Some(token(&global)?))?, output: global.output() };
+            let server = context.client.server_url().to_owned();
+            run_client(&context, command).await.map_err(|err| name_the_server(err, &server))
         }
         Command::Completions { shell } => completions(shell),
         Command::Serve(args) => server_args::serve(&args, data_dir).await,
@@ -70,6 +75,18 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
+        ClientCommand::Status => status::run(context).await,
+    }
+}
+
+/// A refused token is most often a token of another server (a second `serve` on another port):
+/// say which server refused it.
+fn name_the_server(err: anyhow::Error, server: &str) -> anyhow::Error {
+    match err.downcast_ref::<ClientError>() {
+        Some(client_error) if client_error.status() == Some(401) => {
+            err.context(format!("the server at {server} refused the token"))
+        }
+        _ => err,
     }
 }
 

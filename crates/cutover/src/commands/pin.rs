@@ -1,6 +1,8 @@
 //! `cutover pin`, `unpin`, `pins`, `history`, `promote` and `rollback`: which version of an
 //! artifact is live in each environment, and moving it.
 
+use std::io::{self, IsTerminal as _};
+
 use anyhow::Context as _;
 use clap::Args;
 use cutover_api::{Page, Pin, PinChange, PinWrite, Promote, SetPin};
@@ -16,8 +18,8 @@ pub struct PinArgs {
     key: String,
     /// Environment.
     env: String,
-    /// The version to make live there.
-    #[arg(value_name = "VERSION")]
+    /// The version to make live there (`3` or `v3`).
+    #[arg(value_name = "VERSION", value_parser = crate::args::version_number, allow_negative_numbers = true)]
     number: i64,
     /// Why, for the history and the audit log.
     #[arg(long)]
@@ -90,9 +92,17 @@ pub struct RollbackArgs {
     key: String,
     /// Environment.
     env: String,
+    /// The version to make live [default: the one live before the current one, so that rolling
+    /// back twice goes back and forth between two versions]
+    #[arg(long, value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
+    to: Option<i64>,
     /// Why, for the history and the audit log [default: "rollback from version N"].
     #[arg(long)]
     reason: Option<String>,
+    /// Do not ask for confirmation on a protected environment (scripts must say so: without a
+    /// terminal, a rollback there is refused unless --yes).
+    #[arg(long, short)]
+    yes: bool,
 }
 
 pub async fn pin(context: &Context, args: PinArgs) -> anyhow::Result<()> {
@@ -188,7 +198,30 @@ pub async fn promote(context: &Context, args: PromoteArgs) -> anyhow::Result<()>
 
 pub async fn rollback(context: &Context, args: RollbackArgs) -> anyhow::Result<()> {
     let client = &context.client;
-    let (current, target) = previous_version(context, &args.key, &args.env).await?;
+    let (key, env) = (args.key.as_str(), args.env.as_str());
+    let (current, target) = match args.to {
+        Some(number) => {
+            let current = live_pin(context, key, env).await?;
+            client.get_version(key, number).await?;
+            (current, number)
+        }
+        None => previous_version(context, key, env).await?,
+    };
+    if current.as_ref().is_some_and(|pin| pin.version == target) {
+        let unchanged = format!("version {target} of {key} is already live in {env}: nothing changed");
+        return show_write(context, &PinWrite { revision: None, changes: Vec::new() }, &unchanged);
+    }
+    let from = current.as_ref().map_or_else(|| "nothing".to_owned(), |pin| format!("version {}", pin.version));
+    if args.to.is_none() && current.as_ref().is_some_and(|pin| pin.reason.starts_with("rollback")) {
+        output::note(&format!(
+            "note: {from} was itself made live by a rollback; rolling back again makes version {target} live again \
+             (--to N picks the version)"
+        ));
+    }
+    if !args.yes && client.get_environment(env).await?.protected {
+        let plan = format!("{env} is protected: this makes version {target} of {key} live there (now {from})");
+        confirm(&plan)?;
+    }
     let reason = args.reason.unwrap_or_else(|| match &current {
         Some(pin) => format!("rollback from version {}", pin.version),
         None => "rollback".to_owned(),
@@ -197,18 +230,46 @@ pub async fn rollback(context: &Context, args: RollbackArgs) -> anyhow::Result<(
     // it was read is refused instead of overwritten.
     let expected = current.as_ref().map_or(0, |pin| pin.revision);
     let body = SetPin { version: target, reason: Some(reason) };
-    let write = client.set_pin(&args.key, &args.env, &body, Some(expected)).await.map_err(|err| {
+    let write = client.set_pin(key, env, &body, Some(expected)).await.map_err(|err| {
         failure::explain(err, 412, || {
             format!(
                 "the pin of {key} in {env} changed while rolling back, so nothing was written; see `cutover history \
-                 {key} {env}`",
-                key = args.key,
-                env = args.env
+                 {key} {env}`"
             )
         })
     })?;
-    let unchanged = format!("version {target} of {} is already live in {}: nothing changed", args.key, args.env);
+    let unchanged = format!("version {target} of {key} is already live in {env}: nothing changed");
     show_write(context, &write, &unchanged)
+}
+
+/// Says what is about to happen and asks on the terminal; without one, refuses (scripts pass
+/// `--yes`).
+fn confirm(plan: &str) -> anyhow::Result<()> {
+    if !io::stdin().is_terminal() {
+        return Err(failure::usage(format!(
+            "{plan}; nothing was written: pass --yes to do it without being asked (no terminal to ask on)"
+        )));
+    }
+    output::note(plan);
+    eprint!("Go ahead? [y/N] ");
+    let mut answer = String::new();
+    io::stdin().read_line(&mut answer).context("reading the answer")?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("not confirmed: nothing was written"))
+    }
+}
+
+/// The pin live in (key, env) now, if any.
+async fn live_pin(context: &Context, key: &str, env: &str) -> anyhow::Result<Option<Pin>> {
+    let query = PageQuery { limit: Some(1), cursor: None };
+    let page = context
+        .client
+        .pin_history(key, env, &query)
+        .await
+        .with_context(|| format!("reading the history of {key} in {env}"))?;
+    Ok(page.items.into_iter().next().filter(|pin| pin.ended_at.is_none()))
 }
 
 /// What is live in (key, env) now, if anything, and the version to roll back to: the most recent

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use cutover_api::{CreateVersion, SetEnvironments, Version};
-use cutover_client::PageQuery;
-use serde_json::Value;
+use cutover_client::{ClientError, PageQuery};
+use serde_json::{Value, json};
 
-use super::{Context, pin, read_file};
+use super::{Context, diff, pin, read_file, rights};
 use crate::failure::{self, usage};
 use crate::output::{self, OutputFormat, or_dash};
 
@@ -28,9 +28,27 @@ pub enum VersionCommand {
     Show {
         /// Artifact key.
         key: String,
-        /// Version number.
-        #[arg(value_name = "N")]
+        /// Version number (`3` or `v3`).
+        #[arg(value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
         number: i64,
+        /// The content alone, byte for byte as hashed (text as is, JSON compact), for pipes:
+        /// `cutover version show KEY 3 --raw | sha256sum` gives the version's sha256.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// What changed between two versions: a line diff for text, a field diff for JSON.
+    #[command(after_help = "Examples:\n  cutover version diff prompts/greeting 2 3\n  \
+                            cutover version diff prompts/greeting 3 --env production   (live in production → 3)\n  \
+                            cutover version diff prompts/greeting --env production     (live in production → latest)")]
+    Diff {
+        /// Artifact key.
+        key: String,
+        /// Two versions, the older first; with --env, at most one (the latest when absent).
+        #[arg(value_name = "VERSION", num_args = 0..=2, value_parser = crate::args::version_number, allow_negative_numbers = true)]
+        versions: Vec<i64>,
+        /// Compares what is live in this environment with VERSION.
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
     },
     /// Publishes the next version of an artifact.
     Create {
@@ -48,14 +66,18 @@ pub enum VersionCommand {
         /// Moves the environments given with --env from the versions live there.
         #[arg(long = "move", requires = "environments")]
         move_pins: bool,
+        /// Publishes only if the content differs from the latest version's; otherwise nothing is
+        /// published (nor pinned) and the latest version is shown.
+        #[arg(long)]
+        if_changed: bool,
     },
     /// Replaces the set of environments a version is live in: those listed move to it, those it
     /// had and are not listed are unpinned.
     Environments {
         /// Artifact key.
         key: String,
-        /// Version number.
-        #[arg(value_name = "N")]
+        /// Version number (`3` or `v3`).
+        #[arg(value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
         number: i64,
         /// An environment the version is to be live in; repeat for several.
         #[arg(long = "env", value_name = "ENV", required_unless_present = "clear", conflicts_with = "clear")]
@@ -112,24 +134,54 @@ pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<(
             }
             Ok(())
         }
-        VersionCommand::Show { key, number } => show(context, &client.get_version(&key, number).await?, &[]),
-        VersionCommand::Create { key, content, message, environments, move_pins } => {
+        VersionCommand::Show { key, number, raw: false } => {
+            show(context, &client.get_version(&key, number).await?, &[])
+        }
+        VersionCommand::Show { key, number, raw: true } => {
+            let version = client.get_version(&key, number).await?;
+            match &version.content {
+                Value::String(text) => output::emit_raw(text),
+                other => output::emit_raw(&serde_json::to_string(other)?),
+            }
+        }
+        VersionCommand::Diff { key, versions, env } => diff(context, &key, &versions, env.as_deref()).await,
+        VersionCommand::Create { key, content, message, environments, move_pins, if_changed } => {
             let content = read_content(context, &key, content).await?;
+            let latest = match client.get_artifact(&key).await?.latest_version {
+                0 => None,
+                number => Some(client.get_version(&key, number).await?),
+            };
+            if if_changed && let Some(latest) = latest.as_ref().filter(|latest| latest.content == content) {
+                output::note(&format!(
+                    "nothing was published{}: version {} of {key} already has this content",
+                    if environments.is_empty() { "" } else { " or pinned" },
+                    latest.number
+                ));
+                return show(context, latest, &[]);
+            }
+            if !environments.is_empty() {
+                rights::check_pin_rights(context, &environments).await?;
+            }
             let body = CreateVersion {
                 content,
                 message,
                 environments: (!environments.is_empty()).then(|| environments.clone()),
                 move_pins,
             };
-            let version = client.create_version(&key, &body).await.map_err(|err| {
-                failure::explain(err, 409, || {
-                    if environments.is_empty() || move_pins {
-                        "nothing was published".to_owned()
-                    } else {
-                        "nothing was published (--move takes the environments over)".to_owned()
-                    }
-                })
+            let version = client.create_version(&key, &body).await.map_err(|err| match err {
+                ClientError::Api { status: 409, code, details, .. } if !move_pins => {
+                    let message = taken_message(details.as_ref());
+                    anyhow::Error::new(ClientError::Api { status: 409, code, message, details })
+                }
+                err => failure::explain(err, 409, || "nothing was published".to_owned()),
             })?;
+            if let Some(latest) = latest.filter(|latest| latest.sha256 == version.sha256) {
+                output::note(&format!(
+                    "note: version {} has the same content as version {} (--if-changed publishes only when it \
+                     differs)",
+                    version.number, latest.number
+                ));
+            }
             show(context, &version, &environments)
         }
         VersionCommand::Environments { key, number, environments, clear: _, reason } => {
@@ -145,6 +197,82 @@ pub async fn run(context: &Context, command: VersionCommand) -> anyhow::Result<(
             pin::show_write(context, &write, &unchanged)
         }
     }
+}
+
+/// The server's refusal to publish into taken environments, in the CLI's words: which version
+/// holds each, and the flag that moves them.
+fn taken_message(details: Option<&Value>) -> String {
+    let taken: Vec<String> = details
+        .and_then(|details| details["environments"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|taken| {
+            let environment = taken["environment"].as_str()?;
+            Some(match taken["version"].as_i64() {
+                Some(version) => format!("{environment} (version {version})"),
+                None => environment.to_owned(),
+            })
+        })
+        .collect();
+    let held = if taken.is_empty() { "some of them".to_owned() } else { taken.join(", ") };
+    format!(
+        "nothing was published: another version is live in {held}; add --move to make the new version live there \
+         instead"
+    )
+}
+
+/// `version diff`: from the older version (or what is live in `env`) to the newer one.
+async fn diff(context: &Context, key: &str, versions: &[i64], env: Option<&str>) -> anyhow::Result<()> {
+    let client = &context.client;
+    let (from, to) = match (env, versions) {
+        (None, [from, to]) => (*from, *to),
+        (Some(env), [] | [_]) => {
+            let live = client.get_pin(key, env).await.map_err(|err| {
+                failure::explain(err, 404, || format!("nothing of {key} is live in {env} to compare with"))
+            })?;
+            let to = match versions {
+                [to] => *to,
+                _ => client.get_artifact(key).await?.latest_version,
+            };
+            (live.version, to)
+        }
+        (None, _) => return Err(usage("give two versions to compare (`2 3`), or --env ENV and at most one")),
+        (Some(_), _) => return Err(usage("with --env, give at most one version: it is compared with what is live")),
+    };
+    let (old, new) = (client.get_version(key, from).await?, client.get_version(key, to).await?);
+    let label = |number: i64| match env {
+        Some(env) if number == from => format!("{key} v{number} (live in {env})"),
+        _ => format!("{key} v{number}"),
+    };
+    let side = |number: i64| match env {
+        Some(env) if number == from => json!({"version": number, "environment": env}),
+        _ => json!({"version": number}),
+    };
+    let identical = old.sha256 == new.sha256;
+    let (text, mut answer) = match (&old.content, &new.content) {
+        (Value::String(before), Value::String(after)) => {
+            let lines = diff::lines(before, after, &label(from), &label(to));
+            (lines.clone(), json!({"diff": lines}))
+        }
+        (before, after) => {
+            let changes = diff::fields(before, after);
+            (diff::render_fields(&changes), json!({"changes": changes}))
+        }
+    };
+    answer["artifact"] = json!(key);
+    answer["from"] = side(from);
+    answer["to"] = side(to);
+    answer["identical"] = json!(identical);
+    if context.output == OutputFormat::Json {
+        return output::json(&answer);
+    }
+    if identical {
+        return output::emit(&format!("{} and {} have the same content", label(from), label(to)));
+    }
+    if matches!(old.content, Value::String(_)) {
+        return output::emit(text.trim_end());
+    }
+    output::emit(&format!("{} → {}\n{}", label(from), label(to), text.trim_end()))
 }
 
 async fn read_content(context: &Context, key: &str, source: ContentSource) -> anyhow::Result<Value> {

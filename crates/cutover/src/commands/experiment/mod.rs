@@ -6,7 +6,7 @@ mod results;
 use clap::{Args, Subcommand, ValueEnum};
 use cutover_api::{CreateExperiment, Experiment, ExperimentActionResult, UpdateExperiment};
 
-use super::{Context, pin};
+use super::{Context, ids, pin};
 use crate::failure::usage;
 use crate::output::{self, OutputFormat, or_dash};
 
@@ -48,7 +48,7 @@ pub enum ExperimentCommand {
     Complete {
         id: String,
         /// The winning variant's version number.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
         winner: Option<i64>,
     },
     /// Per metric and variant: exposures, conversions, rate or mean, and lift against the control
@@ -71,10 +71,10 @@ pub struct CreateArgs {
     #[arg(long)]
     hypothesis: Option<String>,
     /// The control's version [default: the version pinned in --env].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
     control: Option<i64>,
     /// A version to compare with the control; repeat for several.
-    #[arg(long = "treatment", value_name = "N", required = true)]
+    #[arg(long = "treatment", value_name = "N", required = true, value_parser = crate::args::version_number, allow_negative_numbers = true)]
     treatments: Vec<i64>,
     /// Relative weights, the control's first, then the treatments' in order [default: equal].
     #[arg(long, value_name = "W,W,...", value_delimiter = ',')]
@@ -110,7 +110,27 @@ impl Status {
     }
 }
 
-pub async fn run(context: &Context, command: ExperimentCommand) -> anyhow::Result<()> {
+impl ExperimentCommand {
+    /// The experiment id the command was given, if it takes one.
+    fn id_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Self::Show { id }
+            | Self::Edit { id, .. }
+            | Self::Delete { id }
+            | Self::Start { id }
+            | Self::Pause { id }
+            | Self::Resume { id }
+            | Self::Complete { id, .. }
+            | Self::Results { id } => Some(id),
+            Self::List { .. } | Self::Create(_) => None,
+        }
+    }
+}
+
+pub async fn run(context: &Context, mut command: ExperimentCommand) -> anyhow::Result<()> {
+    if let Some(id) = command.id_mut() {
+        *id = ids::experiment(context, id).await?;
+    }
     let client = &context.client;
     match command {
         ExperimentCommand::List { env, status } => {
@@ -125,9 +145,10 @@ pub async fn run(context: &Context, command: ExperimentCommand) -> anyhow::Resul
                     status.map_or(String::new(), |s| format!("{s} "))
                 ));
             }
-            let rows = page.items.iter().map(|experiment| {
+            let short = ids::short_ids(page.items.iter().map(|experiment| experiment.id.as_str()));
+            let rows = page.items.iter().zip(short).map(|(experiment, id)| {
                 [
-                    experiment.id.clone(),
+                    id,
                     experiment.artifact.clone(),
                     experiment.name.clone(),
                     experiment.status.clone(),

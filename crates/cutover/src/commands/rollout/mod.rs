@@ -8,7 +8,7 @@ use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use cutover_api::{CreateRollout, Rollout, RolloutOperation, RolloutTask};
 use serde_json::json;
 
-use super::Context;
+use super::{Context, ids};
 use crate::output::{self, OutputFormat};
 
 /// The rollout states, as the server names them (`--state`).
@@ -96,8 +96,8 @@ pub struct StartArgs {
     /// The environment whose deployment targets get the version.
     #[arg(long, value_name = "ENV")]
     env: String,
-    /// The version to roll out.
-    #[arg(long, value_name = "N")]
+    /// The version to roll out (`2` or `v2`).
+    #[arg(long, value_name = "N", value_parser = crate::args::version_number, allow_negative_numbers = true)]
     version: i64,
     /// Targets at once, and the size of each wave (1 to 1000) [default: 1]
     #[arg(long, value_name = "N")]
@@ -150,7 +150,28 @@ impl OnFailure {
     }
 }
 
-pub async fn run(context: &Context, command: RolloutCommand) -> anyhow::Result<()> {
+impl RolloutCommand {
+    /// The rollout id the command was given, if it takes one (a prefix is resolved by `ids`).
+    fn id_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Self::Show { id }
+            | Self::Watch { id }
+            | Self::Stop { id }
+            | Self::Resume { id }
+            | Self::Cancel { id }
+            | Self::Release { id }
+            | Self::Retry { id }
+            | Self::Log { id, .. } => Some(id),
+            Self::Task(TaskCommand::Complete(args) | TaskCommand::Fail(args)) => Some(&mut args.rollout),
+            Self::Start(_) | Self::List { .. } => None,
+        }
+    }
+}
+
+pub async fn run(context: &Context, mut command: RolloutCommand) -> anyhow::Result<()> {
+    if let Some(id) = command.id_mut() {
+        *id = ids::rollout(context, id).await?;
+    }
     let client = &context.client;
     match command {
         RolloutCommand::Start(args) => start(context, args).await,
@@ -164,9 +185,10 @@ pub async fn run(context: &Context, command: RolloutCommand) -> anyhow::Result<(
                 let env = env.map_or(String::new(), |e| format!(" to {e}"));
                 return output::emit(&format!("no {state}rollouts{env}"));
             }
-            let rows = page.items.iter().map(|rollout| {
+            let short = ids::short_ids(page.items.iter().map(|rollout| rollout.id.as_str()));
+            let rows = page.items.iter().zip(short).map(|(rollout, id)| {
                 [
-                    rollout.id.clone(),
+                    id,
                     rollout.artifact.clone(),
                     rollout.environment.clone(),
                     rollout.version.to_string(),
