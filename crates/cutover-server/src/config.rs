@@ -59,6 +59,16 @@ engine_shutdown_seconds = 10
 #                                                             env CUTOVER_LOG, CUTOVER_LOG_FORMAT
 log = "info"
 log_format = "text"
+
+# How long a request waits for a database connection (PostgreSQL) before the database counts as
+# unreachable: the request answers 503 with Retry-After, and later ones answer 503 at once until
+# a background probe reaches the database again.
+database_acquire_timeout_ms = 1000
+
+# How long a token checked against the database is trusted before it is checked again (in the
+# background: requests never wait for it). Revocations arrive at once through change notices;
+# this bounds a missed one. While the database is unreachable, cached tokens stay valid.
+token_cache_seconds = 60
 "#;
 
 #[derive(Clone, Deserialize)]
@@ -78,6 +88,8 @@ pub struct ServerConfig {
     pub engine_shutdown_seconds: u64,
     pub log: String,
     pub log_format: LogFormat,
+    pub database_acquire_timeout_ms: u64,
+    pub token_cache_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -104,6 +116,8 @@ impl Default for ServerConfig {
             engine_shutdown_seconds: 10,
             log: "info".into(),
             log_format: LogFormat::Text,
+            database_acquire_timeout_ms: 1_000,
+            token_cache_seconds: 60,
         }
     }
 }
@@ -174,6 +188,8 @@ impl fmt::Debug for ServerConfig {
             .field("engine_shutdown_seconds", &self.engine_shutdown_seconds)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
+            .field("database_acquire_timeout_ms", &self.database_acquire_timeout_ms)
+            .field("token_cache_seconds", &self.token_cache_seconds)
             .finish()
     }
 }
