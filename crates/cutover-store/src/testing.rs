@@ -51,9 +51,7 @@ impl TestDb {
             .await
             .expect("create test schema");
         admin.close().await;
-        let store = Store::connect(&with_search_path(&url, &schema), &options())
-            .await
-            .expect("connect to test schema");
+        let store = Store::connect(&with_search_path(&url, &schema), &options()).await.expect("connect to test schema");
         store.migrate().await.expect("migrate PostgreSQL");
         Some(Self { store, cleanup: Cleanup::Postgres { url, schema } })
     }

@@ -207,7 +207,12 @@ fn resolve_outlives_a_database_outage_writes_fail_fast_and_the_server_recovers_b
     b.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "greeting", "value_type": "string"})));
     let pin = json!({"content": "one", "environments": ["production"]});
     b.ok("POST", "/api/v1/artifacts/greeting/versions", &owner, Some(pin));
-    let sdk = b.ok("POST", "/api/v1/tokens", &owner, Some(json!({"name": "app", "role": "sdk", "environments": ["production"]})));
+    let sdk = b.ok(
+        "POST",
+        "/api/v1/tokens",
+        &owner,
+        Some(json!({"name": "app", "role": "sdk", "environments": ["production"]})),
+    );
     let sdk = sdk["secret"].as_str().unwrap().to_owned();
     let revoked_during = b.ok("POST", "/api/v1/tokens", &owner, Some(json!({"name": "during", "role": "viewer"})));
     let revoked_after = b.ok("POST", "/api/v1/tokens", &owner, Some(json!({"name": "after", "role": "viewer"})));
@@ -220,7 +225,8 @@ fn resolve_outlives_a_database_outage_writes_fail_fast_and_the_server_recovers_b
 
     proxy.cut();
     let outage = Instant::now();
-    let unavailable = json!({"error": {"code": "unavailable", "message": "the database is not reachable; retry later"}});
+    let unavailable =
+        json!({"error": {"code": "unavailable", "message": "the database is not reachable; retry later"}});
     let mut writes = Vec::new();
     let mut resolves = 0;
     // Four token lifetimes, and longer than the backstop of every other cache involved here.
@@ -231,7 +237,8 @@ fn resolve_outlives_a_database_outage_writes_fail_fast_and_the_server_recovers_b
         resolves += 1;
         if writes.len() < 3 && outage.elapsed() > Duration::from_millis(500 * writes.len() as u64) {
             let key = format!("during-{}", writes.len());
-            let write = call(&a, "POST", "/api/v1/artifacts", &owner, Some(&json!({"key": key, "value_type": "string"})));
+            let write =
+                call(&a, "POST", "/api/v1/artifacts", &owner, Some(&json!({"key": key, "value_type": "string"})));
             assert_eq!((write.status, &write.body, write.retry_after.as_deref()), (503, &unavailable, Some("1")));
             writes.push(write.took);
             let ready = call(&a, "GET", "/readyz", &owner, None);
@@ -275,6 +282,13 @@ fn resolve_outlives_a_database_outage_writes_fail_fast_and_the_server_recovers_b
     eventually(Duration::from_secs(3), "A honours a revocation made after the outage", || {
         call(&a, "GET", "/api/v1/whoami", secret, None).status == 401
     });
-    b.ok("POST", "/api/v1/artifacts/greeting/versions", &owner, Some(json!({"content": "two", "environments": ["production"], "move": true})));
-    eventually(Duration::from_secs(3), "A resolves a pin made after the outage", || ofrep(&a, &sdk).body["value"] == "two");
+    b.ok(
+        "POST",
+        "/api/v1/artifacts/greeting/versions",
+        &owner,
+        Some(json!({"content": "two", "environments": ["production"], "move": true})),
+    );
+    eventually(Duration::from_secs(3), "A resolves a pin made after the outage", || {
+        ofrep(&a, &sdk).body["value"] == "two"
+    });
 }

@@ -237,7 +237,11 @@ impl Resolver {
                     // Only if still cached: a revocation handled meanwhile must not be undone.
                     Ok(Some(principal)) => {
                         if let Some(entry) = tokens.get_mut(hash.as_str()) {
-                            *entry = CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
+                            *entry = CachedToken {
+                                principal: Arc::new(principal),
+                                checked: Instant::now(),
+                                checking: false,
+                            };
                         }
                     }
                     Ok(None) => {
@@ -259,7 +263,11 @@ impl Resolver {
     /// knows, forgets those it does not. On an error the rest stay cached and the error is
     /// returned, to try again later; with `forget_unchecked`, they are forgotten instead (after a
     /// token notice, when a revoked token must not outlive a failed check).
-    pub async fn revalidate_tokens(&self, workspace_id: Option<&str>, forget_unchecked: bool) -> Result<(), StoreError> {
+    pub async fn revalidate_tokens(
+        &self,
+        workspace_id: Option<&str>,
+        forget_unchecked: bool,
+    ) -> Result<(), StoreError> {
         let hashes: Vec<String> = lock(&self.tokens)
             .iter()
             .filter(|(_, entry)| workspace_id.is_none_or(|id| entry.principal.workspace.id == id))
@@ -271,7 +279,8 @@ impl Resolver {
             match found {
                 Ok(Some(principal)) => {
                     if let Some(entry) = tokens.get_mut(hash) {
-                        *entry = CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
+                        *entry =
+                            CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
                     }
                 }
                 Ok(None) => {

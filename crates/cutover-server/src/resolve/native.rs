@@ -73,14 +73,12 @@ pub async fn resolve(
         .get(key.as_str())
         .ok_or_else(|| ApiError::not_found(format!("artifact {:?} not found", key.as_str())))?;
     let assignment = match view.experiment(&environment, key.as_str()) {
-        Some(experiment) => {
-            experiment.assign(targeting_key).ok_or_else(|| {
-                ApiError::bad_request(
-                    "targeting_key_missing",
-                    "an experiment runs on this artifact here: send ?targeting_key= to be assigned a variant",
-                )
-            })?
-        }
+        Some(experiment) => experiment.assign(targeting_key).ok_or_else(|| {
+            ApiError::bad_request(
+                "targeting_key_missing",
+                "an experiment runs on this artifact here: send ?targeting_key= to be assigned a variant",
+            )
+        })?,
         None => Assignment::Pinned,
     };
     let chosen = match assignment {
