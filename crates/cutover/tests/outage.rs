@@ -223,50 +223,75 @@ fn resolve_outlives_a_database_outage_writes_fail_fast_and_the_server_recovers_b
         assert_eq!(call(&a, "GET", "/api/v1/whoami", token, None).status, 200);
     }
 
-    proxy.cut();
-    let outage = Instant::now();
-    let unavailable =
-        json!({"error": {"code": "unavailable", "message": "the database is not reachable; retry later"}});
-    let mut writes = Vec::new();
-    let mut resolves = 0;
-    // Four token lifetimes, and longer than the backstop of every other cache involved here.
-    while outage.elapsed() < Duration::from_secs(4) {
-        let answer = ofrep(&a, &sdk);
-        assert_eq!((answer.status, &answer.body), (200, &resolved_one), "resolve during the outage");
-        assert!(answer.took < Duration::from_millis(500), "resolve took {:?} during the outage", answer.took);
-        resolves += 1;
-        if writes.len() < 3 && outage.elapsed() > Duration::from_millis(500 * writes.len() as u64) {
-            let key = format!("during-{}", writes.len());
-            let write =
-                call(&a, "POST", "/api/v1/artifacts", &owner, Some(&json!({"key": key, "value_type": "string"})));
-            assert_eq!((write.status, &write.body, write.retry_after.as_deref()), (503, &unavailable, Some("1")));
-            writes.push(write.took);
-            let ready = call(&a, "GET", "/readyz", &owner, None);
-            assert_eq!((ready.status, ready.retry_after.as_deref()), (503, Some("1")), "{}", ready.body);
-            assert!(ready.took < Duration::from_secs(2), "/readyz took {:?}", ready.took);
+    // A client writing all along: every write answers 201 or 503, and every 201 survives.
+    let stop = AtomicBool::new(false);
+    let (load, refused_writes) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let (mut answers, started) = (Vec::new(), Instant::now());
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                let key = format!("load-{}", answers.len());
+                let body = json!({"key": key, "value_type": "string"});
+                answers.push((key, call(&a, "POST", "/api/v1/artifacts", &owner, Some(&body)).status));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            answers
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        proxy.cut();
+        let outage = Instant::now();
+        let unavailable =
+            json!({"error": {"code": "unavailable", "message": "the database is not reachable; retry later"}});
+        let mut writes = Vec::new();
+        let mut resolves = 0;
+        // Four token lifetimes.
+        while outage.elapsed() < Duration::from_secs(4) {
+            let answer = ofrep(&a, &sdk);
+            assert_eq!((answer.status, &answer.body), (200, &resolved_one), "resolve during the outage");
+            assert!(answer.took < Duration::from_millis(500), "resolve took {:?} during the outage", answer.took);
+            resolves += 1;
+            if writes.len() < 3 && outage.elapsed() > Duration::from_millis(500 * writes.len() as u64) {
+                let key = format!("during-{}", writes.len());
+                let write =
+                    call(&a, "POST", "/api/v1/artifacts", &owner, Some(&json!({"key": key, "value_type": "string"})));
+                assert_eq!((write.status, &write.body, write.retry_after.as_deref()), (503, &unavailable, Some("1")));
+                writes.push(write.took);
+                let ready = call(&a, "GET", "/readyz", &owner, None);
+                assert_eq!((ready.status, ready.retry_after.as_deref()), (503, Some("1")), "{}", ready.body);
+                assert!(ready.took < Duration::from_secs(2), "/readyz took {:?}", ready.took);
+            }
+            if resolves == 20 {
+                // Another replica, still connected, revokes a token A has cached: A cannot know yet.
+                let id = revoked_during["token"]["id"].as_str().unwrap();
+                b.ok("DELETE", &format!("/api/v1/tokens/{id}"), &owner, None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if resolves == 20 {
-            // Another replica, still connected, revokes a token A has cached: A cannot know yet.
-            let id = revoked_during["token"]["id"].as_str().unwrap();
-            b.ok("DELETE", &format!("/api/v1/tokens/{id}"), &owner, None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    eprintln!("{resolves} resolves during the outage, all 200; writes answered 503 in {writes:?}");
-    // The first write may wait for one connection attempt (the acquire timeout, 1 s); later ones
-    // know the database is down and answer at once.
-    assert!(writes[0] < Duration::from_secs(3), "the first write took {:?}", writes[0]);
-    assert!(writes[1..].iter().all(|took| *took < Duration::from_millis(500)), "{writes:?}");
+        eprintln!("{resolves} resolves during the outage, all 200; writes answered 503 in {writes:?}");
+        // The first write may wait for one connection attempt (the acquire timeout, 1 s); later ones
+        // know the database is down and answer at once.
+        assert!(writes[0] < Duration::from_secs(3), "the first write took {:?}", writes[0]);
+        assert!(writes[1..].iter().all(|took| *took < Duration::from_millis(500)), "{writes:?}");
 
-    proxy.restore();
-    let write = json!({"key": "after", "value_type": "string"});
-    let recovered = eventually(Duration::from_secs(10), "A writes again", || {
-        call(&a, "POST", "/api/v1/artifacts", &owner, Some(&write)).status == 201
+        proxy.restore();
+        let write = json!({"key": "after", "value_type": "string"});
+        let recovered = eventually(Duration::from_secs(10), "A writes again", || {
+            call(&a, "POST", "/api/v1/artifacts", &owner, Some(&write)).status == 201
+        });
+        eprintln!("writes work again {recovered:?} after the database came back");
+        stop.store(true, Ordering::SeqCst);
+        (writer.join().unwrap(), writes.len())
     });
-    eprintln!("writes work again {recovered:?} after the database came back");
+    let acknowledged: Vec<&String> = load.iter().filter(|(_, status)| *status == 201).map(|(key, _)| key).collect();
+    let refused = load.iter().filter(|(_, status)| *status == 503).count();
+    assert_eq!(acknowledged.len() + refused, load.len(), "only 201 or 503: {load:?}");
+    assert!(!acknowledged.is_empty() && refused > 0, "{load:?}");
+    eprintln!("the writing client: {} acknowledged, {refused} refused with 503", acknowledged.len());
+    for key in acknowledged {
+        assert_eq!(call(&b, "GET", &format!("/api/v1/artifacts/{key}"), &owner, None).status, 200, "{key} was lost");
+    }
     assert_eq!(call(&a, "GET", "/readyz", &owner, None).status, 200);
     // Nothing refused during the outage was written.
-    for n in 0..writes.len() {
+    for n in 0..refused_writes {
         assert_eq!(call(&b, "GET", &format!("/api/v1/artifacts/during-{n}"), &owner, None).status, 404);
     }
     // The revocation A missed is applied now that it can ask.
