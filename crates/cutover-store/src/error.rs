@@ -104,3 +104,24 @@ impl From<serde_json::Error> for StoreError {
         Self::Corrupt(err.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unavailable_not_a_fault() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(ErrorKind::ConnectionRefused.into()),
+            sqlx::Error::Io(ErrorKind::UnexpectedEof.into()),
+        ] {
+            assert!(StoreError::from(err).is_unavailable());
+        }
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::NotFound(_)));
+        assert!(matches!(StoreError::from(sqlx::Error::ColumnNotFound("x".into())), StoreError::Database(_)));
+    }
+}
