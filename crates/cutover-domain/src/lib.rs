@@ -66,3 +66,33 @@ pub fn check_label(field: &'static str, text: &str) -> Result<(), DomainError> {
     }
     check_text(field, text)
 }
+
+/// Longest targeting key (who a resolve or an event is about), in characters.
+pub const MAX_TARGETING_KEY_CHARS: usize = 256;
+
+/// Checks a targeting key: 1 to [`MAX_TARGETING_KEY_CHARS`] characters, not blank, no control
+/// characters (a NUL cannot even be stored by PostgreSQL).
+pub fn check_targeting_key(field: &'static str, key: &str) -> Result<(), DomainError> {
+    if key.trim().is_empty() || key.chars().count() > MAX_TARGETING_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be 1 to {MAX_TARGETING_KEY_CHARS} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targeting_keys_are_one_to_256_characters_without_control_characters() {
+        for good in ["u", "user-42", "ünïcödé ✓", &"x".repeat(256), &"é".repeat(256)] {
+            assert_eq!(check_targeting_key("k", good), Ok(()), "{good:?}");
+        }
+        for bad in ["", "   ", "a\0b", "tab\there", "new\nline", "\u{7f}", "\u{85}", &"x".repeat(257)] {
+            assert!(check_targeting_key("k", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -72,6 +72,16 @@ webhook_allow = []
 log = "info"
 log_format = "text"
 
+# How long a request waits for a database connection (PostgreSQL) before the database counts as
+# unreachable: the request answers 503 with Retry-After, and later ones answer 503 at once until
+# a background probe reaches the database again.
+database_acquire_timeout_ms = 1000
+
+# How long a token checked against the database is trusted before it is checked again (in the
+# background: requests never wait for it). Revocations arrive at once through change notices;
+# this bounds a missed one. While the database is unreachable, cached tokens stay valid.
+token_cache_seconds = 60
+
 # Command executors: the only programs rollouts (and later queue checks and pool provisioners)
 # can run. Declared here by the operator, named by API clients ({"type": "command", "name":
 # "deploy"}, or `cutover rollout start --executor deploy`), which can never choose a program,
@@ -107,6 +117,8 @@ pub struct ServerConfig {
     pub secret_key: Option<String>,
     pub webhook_allow: Vec<String>,
     pub executors: BTreeMap<String, ExecutorConfig>,
+    pub database_acquire_timeout_ms: u64,
+    pub token_cache_seconds: u64,
 }
 
 /// A program the operator allows rollouts to run, under `[executors.<name>]`.
@@ -177,6 +189,8 @@ impl Default for ServerConfig {
             secret_key: None,
             webhook_allow: Vec::new(),
             executors: BTreeMap::new(),
+            database_acquire_timeout_ms: 1_000,
+            token_cache_seconds: 60,
         }
     }
 }
@@ -310,6 +324,8 @@ impl fmt::Debug for ServerConfig {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "[redacted]"))
             .field("webhook_allow", &self.webhook_allow)
             .field("executors", &self.executors)
+            .field("database_acquire_timeout_ms", &self.database_acquire_timeout_ms)
+            .field("token_cache_seconds", &self.token_cache_seconds)
             .finish()
     }
 }

@@ -1,8 +1,9 @@
 //! The one error type of the HTTP API and its one JSON shape.
 //!
 //! Every failure a handler can meet converts into [`ApiError`] through `?`. The caller's mistakes
-//! become 4xx with a stable machine-readable `code`; anything else is logged here, once, and
-//! answered with a 500 that says nothing about internals.
+//! become 4xx with a stable machine-readable `code`; a database that cannot be reached is a 503
+//! `unavailable` with `Retry-After`; anything else is logged here, once, and answered with a 500
+//! that says nothing about internals.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,10 @@ pub struct ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// What a 503 asks the client to wait, in seconds: the store probes an unreachable database
+/// twice a second, so a retry after this is the first that can work.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -45,6 +50,11 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503 `unavailable`: the database cannot be reached.
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not reachable; retry later")
     }
 
     pub fn internal() -> Self {
@@ -85,6 +95,11 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string())
                     .with_details(json!({ "revision": current }))
             }
+            StoreError::Unavailable(cause) => {
+                // The store logs the outage once, when it starts.
+                tracing::debug!(cause, "answering 503: the database is not reachable");
+                Self::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::internal()
@@ -102,6 +117,27 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_with_retry_after_in_the_one_shape() {
+        let response = ApiError::from(StoreError::Unavailable("connection refused".into())).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": "unavailable", "message": "the database is not reachable; retry later"}})
+        );
     }
 }

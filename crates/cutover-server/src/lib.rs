@@ -49,7 +49,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
-        let resolver = Arc::new(resolve::Resolver::new(store.clone()));
+        let token_ttl = std::time::Duration::from_secs(config.token_cache_seconds);
+        let resolver = Arc::new(resolve::Resolver::new(store.clone(), token_ttl));
         let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
         let metrics = Arc::new(metrics::Metrics::default());
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
@@ -88,7 +89,8 @@ impl AppState {
 
     /// After a token is created or revoked.
     pub async fn tokens_changed(&self, workspace_id: &str) {
-        self.resolver.forget_tokens(workspace_id);
+        // Forgets the tokens it cannot check: a revoked token must not stay cached.
+        let _ = self.resolver.revalidate_tokens(Some(workspace_id), true).await;
         resolve::notify::send(&self.store, resolve::notify::Notice::Tokens, workspace_id).await;
     }
 }

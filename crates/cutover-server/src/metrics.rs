@@ -33,6 +33,8 @@ pub struct Metrics {
     pub exposures_recorded: Counter,
     /// Exposures lost because the buffer was full while the database refused writes.
     pub exposures_dropped: Counter,
+    /// Exposures the database refused on their own (a value it cannot hold), set aside.
+    pub exposures_rejected: Counter,
 }
 
 impl Default for Metrics {
@@ -55,7 +57,13 @@ impl Default for Metrics {
             "Exposures lost because the buffer was full while the database refused writes",
             exposures_dropped.clone(),
         );
-        Self { registry, requests, latency, exposures_recorded, exposures_dropped }
+        let exposures_rejected = Counter::default();
+        registry.register(
+            "exposures_rejected",
+            "Exposures the database refused on their own, set aside so that they do not hold up the others",
+            exposures_rejected.clone(),
+        );
+        Self { registry, requests, latency, exposures_recorded, exposures_dropped, exposures_rejected }
     }
 }
 

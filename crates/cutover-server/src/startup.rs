@@ -29,7 +29,11 @@ fn init_logging(config: &ServerConfig) {
 async fn connect(config: &ServerConfig) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let options = ConnectOptions { max_connections: config.max_connections, ..ConnectOptions::default() };
+    let options = ConnectOptions {
+        max_connections: config.max_connections,
+        acquire_timeout: std::time::Duration::from_millis(config.database_acquire_timeout_ms.max(1)),
+        ..ConnectOptions::default()
+    };
     Store::connect(&config.database_url(), &options).await.context("connecting to the database")
 }
 

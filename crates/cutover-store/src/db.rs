@@ -30,7 +30,8 @@ macro_rules! q {
 }
 
 /// `transaction!(store, |tx| body)`: runs `body` in a write transaction committed at its end.
-/// Evaluates to `Ok(body)`. An early return (`?`) drops the transaction, which rolls it back:
+/// Evaluates to `Ok(body)`. While the database is known to be unreachable it fails at once with
+/// `StoreError::Unavailable` (see `health.rs`). An early return (`?`) drops the transaction, which rolls it back:
 /// nothing is written. `transaction!(store, dry_run = flag, |tx| body)` rolls back when `flag`.
 macro_rules! transaction {
     ($store:expr, |$tx:ident| $body:expr) => {
@@ -39,7 +40,7 @@ macro_rules! transaction {
     ($store:expr, dry_run = $dry_run:expr, |$tx:ident| $body:expr) => {
         match &*$store.engine {
             $crate::Engine::Sqlite { write, .. } => {
-                let mut txn = write.begin().await?;
+                let mut txn = $store.checked(write.begin()).await?;
                 let out = {
                     let $tx = &mut $crate::db::Conn::Sqlite(&mut *txn);
                     $body
@@ -47,12 +48,12 @@ macro_rules! transaction {
                 if $dry_run {
                     txn.rollback().await?
                 } else {
-                    txn.commit().await?
+                    txn.commit().await.map_err(|e| $store.failed(e))?
                 }
                 Ok::<_, $crate::StoreError>(out)
             }
             $crate::Engine::Postgres(pool) => {
-                let mut txn = pool.begin().await?;
+                let mut txn = $store.checked(pool.begin()).await?;
                 let out = {
                     let $tx = &mut $crate::db::Conn::Postgres(&mut *txn);
                     $body
@@ -60,7 +61,7 @@ macro_rules! transaction {
                 if $dry_run {
                     txn.rollback().await?
                 } else {
-                    txn.commit().await?
+                    txn.commit().await.map_err(|e| $store.failed(e))?
                 }
                 Ok::<_, $crate::StoreError>(out)
             }
@@ -73,12 +74,12 @@ macro_rules! read {
     ($store:expr, |$conn:ident| $body:expr) => {
         match &*$store.engine {
             $crate::Engine::Sqlite { read, .. } => {
-                let mut pooled = read.acquire().await?;
+                let mut pooled = $store.checked(read.acquire()).await?;
                 let $conn = &mut $crate::db::Conn::Sqlite(&mut *pooled);
                 $body
             }
             $crate::Engine::Postgres(pool) => {
-                let mut pooled = pool.acquire().await?;
+                let mut pooled = $store.checked(pool.acquire()).await?;
                 let $conn = &mut $crate::db::Conn::Postgres(&mut *pooled);
                 $body
             }

@@ -1,7 +1,7 @@
 use serde_json::Value;
 
-/// Why a store operation did not happen. Everything but `Database` and `Corrupt` is the caller's
-/// doing and maps to a 4xx at the edge.
+/// Why a store operation did not happen. Everything but `Database`, `Corrupt` and `Unavailable`
+/// is the caller's doing and maps to a 4xx at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -37,6 +37,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The database cannot be reached (refused, timed out, connection lost): nothing was done,
+    /// and the same request may work later. 503 at the edge.
+    #[error("the database is not reachable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -47,6 +51,29 @@ impl StoreError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict { message: message.into(), details: None }
     }
+
+    /// Whether the database could not be reached, as opposed to refusing what was asked.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Errors that say the database could not be reached or the connection broke, rather than that
+/// it refused a statement: pool timeouts, IO and TLS failures, and PostgreSQL's connection
+/// exceptions (SQLSTATE class 08), shutdowns and "cannot connect now" (57P01–57P03), and "too
+/// many connections" (53300).
+fn is_connection_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300"))
+        }
+        _ => false,
+    }
 }
 
 /// The one place database errors become domain errors: a missing row is "not found", and a
@@ -54,6 +81,7 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            e if is_connection_error(e) => Self::Unavailable(err.to_string()),
             sqlx::Error::RowNotFound => Self::NotFound("object".into()),
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::conflict("conflicts with an object that already exists")
@@ -74,5 +102,26 @@ impl From<sqlx::Error> for StoreError {
 impl From<serde_json::Error> for StoreError {
     fn from(err: serde_json::Error) -> Self {
         Self::Corrupt(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unavailable_not_a_fault() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(ErrorKind::ConnectionRefused.into()),
+            sqlx::Error::Io(ErrorKind::UnexpectedEof.into()),
+        ] {
+            assert!(StoreError::from(err).is_unavailable());
+        }
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::NotFound(_)));
+        assert!(matches!(StoreError::from(sqlx::Error::ColumnNotFound("x".into())), StoreError::Database(_)));
     }
 }

@@ -11,6 +11,7 @@ mod db;
 mod environments;
 mod error;
 mod experiments;
+mod health;
 mod measurements;
 mod models;
 mod pins;
@@ -30,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use artifacts::Publish;
 pub use error::StoreError;
+pub use measurements::ExposureFlush;
 pub use models::*;
 pub use rollouts::{MAX_TASK_LOG_BYTES, bound_log};
 
@@ -55,13 +57,16 @@ pub(crate) enum Engine {
 pub struct ConnectOptions {
     /// Largest number of pooled connections (SQLite: readers; its writer is always one).
     pub max_connections: u32,
-    /// How long to wait for a connection or, on SQLite, for a lock.
+    /// PostgreSQL: how long to wait for a connection (pooled or new) before the database counts
+    /// as unreachable. Short, so that an outage answers 503 at once instead of hanging.
     pub acquire_timeout: Duration,
+    /// SQLite: how long a write waits for the one writer connection and for locks.
+    pub busy_timeout: Duration,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(1), busy_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -69,6 +74,7 @@ impl Default for ConnectOptions {
 #[derive(Clone)]
 pub struct Store {
     engine: std::sync::Arc<Engine>,
+    health: std::sync::Arc<health::Health>,
 }
 
 impl Store {
@@ -81,17 +87,17 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(options.acquire_timeout);
+                .busy_timeout(options.busy_timeout);
             // One writer connection: SQLite allows one writer at a time anyway, and queueing in
             // the pool avoids SQLITE_BUSY from transactions that upgrade from read to write.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
-                .acquire_timeout(options.acquire_timeout)
+                .acquire_timeout(options.busy_timeout)
                 .connect_with(base.clone())
                 .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
-                .acquire_timeout(options.acquire_timeout)
+                .acquire_timeout(options.busy_timeout)
                 .connect_with(base.create_if_missing(false).read_only(true))
                 .await?;
             Engine::Sqlite { read, write }
@@ -106,7 +112,14 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self { engine: std::sync::Arc::new(engine) })
+        let probe_timeout = match engine {
+            Engine::Sqlite { .. } => options.busy_timeout,
+            Engine::Postgres(_) => options.acquire_timeout,
+        };
+        Ok(Self {
+            engine: std::sync::Arc::new(engine),
+            health: std::sync::Arc::new(health::Health::new(probe_timeout)),
+        })
     }
 
     pub fn kind(&self) -> EngineKind {

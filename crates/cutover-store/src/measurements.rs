@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::db::{Conn, q, read, transaction};
-use crate::{EventsOutcome, Experiment, ExperimentTotals, Exposure, MetricEvent, MetricSums, Result, Store};
+use crate::{
+    EventsOutcome, Experiment, ExperimentTotals, Exposure, MetricEvent, MetricSums, Result, Store, StoreError,
+};
 
 /// Rows per multi-row insert: well under both engines' limits on bound parameters.
 const EXPOSURE_ROWS_PER_STATEMENT: usize = 500;
@@ -52,7 +54,50 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
+/// What [`Store::flush_exposures`] did with a batch.
+#[derive(Debug, Default)]
+pub struct ExposureFlush {
+    /// First exposures written.
+    pub recorded: u64,
+    /// Rows the database refused on their own (a value it cannot hold), with why: set aside for
+    /// good, so that they never hold the others up.
+    pub rejected: Vec<(Exposure, StoreError)>,
+    /// Rows not written because the database could not be reached: to try again later.
+    pub retry: Vec<Exposure>,
+    /// Why `retry` is not empty.
+    pub error: Option<StoreError>,
+}
+
 impl Store {
+    /// Records a batch of exposures like [`Store::record_exposures`], but a row the database
+    /// refuses does not sink the batch: a refused batch is split in halves until the refused rows
+    /// stand alone, and those are set aside. When the database cannot be reached, what is not
+    /// yet written is handed back to retry.
+    pub async fn flush_exposures(&self, batch: Vec<Exposure>) -> ExposureFlush {
+        let mut flush = ExposureFlush::default();
+        let mut parts = vec![batch];
+        while let Some(mut part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            match self.record_exposures(&part).await {
+                Ok(new) => flush.recorded += new,
+                Err(e) if e.is_unavailable() => {
+                    flush.retry = parts.into_iter().flatten().chain(part).collect();
+                    flush.error = Some(e);
+                    break;
+                }
+                Err(e) if part.len() == 1 => flush.rejected.extend(part.pop().map(|row| (row, e))),
+                Err(_) => {
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                }
+            }
+        }
+        flush
+    }
+
     /// Records first exposures. A user already recorded for an experiment is skipped (the same
     /// user always lands in the same variant). Returns how many were new.
     pub async fn record_exposures(&self, exposures: &[Exposure]) -> Result<u64> {

@@ -25,7 +25,7 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("cutover.db").display());
-        let store = Store::connect(&url, &ConnectOptions::default()).await.expect("open SQLite");
+        let store = Store::connect(&url, &options()).await.expect("open SQLite");
         store.migrate().await.expect("migrate SQLite");
         Self { store, cleanup: Cleanup::Sqlite(dir) }
     }
@@ -51,9 +51,7 @@ impl TestDb {
             .await
             .expect("create test schema");
         admin.close().await;
-        let store = Store::connect(&with_search_path(&url, &schema), &ConnectOptions::default())
-            .await
-            .expect("connect to test schema");
+        let store = Store::connect(&with_search_path(&url, &schema), &options()).await.expect("connect to test schema");
         store.migrate().await.expect("migrate PostgreSQL");
         Some(Self { store, cleanup: Cleanup::Postgres { url, schema } })
     }
@@ -67,8 +65,14 @@ impl TestDb {
     }
 }
 
+/// The defaults, but patient: a test machine running many suites at once may be slow to hand
+/// out a connection, and these tests are not about outages.
+fn options() -> ConnectOptions {
+    ConnectOptions { acquire_timeout: Duration::from_secs(10), ..ConnectOptions::default() }
+}
+
 fn small_pool() -> ConnectOptions {
-    ConnectOptions { max_connections: 1, acquire_timeout: Duration::from_secs(10) }
+    ConnectOptions { max_connections: 1, ..options() }
 }
 
 fn with_search_path(url: &str, schema: &str) -> String {

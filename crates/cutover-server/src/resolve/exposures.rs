@@ -6,6 +6,10 @@
 //! moves commit in one transaction, and the database, not this process, decides what is a first
 //! exposure, so a batch retried after an error, or the same user exposed on several replicas,
 //! still counts once.
+//!
+//! A row the database refuses on its own is set aside (counted in
+//! `cutover_exposures_rejected_total`) rather than retried: one bad row must never stop the
+//! recording of every other user.
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,6 +44,7 @@ pub struct Exposures {
     full: Notify,
     dropped: prometheus_client::metrics::counter::Counter,
     recorded: prometheus_client::metrics::counter::Counter,
+    rejected: prometheus_client::metrics::counter::Counter,
 }
 
 impl Exposures {
@@ -50,6 +55,7 @@ impl Exposures {
             full: Notify::new(),
             dropped: metrics.exposures_dropped.clone(),
             recorded: metrics.exposures_recorded.clone(),
+            rejected: metrics.exposures_rejected.clone(),
         }
     }
 
@@ -85,23 +91,33 @@ impl Exposures {
         }
     }
 
-    /// Writes what is buffered. On failure the batch goes back to the buffer for the next try.
+    /// Writes what is buffered. Rows the database refuses on their own are set aside and
+    /// counted; when the database cannot be reached, what was not written goes back to the buffer
+    /// for the next try and the error is returned.
     pub async fn flush(&self, store: &Store) -> Result<u64, StoreError> {
         let batch = std::mem::take(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner).pending);
         if batch.is_empty() {
             return Ok(0);
         }
-        match store.record_exposures(&batch).await {
-            Ok(new) => {
-                self.recorded.inc_by(new);
-                Ok(new)
-            }
-            Err(e) => {
+        let flush = store.flush_exposures(batch).await;
+        self.recorded.inc_by(flush.recorded);
+        for (exposure, error) in &flush.rejected {
+            tracing::warn!(
+                experiment_id = exposure.experiment_id,
+                targeting_key = ?exposure.targeting_key,
+                %error,
+                "the database refused an exposure; it is set aside"
+            );
+        }
+        self.rejected.inc_by(flush.rejected.len() as u64);
+        match flush.error {
+            None => Ok(flush.recorded),
+            Some(e) => {
                 let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
                 let room = MAX_PENDING.saturating_sub(inner.pending.len());
-                let lost = batch.len().saturating_sub(room);
+                let lost = flush.retry.len().saturating_sub(room);
                 self.dropped.inc_by(lost as u64);
-                inner.pending.extend(batch.into_iter().take(room));
+                inner.pending.extend(flush.retry.into_iter().take(room));
                 Err(e)
             }
         }

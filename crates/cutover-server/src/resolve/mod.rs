@@ -97,25 +97,34 @@ impl WorkspaceView {
     }
 }
 
-/// How long a cached token is trusted without a change notice; revocations normally arrive as
-/// notices at once, this bounds the damage of a missed one.
-const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// A token as last checked against the database.
+struct CachedToken {
+    principal: Arc<Principal>,
+    checked: Instant,
+    /// A background check is under way: one at a time per token.
+    checking: bool,
+}
 
 pub struct Resolver {
     store: Store,
     views: ArcSwap<HashMap<String, Arc<WorkspaceView>>>,
-    tokens: Mutex<HashMap<String, (Arc<Principal>, Instant)>>,
+    /// By token hash. Shared with the background checks.
+    tokens: Arc<Mutex<HashMap<String, CachedToken>>>,
+    /// How long a cached token is trusted before it is checked again: revocations normally
+    /// arrive as notices at once, this bounds the damage of a missed one.
+    token_ttl: Duration,
     streams: Mutex<HashMap<String, broadcast::Sender<Arc<ChangeRecord>>>>,
     /// Serialises rebuilds so that a view's revision only moves forward.
     rebuilding: tokio::sync::Mutex<()>,
 }
 
 impl Resolver {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, token_ttl: Duration) -> Self {
         Self {
             store,
             views: ArcSwap::default(),
-            tokens: Mutex::default(),
+            tokens: Arc::default(),
+            token_ttl,
             streams: Mutex::default(),
             rebuilding: tokio::sync::Mutex::new(()),
         }
@@ -197,27 +206,100 @@ impl Resolver {
     }
 
     /// The principal of a token, from the cache or the store.
+    ///
+    /// A cached token is answered from memory, always: once it is older than the token TTL, it
+    /// is checked again in the background, and forgotten if the database no longer knows it. If
+    /// the database cannot be asked, the token stays valid until it can (resolve outlives the
+    /// database); revocations made meanwhile are applied by [`Resolver::revalidate_tokens`] when
+    /// it answers again.
     pub async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Arc<Principal>>, StoreError> {
-        if let Some((principal, at)) = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(hash.as_str()) {
-            if at.elapsed() < TOKEN_TTL {
-                return Ok(Some(principal.clone()));
-            }
+        if let Some(principal) = self.cached(hash) {
+            return Ok(Some(principal));
         }
         let Some(principal) = self.store.authenticate(hash).await? else { return Ok(None) };
         let principal = Arc::new(principal);
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(hash.as_str().to_owned(), (principal.clone(), Instant::now()));
+        let entry = CachedToken { principal: principal.clone(), checked: Instant::now(), checking: false };
+        lock(&self.tokens).insert(hash.as_str().to_owned(), entry);
         Ok(Some(principal))
     }
 
-    pub fn forget_all_tokens(&self) {
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    /// The cached principal of a token; starts a background check when it is due.
+    fn cached(&self, hash: &TokenHash) -> Option<Arc<Principal>> {
+        let mut tokens = lock(&self.tokens);
+        let entry = tokens.get_mut(hash.as_str())?;
+        if entry.checked.elapsed() >= self.token_ttl && !entry.checking {
+            entry.checking = true;
+            let (store, tokens, hash) = (self.store.clone(), self.tokens.clone(), hash.clone());
+            tokio::spawn(async move {
+                let found = store.authenticate(&hash).await;
+                let mut tokens = lock(&tokens);
+                match found {
+                    // Only if still cached: a revocation handled meanwhile must not be undone.
+                    Ok(Some(principal)) => {
+                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
+                            *entry = CachedToken {
+                                principal: Arc::new(principal),
+                                checked: Instant::now(),
+                                checking: false,
+                            };
+                        }
+                    }
+                    Ok(None) => {
+                        tokens.remove(hash.as_str());
+                    }
+                    // Not asked: keep trusting it, and check again on a later use.
+                    Err(_) => {
+                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
+                            entry.checking = false;
+                        }
+                    }
+                }
+            });
+        }
+        Some(entry.principal.clone())
     }
 
-    /// Forgets the cached tokens of a workspace: after a token is created or revoked.
-    pub fn forget_tokens(&self, workspace_id: &str) {
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, (p, _)| p.workspace.id != workspace_id);
+    /// Checks every cached token (of one workspace, or all) against the store: refreshes those it
+    /// knows, forgets those it does not. On an error the rest stay cached and the error is
+    /// returned, to try again later; with `forget_unchecked`, they are forgotten instead (after a
+    /// token notice, when a revoked token must not outlive a failed check).
+    pub async fn revalidate_tokens(
+        &self,
+        workspace_id: Option<&str>,
+        forget_unchecked: bool,
+    ) -> Result<(), StoreError> {
+        let hashes: Vec<String> = lock(&self.tokens)
+            .iter()
+            .filter(|(_, entry)| workspace_id.is_none_or(|id| entry.principal.workspace.id == id))
+            .map(|(hash, _)| hash.clone())
+            .collect();
+        for (i, hash) in hashes.iter().enumerate() {
+            let found = self.store.authenticate(&TokenHash::from_stored(hash.clone())).await;
+            let mut tokens = lock(&self.tokens);
+            match found {
+                Ok(Some(principal)) => {
+                    if let Some(entry) = tokens.get_mut(hash) {
+                        *entry =
+                            CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
+                    }
+                }
+                Ok(None) => {
+                    tokens.remove(hash);
+                }
+                Err(e) => {
+                    if forget_unchecked {
+                        for unchecked in &hashes[i..] {
+                            tokens.remove(unchecked);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

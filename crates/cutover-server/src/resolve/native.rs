@@ -4,6 +4,7 @@ use axum::extract::State;
 use cutover_api::{ErrorBody, Resolved};
 use cutover_domain::Access;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::IntoParams;
 
 use super::{Assignment, LiveExperiment};
@@ -57,6 +58,12 @@ pub async fn resolve(
 ) -> ApiResult<axum::Json<Resolved>> {
     let key = artifact_path(&key)?;
     let environment = environment_for(&auth, query.environment.as_deref())?;
+    let targeting_key = query.targeting_key.as_deref().filter(|k| !k.is_empty());
+    if let Some(user) = targeting_key {
+        cutover_domain::check_targeting_key("targeting_key", user).map_err(|e| {
+            ApiError::bad_request("invalid_query", e.to_string()).with_details(json!({"field": "targeting_key"}))
+        })?;
+    }
     let view = state.resolver.view(auth.workspace_id()).await?;
     if !view.environments.contains(&environment) {
         return Err(ApiError::not_found(format!("environment {environment:?} not found")));
@@ -66,19 +73,17 @@ pub async fn resolve(
         .get(key.as_str())
         .ok_or_else(|| ApiError::not_found(format!("artifact {:?} not found", key.as_str())))?;
     let assignment = match view.experiment(&environment, key.as_str()) {
-        Some(experiment) => {
-            experiment.assign(query.targeting_key.as_deref().filter(|k| !k.is_empty())).ok_or_else(|| {
-                ApiError::bad_request(
-                    "targeting_key_missing",
-                    "an experiment runs on this artifact here: send ?targeting_key= to be assigned a variant",
-                )
-            })?
-        }
+        Some(experiment) => experiment.assign(targeting_key).ok_or_else(|| {
+            ApiError::bad_request(
+                "targeting_key_missing",
+                "an experiment runs on this artifact here: send ?targeting_key= to be assigned a variant",
+            )
+        })?,
         None => Assignment::Pinned,
     };
     let chosen = match assignment {
         Assignment::Variant { experiment, index } => {
-            if let Some(user) = query.targeting_key.as_deref() {
+            if let Some(user) = targeting_key {
                 state.exposures.record(experiment, user, index);
             }
             Some((experiment, index))

@@ -42,21 +42,23 @@ pub async fn send(store: &Store, notice: Notice, workspace_id: &str) {
     }
 }
 
-fn apply(resolver: &Resolver, payload: &str) -> Option<(Notice, String)> {
+fn parse(payload: &str) -> Option<(Notice, &str)> {
     let (kind, workspace_id) = payload.split_once(':')?;
     let notice = match kind {
         "resolve" => Notice::Resolve,
         "tokens" => Notice::Tokens,
         _ => return None,
     };
-    if notice == Notice::Tokens {
-        resolver.forget_tokens(workspace_id);
-    }
-    Some((notice, workspace_id.to_owned()))
+    Some((notice, workspace_id))
 }
 
+/// How often a resync that failed (the database still unreachable) is tried again.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
+
 /// Keeps the resolver current: on PostgreSQL by listening for notices; everywhere by a timer.
-/// Ends when `shutdown` turns true.
+/// After the listener lost its connection or the database was unreachable, notices may have been
+/// lost: every cached token is checked again and every view rebuilt, as soon as the database
+/// answers (until then resolve answers from what it has). Ends when `shutdown` turns true.
 pub fn spawn(
     store: Store,
     resolver: Arc<Resolver>,
@@ -79,8 +81,12 @@ pub fn spawn(
             },
             None => None,
         };
+        let mut recoveries = store.recoveries();
         let mut backstop = tokio::time::interval(BACKSTOP);
         backstop.tick().await;
+        let mut retry = tokio::time::interval(RESYNC_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync_due = false;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -89,32 +95,57 @@ pub fn spawn(
                         tracing::warn!(error = %e, "periodic refresh failed");
                     }
                 }
+                Ok(()) = recoveries.changed() => resync_due = true,
+                _ = retry.tick(), if resync_due => {}
                 notification = async {
                     match listener.as_mut() {
                         Some(l) => l.try_recv().await,
                         None => std::future::pending().await,
                     }
                 } => match notification {
-                    Ok(Some(notification)) => {
-                        if let Some((Notice::Resolve, workspace_id)) = apply(&resolver, notification.payload()) {
-                            if let Err(e) = resolver.refresh(&workspace_id).await {
+                    Ok(Some(notification)) => match parse(notification.payload()) {
+                        Some((Notice::Resolve, workspace_id)) => {
+                            if let Err(e) = resolver.refresh(workspace_id).await {
                                 tracing::warn!(error = %e, workspace_id, "refresh after a notice failed");
                             }
                         }
-                    }
-                    // The connection dropped and was re-established: notices may have been lost.
-                    Ok(None) => {
-                        resolver.forget_all_tokens();
-                        if let Err(e) = resolver.load_all().await {
-                            tracing::warn!(error = %e, "refresh after reconnecting failed");
+                        Some((Notice::Tokens, workspace_id)) => {
+                            // Forgets what it cannot check: a revoked token must not stay cached.
+                            if let Err(e) = resolver.revalidate_tokens(Some(workspace_id), true).await {
+                                tracing::warn!(error = %e, workspace_id, "checking tokens after a notice failed");
+                            }
                         }
-                    }
+                        None => {}
+                    },
+                    // The connection dropped; the next receive reconnects. Notices may be lost
+                    // meanwhile. Cached tokens are kept: the database may be down for long.
+                    Ok(None) => resync_due = true,
                     Err(e) => {
                         tracing::warn!(error = %e, "change listener failed; retrying");
+                        resync_due = true;
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
             }
+            if resync_due {
+                resync_due = !resync(&resolver).await;
+            }
         }
     })
+}
+
+/// Checks every cached token and rebuilds every view; false when the database did not answer.
+async fn resync(resolver: &Resolver) -> bool {
+    let checked = resolver.revalidate_tokens(None, false).await;
+    let loaded = match checked {
+        Ok(()) => resolver.load_all().await,
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "resync after a lost connection failed; will retry");
+            false
+        }
+    }
 }

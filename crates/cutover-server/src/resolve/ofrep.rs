@@ -63,7 +63,11 @@ impl OfrepError {
 impl IntoResponse for OfrepError {
     fn into_response(self) -> Response {
         let status = self.status;
-        (status, axum::Json(self.into_value())).into_response()
+        let mut response = (status, axum::Json(self.into_value())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 
@@ -222,8 +226,19 @@ fn evaluate(
     }))
 }
 
-fn targeting_key(context: &Map<String, Value>) -> Option<&str> {
-    context.get("targetingKey").and_then(Value::as_str).filter(|k| !k.is_empty())
+/// `context.targetingKey`: absent when missing, null or empty; otherwise it must be a valid
+/// targeting key (as events require), else `INVALID_CONTEXT`.
+fn targeting_key<'a>(context: &'a Map<String, Value>, key: Option<&str>) -> Result<Option<&'a str>, OfrepError> {
+    let invalid = |details: String| OfrepError::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
+    match context.get("targetingKey") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if k.is_empty() => Ok(None),
+        Some(Value::String(k)) => match cutover_domain::check_targeting_key("context.targetingKey", k) {
+            Ok(()) => Ok(Some(k)),
+            Err(e) => Err(invalid(e.to_string())),
+        },
+        Some(_) => Err(invalid("context.targetingKey must be a string".into())),
+    }
 }
 
 /// Evaluates one flag (an artifact) in the environment of the token or `context.environment`.
@@ -253,6 +268,7 @@ pub async fn evaluate_flag(
     let request = parse_request(&body, Some(&key))?;
     let context = request.context.unwrap_or_default();
     let environment = environment(&auth, &context, Some(&key))?;
+    let targeting_key = targeting_key(&context, Some(&key))?;
     let view =
         state.resolver.view(auth.workspace_id()).await.map_err(|e| OfrepError::from_api(e.into(), Some(&key)))?;
     if !view.environments.contains(&environment) {
@@ -269,7 +285,7 @@ pub async fn evaluate_flag(
             return Ok(([(header::CONTENT_TYPE, json)], live.ofrep.clone()).into_response());
         }
     }
-    let success = evaluate(&state.exposures, &view, &environment, &key, targeting_key(&context))?.ok_or_else(|| {
+    let success = evaluate(&state.exposures, &view, &environment, &key, targeting_key)?.ok_or_else(|| {
         OfrepError::new(StatusCode::NOT_FOUND, Some(&key), "FLAG_NOT_FOUND", format!("flag {key:?} was not found"))
     })?;
     Ok(axum::Json(success).into_response())
@@ -326,6 +342,7 @@ pub async fn evaluate_flags(
     let request = parse_request(&body, None)?;
     let context = request.context.unwrap_or_default();
     let environment = environment(&auth, &context, None)?;
+    let targeting_key = targeting_key(&context, None)?;
     let view = state.resolver.view(auth.workspace_id()).await.map_err(|e| OfrepError::from_api(e.into(), None))?;
     if !view.environments.contains(&environment) {
         return Err(OfrepError::new(
@@ -347,7 +364,7 @@ pub async fn evaluate_flags(
     keys.dedup();
     let flags = keys
         .into_iter()
-        .filter_map(|key| match evaluate(&state.exposures, &view, &environment, key, targeting_key(&context)) {
+        .filter_map(|key| match evaluate(&state.exposures, &view, &environment, key, targeting_key) {
             Ok(success) => success.map(|s| serde_json::to_value(s).unwrap_or_default()),
             Err(failure) => Some(failure.into_value()),
         })

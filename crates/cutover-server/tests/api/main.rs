@@ -9,6 +9,7 @@ mod experiments;
 mod health;
 mod measure;
 mod pins;
+mod resilience;
 mod resolve;
 mod rollouts;
 mod split;

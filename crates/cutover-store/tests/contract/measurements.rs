@@ -1,5 +1,5 @@
 use cutover_domain::{ExperimentAction, MetricName, Timestamp};
-use cutover_store::{EventsOutcome, ExperimentSpec, Exposure, MetricEvent, MetricSums, Store};
+use cutover_store::{EngineKind, EventsOutcome, ExperimentSpec, Exposure, MetricEvent, MetricSums, Store};
 
 use crate::experiments::{OWNER, act, spec, world};
 
@@ -10,6 +10,7 @@ cutover_store::contract_tests!(
     a_scoped_caller_only_feeds_experiments_in_its_environments,
     totals_stay_exact_under_16_concurrent_writers,
     another_workspace_cannot_read_totals,
+    a_flush_sets_aside_the_rows_the_database_refuses_and_records_the_rest,
 );
 
 fn exposure(experiment: &str, user: &str, variant: u32) -> Exposure {
@@ -155,4 +156,27 @@ async fn another_workspace_cannot_read_totals(store: Store) {
     let outcome = store.record_events(&other.id, None, &[event("checkout.completed", "a", None)]).await;
     assert_eq!(outcome.unwrap().attributed, 0);
     assert!(store.experiment_totals(&ws.id, &id).await.is_ok());
+}
+
+async fn a_flush_sets_aside_the_rows_the_database_refuses_and_records_the_rest(store: Store) {
+    let (ws, _, id) = running(&store).await;
+    let mut batch: Vec<Exposure> = (0..40).map(|i| exposure(&id, &format!("user-{i}"), i % 2)).collect();
+    // Both engines refuse a row of an unknown experiment (foreign key); PostgreSQL also refuses a
+    // NUL byte in text, which once stopped every flush after it.
+    batch.insert(13, exposure("no-such-experiment", "user-x", 0));
+    batch.insert(29, exposure(&id, "nul\0byte", 1));
+    let flush = store.flush_exposures(batch).await;
+    assert!(flush.error.is_none() && flush.retry.is_empty(), "{:?}", flush.error);
+    let mut rejected: Vec<&str> = flush.rejected.iter().map(|(row, _)| row.targeting_key.as_str()).collect();
+    rejected.sort_unstable();
+    let nul_refused = store.kind() == EngineKind::Postgres;
+    let expected: &[&str] = if nul_refused { &["nul\0byte", "user-x"] } else { &["user-x"] };
+    assert_eq!(rejected, expected);
+    assert_eq!(flush.recorded, if nul_refused { 40 } else { 41 });
+    let totals = store.experiment_totals(&ws.id, &id).await.unwrap();
+    assert_eq!(totals.exposures.iter().sum::<u64>(), flush.recorded, "totals match the rows written");
+
+    // Nothing is left behind to block the next batch.
+    let next = store.flush_exposures(vec![exposure(&id, "user-new", 0), exposure(&id, "user-0", 0)]).await;
+    assert_eq!((next.recorded, next.rejected.len(), next.retry.len()), (1, 0, 0));
 }
