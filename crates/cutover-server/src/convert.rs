@@ -128,7 +128,7 @@ pub fn experiment(x: store::Experiment) -> api::Experiment {
         environment: x.environment,
         name: x.name,
         hypothesis: x.hypothesis,
-        coverage: x.coverage,
+        coverage: x.coverage.get(),
         seed: x.seed,
         primary_metric: x.primary_metric,
         guardrail_metrics: x.guardrail_metrics,

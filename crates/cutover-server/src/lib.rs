@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 mod convert;
+pub mod effects;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -56,42 +57,21 @@ impl AppState {
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
         let engine_wake = Arc::new(tokio::sync::Notify::new());
         let admission = Arc::new(engine::admission::Admission::from_config(&config));
+        store.on_commit(effects::AfterCommit::new(&resolver, &engine_wake));
         Self { store, config: Arc::new(config), metrics, resolver, exposures, engine_wake, shutdown, admission }
-    }
-
-    /// After a write that changes what resolve returns: rebuild this process's view before
-    /// answering, and tell the other replicas.
-    pub async fn changed(&self, workspace_id: &str) {
-        if let Err(e) = self.resolver.refresh(workspace_id).await {
-            tracing::error!(error = %e, workspace_id, "could not refresh the resolve view; the timer will retry");
-        }
-        resolve::notify::send(&self.store, resolve::notify::Notice::Resolve, workspace_id).await;
     }
 
     /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
     pub fn start_engine(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let state = self.clone();
-        let on_change: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |workspace_id: String| {
-            let state = state.clone();
-            tokio::spawn(async move { state.changed(&workspace_id).await });
-        });
         let config = self.config.engine();
         let rollouts = engine::rollouts::RolloutReconciler::new(
             self.store.clone(),
             config,
             self.engine_wake.clone(),
-            on_change,
             self.config.public_url(),
             self.admission.clone(),
         )?;
         Ok(engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe()))
-    }
-
-    /// After a token is created or revoked.
-    pub async fn tokens_changed(&self, workspace_id: &str) {
-        // Forgets the tokens it cannot check: a revoked token must not stay cached.
-        let _ = self.resolver.revalidate_tokens(Some(workspace_id), true).await;
-        resolve::notify::send(&self.store, resolve::notify::Notice::Tokens, workspace_id).await;
     }
 }
 

@@ -72,7 +72,12 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!(sealed, "encrypted webhook secrets stored in plain text by an earlier version");
     }
     state.resolver.load_all().await.context("building the resolve snapshot")?;
-    let refresher = crate::resolve::notify::spawn(store.clone(), state.resolver.clone(), state.shutdown.subscribe());
+    let refresher = crate::resolve::notify::spawn(
+        store.clone(),
+        state.resolver.clone(),
+        state.engine_wake.clone(),
+        state.shutdown.subscribe(),
+    );
     let flusher = state.exposures.clone().spawn(
         store.clone(),
         std::time::Duration::from_millis(state.config.exposure_flush_ms.max(1)),

@@ -94,6 +94,7 @@ pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) ->
 impl Store {
     pub async fn create_artifact(&self, workspace_id: &str, actor: &Actor, new: &NewArtifact) -> Result<Artifact> {
         transaction!(self, |tx| {
+            tx.effects.resolve(workspace_id);
             let now = Timestamp::now().as_micros();
             let row: ArtifactRow = q!(
                 tx,
@@ -324,11 +325,16 @@ impl Store {
     /// Every artifact key of a workspace with its value type: what resolve needs to tell an
     /// unknown key from one with nothing pinned.
     pub async fn artifact_types(&self, workspace_id: &str) -> Result<Vec<(String, ValueType)>> {
-        let rows: Vec<(String, String)> = read!(self, |conn| q!(
-            conn,
-            fetch_all,
-            sqlx::query_as("SELECT key, value_type FROM artifacts WHERE workspace_id = $1").bind(workspace_id)
-        ))?;
-        rows.into_iter().map(|(key, value_type)| Ok((key, value_type.parse::<ValueType>().map_err(corrupt)?))).collect()
+        read!(self, |conn| fetch_types(conn, workspace_id).await)
     }
+}
+
+/// Every artifact key of a workspace with its value type.
+pub(crate) async fn fetch_types(conn: &mut Conn<'_>, workspace_id: &str) -> Result<Vec<(String, ValueType)>> {
+    let rows: Vec<(String, String)> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as("SELECT key, value_type FROM artifacts WHERE workspace_id = $1").bind(workspace_id)
+    )?;
+    rows.into_iter().map(|(key, value_type)| Ok((key, value_type.parse::<ValueType>().map_err(corrupt)?))).collect()
 }

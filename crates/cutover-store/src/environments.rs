@@ -54,6 +54,7 @@ impl Store {
         max_environments: u32,
     ) -> Result<Environment> {
         transaction!(self, |tx| {
+            tx.effects.resolve(workspace_id);
             let taken = fetch(tx, workspace_id, new.name.as_str()).await;
             if taken.is_ok() {
                 return Err(StoreError::conflict(format!("environment {:?} already exists", new.name.as_str())));
@@ -109,13 +110,7 @@ impl Store {
     }
 
     pub async fn list_environments(&self, workspace_id: &str) -> Result<Vec<Environment>> {
-        let rows: Vec<EnvironmentRow> = read!(self, |conn| q!(
-            conn,
-            fetch_all,
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY name"))
-                .bind(workspace_id)
-        ))?;
-        rows.into_iter().map(Environment::try_from).collect()
+        read!(self, |conn| fetch_all(conn, workspace_id).await)
     }
 
     pub async fn get_environment(&self, workspace_id: &str, name: &str) -> Result<Environment> {
@@ -159,6 +154,7 @@ impl Store {
     /// Deletes an environment nothing depends on; otherwise 409 naming the dependents.
     pub async fn delete_environment(&self, workspace_id: &str, actor: &Actor, name: &str) -> Result<()> {
         transaction!(self, |tx| {
+            tx.effects.resolve(workspace_id);
             let environment = fetch(tx, workspace_id, name).await?;
             let dependents: Vec<(String, String)> = q!(
                 tx,
@@ -221,4 +217,15 @@ impl Store {
             .await?;
         })
     }
+}
+
+/// Every environment of a workspace, by name.
+pub(crate) async fn fetch_all(conn: &mut Conn<'_>, workspace_id: &str) -> Result<Vec<Environment>> {
+    let rows: Vec<EnvironmentRow> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY name"))
+            .bind(workspace_id)
+    )?;
+    rows.into_iter().map(Environment::try_from).collect()
 }

@@ -68,7 +68,8 @@ impl TryFrom<ExperimentRow> for Experiment {
             variants: Variants::from_stored(
                 variants.into_iter().map(|v| Variant { version: v.version, weight: v.weight }),
             ),
-            coverage: row.coverage,
+            coverage: cutover_domain::Coverage::parse(row.coverage)
+                .map_err(|e| StoreError::Corrupt(format!("experiment coverage: {e}")))?,
             seed: row.seed,
             primary_metric: row.primary_metric,
             guardrail_metrics: serde_json::from_str(&row.guardrail_metrics)?,
@@ -282,38 +283,7 @@ impl Store {
         &self,
         workspace_id: &str,
     ) -> Result<Vec<(Experiment, Vec<cutover_domain::Content>)>> {
-        read!(self, |conn| {
-            let rows: Vec<ExperimentRow> = q!(
-                conn,
-                fetch_all,
-                sqlx::query_as(&format!(
-                    "{SELECT_EXPERIMENTS}
-                     WHERE x.workspace_id = $1 AND x.deleted_at IS NULL AND x.status IN ('running', 'paused')"
-                ))
-                .bind(workspace_id)
-            )?;
-            let mut active = Vec::with_capacity(rows.len());
-            for experiment in rows.into_iter().map(Experiment::try_from) {
-                let experiment = experiment?;
-                let mut contents = Vec::new();
-                for version in experiment.variants.versions() {
-                    let (content,): (String,) = q!(
-                        conn,
-                        fetch_one,
-                        sqlx::query_as(
-                            "SELECT v.content FROM versions v JOIN artifacts a ON a.id = v.artifact_id
-                             WHERE a.workspace_id = $1 AND a.key = $2 AND v.number = $3"
-                        )
-                        .bind(workspace_id)
-                        .bind(&experiment.artifact)
-                        .bind(version)
-                    )?;
-                    contents.push(cutover_domain::Content::from_stored(content)?);
-                }
-                active.push((experiment, contents));
-            }
-            Ok(active)
-        })
+        read!(self, |conn| fetch_active(conn, workspace_id).await)
     }
 
     /// Edits the name and hypothesis, in any status.
@@ -416,6 +386,7 @@ impl Store {
         id: &str,
     ) -> Result<Experiment> {
         transaction!(self, |tx| {
+            tx.effects.resolve(workspace_id);
             lock_workspace(tx, workspace_id).await?;
             let (before, _) = fetch_writable(tx, workspace_id, authority, id).await?;
             if matches!(before.lifecycle.status(), ExperimentStatus::Running | ExperimentStatus::Paused) {
@@ -429,4 +400,41 @@ impl Store {
             after
         })
     }
+}
+
+/// The running and paused experiments of a workspace, with each variant's content.
+pub(crate) async fn fetch_active(
+    conn: &mut Conn<'_>,
+    workspace_id: &str,
+) -> Result<Vec<(Experiment, Vec<cutover_domain::Content>)>> {
+    let rows: Vec<ExperimentRow> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(&format!(
+            "{SELECT_EXPERIMENTS}
+                 WHERE x.workspace_id = $1 AND x.deleted_at IS NULL AND x.status IN ('running', 'paused')"
+        ))
+        .bind(workspace_id)
+    )?;
+    let mut active = Vec::with_capacity(rows.len());
+    for experiment in rows.into_iter().map(Experiment::try_from) {
+        let experiment = experiment?;
+        let mut contents = Vec::new();
+        for version in experiment.variants.versions() {
+            let (content,): (String,) = q!(
+                conn,
+                fetch_one,
+                sqlx::query_as(
+                    "SELECT v.content FROM versions v JOIN artifacts a ON a.id = v.artifact_id
+                         WHERE a.workspace_id = $1 AND a.key = $2 AND v.number = $3"
+                )
+                .bind(workspace_id)
+                .bind(&experiment.artifact)
+                .bind(version)
+            )?;
+            contents.push(cutover_domain::Content::from_stored(content)?);
+        }
+        active.push((experiment, contents));
+    }
+    Ok(active)
 }

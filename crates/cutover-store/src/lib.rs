@@ -8,6 +8,7 @@
 mod artifacts;
 mod audit;
 mod db;
+pub mod effects;
 mod environments;
 mod error;
 mod experiments;
@@ -16,6 +17,7 @@ mod measurements;
 mod models;
 mod pins;
 mod rollouts;
+mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
@@ -34,6 +36,7 @@ pub use error::StoreError;
 pub use measurements::ExposureFlush;
 pub use models::*;
 pub use rollouts::{MAX_TASK_LOG_BYTES, bound_log};
+pub use snapshot::ResolveSnapshot;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -75,6 +78,7 @@ impl Default for ConnectOptions {
 pub struct Store {
     engine: std::sync::Arc<Engine>,
     health: std::sync::Arc<health::Health>,
+    hooks: std::sync::Arc<effects::Hooks>,
 }
 
 impl Store {
@@ -119,7 +123,14 @@ impl Store {
         Ok(Self {
             engine: std::sync::Arc::new(engine),
             health: std::sync::Arc::new(health::Health::new(probe_timeout)),
+            hooks: std::sync::Arc::default(),
         })
+    }
+
+    /// Registers what this process does after every committed write with effects (see
+    /// [`effects`]); awaited before the write returns.
+    pub fn on_commit(&self, hook: std::sync::Arc<dyn effects::CommitHook>) {
+        self.hooks.add(hook);
     }
 
     pub fn kind(&self) -> EngineKind {

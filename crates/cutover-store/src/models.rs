@@ -253,7 +253,7 @@ pub struct Experiment {
     pub hypothesis: String,
     /// The first is the control.
     pub variants: cutover_domain::Variants,
-    pub coverage: f64,
+    pub coverage: cutover_domain::Coverage,
     pub seed: String,
     pub primary_metric: String,
     pub guardrail_metrics: Vec<String>,

@@ -212,6 +212,7 @@ pub(crate) async fn apply(
 
 /// Bumps the workspace revision: something resolve answers is about to change.
 async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
+    conn.effects.resolve(workspace_id);
     let (revision,): (i64,) = q!(
         conn,
         fetch_one,
@@ -238,6 +239,7 @@ async fn record_revision(conn: &mut Conn<'_>, workspace_id: &str, revision: i64,
 /// A new revision for a change to what resolve answers that moves no pin (an experiment
 /// starting, pausing, ending): the change stream announces it with an empty `pins` list.
 pub(crate) async fn new_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
+    conn.effects.resolve(workspace_id);
     let revision = bump_revision(conn, workspace_id).await?;
     record_revision(conn, workspace_id, revision, &[]).await?;
     Ok(revision)
@@ -446,43 +448,7 @@ impl Store {
     /// Everything live in a workspace with its content, and the workspace revision it is as of:
     /// what the resolve snapshot is built from. Costs the live pins, not the history.
     pub async fn live_pins(&self, workspace_id: &str) -> Result<(i64, Vec<LivePin>)> {
-        read!(self, |conn| {
-            let (revision,): (i64,) = q!(
-                conn,
-                fetch_one,
-                sqlx::query_as("SELECT revision FROM workspaces WHERE id = $1").bind(workspace_id)
-            )?;
-            let rows: Vec<LiveRow> = q!(
-                conn,
-                fetch_all,
-                sqlx::query_as(
-                    "SELECT a.key AS artifact, a.value_type, e.name AS environment, p.version, p.revision, v.content
-                     FROM pins p
-                     JOIN artifacts a ON a.id = p.artifact_id
-                     JOIN environments e ON e.id = p.environment_id
-                     JOIN versions v ON v.artifact_id = p.artifact_id AND v.number = p.version
-                     WHERE p.workspace_id = $1 AND p.ended_at IS NULL"
-                )
-                .bind(workspace_id)
-            )?;
-            let live = rows
-                .into_iter()
-                .map(|row| {
-                    Ok(LivePin {
-                        value_type: row
-                            .value_type
-                            .parse()
-                            .map_err(|e: cutover_domain::DomainError| StoreError::Corrupt(e.to_string()))?,
-                        content: Content::from_stored(row.content)?,
-                        artifact: row.artifact,
-                        environment: row.environment,
-                        version: row.version,
-                        revision: row.revision,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((revision, live))
-        })
+        read!(self, |conn| fetch_live_pins(conn, workspace_id).await)
     }
 
     /// Revisions of a workspace after `after`, oldest first: the change stream's replay.
@@ -504,4 +470,40 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The live pins of a workspace and the revision they are as of.
+pub(crate) async fn fetch_live_pins(conn: &mut Conn<'_>, workspace_id: &str) -> Result<(i64, Vec<LivePin>)> {
+    let (revision,): (i64,) =
+        q!(conn, fetch_one, sqlx::query_as("SELECT revision FROM workspaces WHERE id = $1").bind(workspace_id))?;
+    let rows: Vec<LiveRow> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(
+            "SELECT a.key AS artifact, a.value_type, e.name AS environment, p.version, p.revision, v.content
+                 FROM pins p
+                 JOIN artifacts a ON a.id = p.artifact_id
+                 JOIN environments e ON e.id = p.environment_id
+                 JOIN versions v ON v.artifact_id = p.artifact_id AND v.number = p.version
+                 WHERE p.workspace_id = $1 AND p.ended_at IS NULL"
+        )
+        .bind(workspace_id)
+    )?;
+    let live = rows
+        .into_iter()
+        .map(|row| {
+            Ok(LivePin {
+                value_type: row
+                    .value_type
+                    .parse()
+                    .map_err(|e: cutover_domain::DomainError| StoreError::Corrupt(e.to_string()))?,
+                content: Content::from_stored(row.content)?,
+                artifact: row.artifact,
+                environment: row.environment,
+                version: row.version,
+                revision: row.revision,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((revision, live))
 }

@@ -186,6 +186,7 @@ impl Store {
         environments: &[String],
     ) -> Result<(Token, TokenSecret)> {
         transaction!(self, |tx| {
+            tx.effects.tokens(workspace_id);
             let environments = find_environments(tx, workspace_id, environments).await?;
             let new = NewToken { name: name.to_owned(), role, environments };
             let (token, secret) = insert_token(tx, workspace_id, actor, &new).await?;
@@ -219,6 +220,7 @@ impl Store {
     /// owner token cannot be revoked: nobody could administer the workspace afterwards.
     pub async fn revoke_token(&self, workspace_id: &str, actor: &Actor, token_id: &str) -> Result<Token> {
         transaction!(self, |tx| {
+            tx.effects.tokens(workspace_id);
             // Take the workspace row's write lock so concurrent revocations of the last two
             // owners are serialised (SQLite serialises writers already).
             q!(tx, execute, sqlx::query("UPDATE workspaces SET revision = revision WHERE id = $1").bind(workspace_id))?;

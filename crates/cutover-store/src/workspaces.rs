@@ -103,6 +103,7 @@ impl Store {
     ) -> Result<(Workspace, Token, TokenSecret)> {
         transaction!(self, |tx| {
             let workspace = insert_workspace(tx, name, false).await?;
+            tx.effects.resolve(&workspace.id);
             let new = NewToken { name: token_name.to_owned(), role: Role::Owner, environments: Vec::new() };
             let (token, secret) = insert_token(tx, &workspace.id, actor, &new).await?;
             let change = || Change::new("workspace.create", "workspace", &workspace.id).after(&workspace);

@@ -53,7 +53,6 @@ pub async fn create(
         description: text("description", body.description)?,
     };
     let artifact = state.store.create_artifact(auth.workspace_id(), &auth.actor(), &new).await?;
-    state.changed(auth.workspace_id()).await;
     Ok((StatusCode::CREATED, axum::Json(convert::artifact(artifact))))
 }
 

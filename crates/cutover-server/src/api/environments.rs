@@ -55,7 +55,6 @@ pub async fn create(
     };
     let environment =
         state.store.create_environment(auth.workspace_id(), &auth.actor(), &new, state.config.max_environments).await?;
-    state.changed(auth.workspace_id()).await;
     Ok((StatusCode::CREATED, axum::Json(convert::environment(environment))))
 }
 
@@ -121,6 +120,5 @@ pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<
     let name = environment_path(&name)?;
     auth.require_environment(Access::Administer, name.as_str())?;
     state.store.delete_environment(auth.workspace_id(), &auth.actor(), name.as_str()).await?;
-    state.changed(auth.workspace_id()).await;
     Ok(StatusCode::NO_CONTENT)
 }

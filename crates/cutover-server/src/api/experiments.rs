@@ -149,7 +149,6 @@ pub async fn delete(
     auth.require(Access::Write)?;
     let experiment = state.store.delete_experiment(auth.workspace_id(), &auth.actor(), &authority(&auth), &id).await?;
     // A running experiment no longer splits traffic.
-    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(convert::experiment(experiment)))
 }
 
@@ -164,7 +163,6 @@ async fn act(
     let outcome =
         state.store.experiment_action(auth.workspace_id(), &auth.actor(), &authority(auth), id, action, winner).await?;
     // Every action changes what resolve answers: who is split, who gets the control, what is pinned.
-    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(ExperimentActionResult {
         experiment: convert::experiment(outcome.experiment),
         pinned: outcome.pinned.map(convert::pin_write),

@@ -73,7 +73,6 @@ pub async fn set_environments(
             &reason,
         )
         .await?;
-    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -160,7 +159,6 @@ pub async fn set(
             &reason,
         )
         .await?;
-    state.changed(auth.workspace_id()).await;
     // A write that moved the pin opened it at its own revision; only a no-op needs to look.
     let current = match write.revision {
         Some(revision) => revision,
@@ -208,7 +206,6 @@ pub async fn unpin(
         .store
         .pin(auth.workspace_id(), &auth.actor(), &authority(&auth), key.as_str(), env.as_str(), None, expected, &reason)
         .await?;
-    state.changed(auth.workspace_id()).await;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -289,9 +286,6 @@ pub async fn promote(
             body.dry_run,
         )
         .await?;
-    if !body.dry_run {
-        state.changed(auth.workspace_id()).await;
-    }
     let write = convert::pin_write(write);
     Ok(axum::Json(Promoted {
         artifact: key.into_string(),

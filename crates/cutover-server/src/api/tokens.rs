@@ -57,7 +57,6 @@ pub async fn create(
     }
     let (token, secret) =
         state.store.create_token(auth.workspace_id(), &auth.actor(), &body.name, role, &environments).await?;
-    state.tokens_changed(auth.workspace_id()).await;
     let created = TokenCreated { token: convert::token(token), secret: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
@@ -90,6 +89,5 @@ pub async fn revoke(State(state): State<AppState>, auth: Auth, Path(id): Path<St
         }
     }
     let token = state.store.revoke_token(auth.workspace_id(), &auth.actor(), &id).await?;
-    state.tokens_changed(auth.workspace_id()).await;
     Ok(axum::Json(convert::token(token)))
 }

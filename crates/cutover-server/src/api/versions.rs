@@ -63,11 +63,8 @@ pub async fn create(
         move_pins: body.move_pins,
         authority: &PinAuthority::from_principal(&auth.0),
     };
-    let (version, pinned) =
+    let (version, _pinned) =
         state.store.publish_version(auth.workspace_id(), &auth.actor(), key.as_str(), publish).await?;
-    if pinned.revision.is_some() {
-        state.changed(auth.workspace_id()).await;
-    }
     Ok((StatusCode::CREATED, axum::Json(convert::version(version))))
 }
 

@@ -61,7 +61,6 @@ pub async fn create(
     check_label("token_name", &token_name)?;
     let (workspace, token, secret) =
         state.store.create_workspace(auth.workspace_id(), &auth.actor(), &name, &token_name).await?;
-    state.changed(&workspace.id).await;
     let created = WorkspaceCreated {
         workspace: convert::workspace(workspace),
         token: TokenCreated { token: convert::token(token), secret: secret.expose().to_owned() },

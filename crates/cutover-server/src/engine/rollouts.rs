@@ -61,8 +61,6 @@ pub struct RolloutReconciler {
     runs: Arc<Mutex<HashMap<String, LocalRun>>>,
     /// Leases held, by rollout id: released when the rollout ends or at shutdown.
     held: Mutex<HashMap<String, i64>>,
-    /// Called after a rollout's state changed: refreshes resolve when the pin moved.
-    on_change: Arc<dyn Fn(String) + Send + Sync>,
     /// Base of the callback URLs sent to webhook receivers.
     public_url: String,
     /// Delivers webhooks; redirects are not followed (a 3xx fails the task), names resolve
@@ -77,7 +75,6 @@ impl RolloutReconciler {
         store: Store,
         config: EngineConfig,
         wake: Arc<Notify>,
-        on_change: Arc<dyn Fn(String) + Send + Sync>,
         public_url: String,
         admission: Arc<Admission>,
     ) -> anyhow::Result<Self> {
@@ -99,7 +96,6 @@ impl RolloutReconciler {
             wake,
             runs: Arc::default(),
             held: Mutex::default(),
-            on_change,
         })
     }
 
@@ -147,8 +143,8 @@ impl RolloutReconciler {
         let mut state = detail.rollout.state;
         if let Some(to) = derive_state(&read).change_from(state) {
             if self.store.advance_rollout(id, state, to).await? {
+                // A pin moved on completion is announced by the store's effects.
                 tracing::info!(rollout = id, from = %state, to = %to, "rollout state");
-                (self.on_change)(detail.rollout.workspace_id.clone());
                 state = to;
             } else {
                 // Someone else moved it (a person's control): the next pass re-reads.

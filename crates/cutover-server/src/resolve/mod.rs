@@ -1,9 +1,10 @@
 //! The resolve path: an in-memory snapshot per workspace of everything resolve needs, rebuilt
 //! from the store when something changes, so that reads never touch the database.
 //!
-//! Within one process, a write's handler refreshes the snapshot after commit and before it
-//! answers. Across replicas on PostgreSQL, writers `NOTIFY` and every replica's listener
-//! refreshes (see [`notify`]); a timer refreshes everything as a backstop.
+//! Within one process, a committed write's effects refresh the snapshot before the write returns
+//! (see [`crate::effects`]). Across replicas on PostgreSQL, the writing transaction `NOTIFY`s and
+//! every replica's listener refreshes (see [`notify`]); a timer refreshes everything as a
+//! backstop. A view is read in one read-only transaction, so it is exactly one revision.
 
 pub mod exposures;
 pub mod native;
@@ -152,24 +153,24 @@ impl Resolver {
     pub async fn refresh(&self, workspace_id: &str) -> Result<(), StoreError> {
         let _serial = self.rebuilding.lock().await;
         let previous = self.views.load().get(workspace_id).map(|v| v.revision);
-        let (revision, live) = self.store.live_pins(workspace_id).await?;
+        // One read transaction: the view is exactly the state of one revision.
+        let snapshot = self.store.resolve_snapshot(workspace_id).await?;
+        let revision = snapshot.revision;
         let mut view = WorkspaceView { revision, ..WorkspaceView::default() };
-        view.artifacts = self.store.artifact_types(workspace_id).await?.into_iter().collect();
-        view.environments =
-            self.store.list_environments(workspace_id).await?.into_iter().map(|e| e.name.into_string()).collect();
-        for pin in live {
+        view.artifacts = snapshot.artifact_types.into_iter().collect();
+        view.environments = snapshot.environments.into_iter().map(|e| e.name.into_string()).collect();
+        for pin in snapshot.pins {
             let value = pin.content.value().clone();
             let ofrep = ofrep::encode_static(&pin.artifact, &pin.environment, pin.version, &value, revision);
             let value = Arc::new(LiveValue { version: pin.version, value, ofrep });
             view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
         }
-        for (experiment, contents) in self.store.active_experiments(workspace_id).await? {
-            let coverage = Coverage::parse(experiment.coverage).unwrap_or(Coverage::FULL);
+        for (experiment, contents) in snapshot.experiments {
             let live = LiveExperiment {
                 id: experiment.id.into(),
                 running: experiment.lifecycle.status() == ExperimentStatus::Running,
                 seed: ExperimentSeed::from_stored(experiment.seed),
-                coverage,
+                coverage: experiment.coverage,
                 variants: experiment.variants,
                 values: contents.iter().map(|c| c.value().clone()).collect(),
             };

@@ -1,56 +1,22 @@
-//! Change notices between replicas: PostgreSQL `NOTIFY` on one channel, `LISTEN` in each
-//! server. With SQLite there is one process and nothing to send.
+//! Change notices between replicas: every write's effects are sent with PostgreSQL `NOTIFY` on
+//! one channel, inside the writing transaction (see `cutover_store::effects`), and each server
+//! `LISTEN`s. With SQLite there is one process and nothing to send.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_store::Store;
+use cutover_store::effects::Effect;
 use sqlx::postgres::PgListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::Resolver;
 
-pub const CHANNEL: &str = "cutover_changes";
+/// The channel writes announce their effects on, inside their transactions.
+pub use cutover_store::effects::CHANNEL;
 
 /// How often every view is rebuilt even without notices: the backstop for a lost notice.
 const BACKSTOP: Duration = Duration::from_secs(30);
-
-/// What changed in a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    /// Something resolve returns: pins, artifacts, environments.
-    Resolve,
-    /// Tokens: created or revoked.
-    Tokens,
-}
-
-impl Notice {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Resolve => "resolve",
-            Self::Tokens => "tokens",
-        }
-    }
-}
-
-/// Tells the other replicas. Best effort: the backstop timer covers a lost notice.
-pub async fn send(store: &Store, notice: Notice, workspace_id: &str) {
-    let Some(pool) = store.postgres_pool() else { return };
-    let payload = format!("{}:{workspace_id}", notice.as_str());
-    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&payload).execute(pool).await {
-        tracing::warn!(error = %e, "could not notify other replicas");
-    }
-}
-
-fn parse(payload: &str) -> Option<(Notice, &str)> {
-    let (kind, workspace_id) = payload.split_once(':')?;
-    let notice = match kind {
-        "resolve" => Notice::Resolve,
-        "tokens" => Notice::Tokens,
-        _ => return None,
-    };
-    Some((notice, workspace_id))
-}
 
 /// How often a resync that failed (the database still unreachable) is tried again.
 const RESYNC_RETRY: Duration = Duration::from_secs(1);
@@ -62,6 +28,7 @@ const RESYNC_RETRY: Duration = Duration::from_secs(1);
 pub fn spawn(
     store: Store,
     resolver: Arc<Resolver>,
+    engine_wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -103,18 +70,21 @@ pub fn spawn(
                         None => std::future::pending().await,
                     }
                 } => match notification {
-                    Ok(Some(notification)) => match parse(notification.payload()) {
-                        Some((Notice::Resolve, workspace_id)) => {
-                            if let Err(e) = resolver.refresh(workspace_id).await {
+                    Ok(Some(notification)) => match Effect::parse(notification.payload()) {
+                        Some(Effect::Resolve(workspace_id)) => {
+                            if let Err(e) = resolver.refresh(&workspace_id).await {
                                 tracing::warn!(error = %e, workspace_id, "refresh after a notice failed");
                             }
                         }
-                        Some((Notice::Tokens, workspace_id)) => {
+                        Some(Effect::Tokens(workspace_id)) => {
                             // Forgets what it cannot check: a revoked token must not stay cached.
-                            if let Err(e) = resolver.revalidate_tokens(Some(workspace_id), true).await {
+                            if let Err(e) = resolver.revalidate_tokens(Some(&workspace_id), true).await {
                                 tracing::warn!(error = %e, workspace_id, "checking tokens after a notice failed");
                             }
                         }
+                        // Another replica made work for the engine: a replica holding its lease
+                        // acts now rather than on its tick.
+                        Some(Effect::Engine) => engine_wake.notify_one(),
                         None => {}
                     },
                     // The connection dropped; the next receive reconnects. Notices may be lost

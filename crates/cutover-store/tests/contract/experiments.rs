@@ -16,6 +16,8 @@ cutover_store::contract_tests!(
     variants_must_be_versions_of_the_artifact,
     experiments_are_scoped_to_their_workspace,
     the_database_refuses_a_second_active_experiment,
+    a_corrupt_coverage_fails_closed_instead_of_exposing_everyone,
+    the_resolve_snapshot_is_one_revision_of_everything,
 );
 
 pub const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
@@ -65,7 +67,7 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
     let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2, 3])).await.unwrap();
     assert_eq!(made.variants.versions(), [1, 2, 3], "the control defaults to the pinned version");
     assert!((made.variants.weights().iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    assert_eq!(made.coverage, 1.0);
+    assert_eq!(made.coverage.get(), 1.0);
     assert!(!made.seed.is_empty());
     assert_eq!(made.lifecycle.status(), ExperimentStatus::Created);
     assert_eq!(made.lifecycle.created_at(), made.lifecycle.updated_at());
@@ -289,4 +291,42 @@ async fn the_database_refuses_a_second_active_experiment(store: Store) {
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Complete).await.unwrap();
     run(store.clone(), made.id.clone()).await.unwrap();
+}
+
+async fn a_corrupt_coverage_fails_closed_instead_of_exposing_everyone(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
+    // Bypass the application, as a bad restore or a manual edit would.
+    let corrupt = "UPDATE experiments SET coverage = 7";
+    match store.postgres_pool() {
+        Some(pool) => sqlx::query(corrupt).execute(pool).await.map(|_| ()).unwrap(),
+        None => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.sqlite_path().unwrap())).await.unwrap();
+            sqlx::query(corrupt).execute(&pool).await.map(|_| ()).unwrap();
+        }
+    }
+    let err = store.resolve_snapshot(&ws.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("coverage"), "{err}");
+}
+
+async fn the_resolve_snapshot_is_one_revision_of_everything(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
+    let snapshot = store.resolve_snapshot(&ws.id).await.unwrap();
+    let revision = store.get_workspace(&ws.id).await.unwrap().revision;
+    assert_eq!(snapshot.revision, revision);
+    let pins: Vec<(&str, &str, i64)> =
+        snapshot.pins.iter().map(|p| (p.artifact.as_str(), p.environment.as_str(), p.version)).collect();
+    assert_eq!(pins, [("k", "prod", 1)]);
+    assert_eq!(snapshot.artifact_types, [("k".to_owned(), ValueType::String)]);
+    let environments: Vec<&str> = snapshot.environments.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(environments, ["dev", "prod"]);
+    assert_eq!(snapshot.experiments.len(), 1);
+    let (experiment, contents) = &snapshot.experiments[0];
+    assert_eq!(experiment.id, made.id);
+    let values: Vec<&serde_json::Value> = contents.iter().map(|c| c.value()).collect();
+    assert_eq!(values, [&json!("v1"), &json!("v2")]);
 }

@@ -1,6 +1,7 @@
 //! The storage contract: every test runs against SQLite and against PostgreSQL.
 
 mod artifacts;
+mod effects;
 mod environments;
 mod experiments;
 mod measurements;
