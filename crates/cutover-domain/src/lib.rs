@@ -3,6 +3,7 @@
 //! Nothing in this crate performs IO. Handlers parse input into these types; stores persist them.
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod error;
 pub mod experiments;
 mod names;
@@ -16,6 +17,7 @@ mod timestamp;
 mod token;
 mod value;
 
+pub use access::{EnvironmentRefusal, EnvironmentScope};
 pub use error::{DomainError, FieldError};
 pub use experiments::{
     Coverage, ExperimentAction, ExperimentDraft, ExperimentName, ExperimentSeed, ExperimentStatus, Hypothesis,

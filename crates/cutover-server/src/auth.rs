@@ -69,11 +69,18 @@ impl Auth {
     /// 403 unless the token's role grants `access` and its scope includes `environment`.
     pub fn require_environment(&self, access: Access, environment: &str) -> ApiResult<&Self> {
         self.require(access)?;
-        if self.0.may_touch(environment) {
-            Ok(self)
-        } else {
-            Err(ApiError::forbidden(format!("this token is not allowed to act on environment {environment:?}")))
-        }
+        self.authority().may_see(environment).map_err(|refusal| ApiError::forbidden(refusal.to_string()))?;
+        Ok(self)
+    }
+
+    /// The caller of a store write: workspace, actor and authority, from the token.
+    pub fn caller(&self) -> cutover_store::Caller {
+        cutover_store::Caller::of(&self.0)
+    }
+
+    /// What the token may do to environments, for the store's checks.
+    pub fn authority(&self) -> cutover_store::PinAuthority {
+        cutover_store::authority_of(&self.0)
     }
 
     /// 403 unless the token can act on every environment (an unscoped token).
@@ -89,7 +96,6 @@ impl Auth {
     /// Whether every environment in `names` is within this token's scope; an empty list means
     /// "all environments", which only an unscoped token covers.
     pub fn covers(&self, names: &[String]) -> bool {
-        let scope = &self.0.token.environments;
-        scope.is_empty() || (!names.is_empty() && names.iter().all(|n| scope.iter().any(|e| &e.name == n)))
+        self.authority().covers(names)
     }
 }

@@ -113,7 +113,7 @@ async fn fetch_writable(
         return Err(StoreError::conflict(format!("experiment {id:?} is deleted")));
     }
     let environment = environments::fetch(conn, workspace_id, &loaded.environment).await?;
-    if let Some(why) = authority.refuses(&environment) {
+    if let Some(why) = crate::refuses(authority, &environment) {
         return Err(StoreError::Forbidden(why));
     }
     Ok((loaded, environment))
@@ -159,7 +159,7 @@ impl Store {
         transaction!(self, |tx| {
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
-            if let Some(why) = authority.refuses(&environment) {
+            if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));
             }
             let (artifact_key, environment_name) = (artifact.key.as_str(), environment.name.as_str());

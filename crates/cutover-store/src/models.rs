@@ -55,7 +55,7 @@ impl Principal {
 
     /// Whether the token may act on this environment: unscoped tokens may act on all.
     pub fn may_touch(&self, environment: &str) -> bool {
-        self.token.environments.is_empty() || self.token.environments.iter().any(|e| e.name == environment)
+        cutover_domain::access::in_scope(self.token.environments.iter().map(|e| e.name.as_str()), environment)
     }
 }
 
@@ -191,37 +191,47 @@ pub struct PinWrite {
     pub changes: Vec<PinChange>,
 }
 
-/// Who may change what is live where, from the caller's token: owners may change protected
+/// What a token may do to environments (the domain's one rule): owners may change protected
 /// environments; a token limited to some environments acts only on those, and may change them
 /// even when protected.
-#[derive(Debug, Clone, Default)]
-pub struct PinAuthority {
-    pub owner: bool,
-    pub scope: Vec<String>,
+pub type PinAuthority = cutover_domain::EnvironmentScope;
+
+/// Who makes a write, built once from the token: its workspace, the token as the actor the
+/// audit log names, and its authority over environments.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub workspace_id: String,
+    pub actor: Actor,
+    pub authority: PinAuthority,
 }
 
-impl PinAuthority {
-    pub fn from_principal(principal: &Principal) -> Self {
-        Self {
-            owner: principal.token.role == cutover_domain::Role::Owner,
-            scope: principal.token.environments.iter().map(|e| e.name.clone()).collect(),
-        }
+impl Caller {
+    pub fn new(workspace_id: &str, actor: &Actor, authority: &PinAuthority) -> Self {
+        Self { workspace_id: workspace_id.to_owned(), actor: actor.clone(), authority: authority.clone() }
     }
 
-    /// `None` when allowed; otherwise why not.
-    pub fn refuses(&self, environment: &Environment) -> Option<String> {
-        let name = environment.name.as_str();
-        let scoped_here = self.scope.iter().any(|s| s == name);
-        if !self.scope.is_empty() && !scoped_here {
-            return Some(format!("this token is not allowed to act on environment {name:?}"));
+    /// The caller a token makes.
+    pub fn of(principal: &Principal) -> Self {
+        Self {
+            workspace_id: principal.workspace.id.clone(),
+            actor: principal.actor(),
+            authority: authority_of(principal),
         }
-        if environment.protected && !self.owner && !scoped_here {
-            return Some(format!(
-                "environment {name:?} is protected: only owners or tokens limited to it can change what is live there"
-            ));
-        }
-        None
     }
+}
+
+/// The authority of a token, as the store checks it.
+pub fn authority_of(principal: &Principal) -> PinAuthority {
+    PinAuthority {
+        owner: principal.token.role == cutover_domain::Role::Owner,
+        limited_to: principal.token.environments.iter().map(|e| e.name.clone()).collect(),
+    }
+}
+
+/// Whether `authority` may change what is live in `environment`: `None` when allowed,
+/// otherwise why not.
+pub(crate) fn refuses(authority: &PinAuthority, environment: &Environment) -> Option<String> {
+    authority.may_change(environment.name.as_str(), environment.protected).err().map(|refusal| refusal.to_string())
 }
 
 /// What is live for one (artifact, environment), with everything resolve returns.

@@ -8,8 +8,8 @@ use cutover_domain::{Content, PageLimit, Timestamp};
 use crate::audit::{Change, paginate, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::{
-    Actor, Artifact, ChangeRecord, Environment, LivePin, Page, Pin, PinAuthority, PinChange, PinWrite, Result, Store,
-    StoreError, artifacts, environments,
+    Actor, Artifact, Caller, ChangeRecord, Environment, LivePin, Page, Pin, PinAuthority, PinChange, PinWrite, Result,
+    Store, StoreError, artifacts, environments,
 };
 
 #[derive(sqlx::FromRow)]
@@ -135,7 +135,7 @@ pub(crate) async fn apply(
 ) -> Result<PinWrite> {
     let mut planned = Vec::new();
     for (environment, to) in desired {
-        if let Some(why) = authority.refuses(environment) {
+        if let Some(why) = crate::refuses(authority, environment) {
             return Err(StoreError::Forbidden(why));
         }
         let from = active_version(conn, &artifact.id, &environment.id).await?.map(|(v, _)| v);
@@ -258,15 +258,9 @@ struct LiveRow {
 impl Store {
     /// Pins `version` to one environment. With `expected_revision`, refuses (412) unless the
     /// environment's current pin was opened at that revision (0: nothing pinned).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one argument per part of the request; a struct would only rename them"
-    )]
     pub async fn pin(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         key: &str,
         environment: &str,
         version: Option<i64>,
@@ -274,6 +268,7 @@ impl Store {
         reason: &str,
     ) -> Result<PinWrite> {
         transaction!(self, |tx| {
+            let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
             lock_workspace(tx, workspace_id).await?;
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
@@ -296,21 +291,16 @@ impl Store {
 
     /// Replaces the set of environments `version` owns: listed ones move to it, unlisted ones it
     /// owned are released.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one argument per part of the request; a struct would only rename them"
-    )]
     pub async fn set_version_environments(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         key: &str,
         version: i64,
         environments: &[String],
         reason: &str,
     ) -> Result<PinWrite> {
         transaction!(self, |tx| {
+            let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
             lock_workspace(tx, workspace_id).await?;
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             ensure_version(tx, &artifact, version).await?;
@@ -331,15 +321,9 @@ impl Store {
 
     /// Pins the version live in `from` to each of `to`, atomically. `dry_run` computes the same
     /// changes and writes nothing.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one argument per part of the request; a struct would only rename them"
-    )]
     pub async fn promote(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         key: &str,
         from: &str,
         to: &[String],
@@ -347,6 +331,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<(i64, PinWrite)> {
         transaction!(self, dry_run = dry_run, |tx| {
+            let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
             lock_workspace(tx, workspace_id).await?;
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let source = environments::fetch(tx, workspace_id, from).await?;

@@ -293,7 +293,7 @@ impl Store {
         transaction!(self, |tx| {
             let artifact = artifacts::fetch(tx, workspace_id, &new.artifact).await?;
             let environment = environments::fetch(tx, workspace_id, &new.environment).await?;
-            if let Some(why) = authority.refuses(&environment) {
+            if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));
             }
             ensure_version(tx, &artifact, new.version).await?;
@@ -424,7 +424,7 @@ impl Store {
         transaction!(self, |tx| {
             let before = fetch_detail(tx, Some(workspace_id), id).await?;
             let environment = environments::fetch(tx, workspace_id, &before.rollout.environment).await?;
-            if let Some(why) = authority.refuses(&environment) {
+            if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));
             }
             let state = before.rollout.state;
@@ -499,7 +499,7 @@ impl Store {
             let (rollout_id, state) = found.ok_or_else(|| StoreError::NotFound(format!("task {task_id:?}")))?;
             let rollout = fetch_rollout(tx, Some(workspace_id), &rollout_id).await?;
             let environment = environments::fetch(tx, workspace_id, &rollout.environment).await?;
-            if let Some(why) = authority.refuses(&environment) {
+            if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));
             }
             if state != TaskState::Running.as_str() {
@@ -675,7 +675,7 @@ impl Store {
             if to == RolloutState::Completed {
                 let artifact = artifacts::fetch(tx, &rollout.workspace_id, &rollout.artifact).await?;
                 let environment = environments::fetch(tx, &rollout.workspace_id, &rollout.environment).await?;
-                let owner = PinAuthority { owner: true, scope: Vec::new() };
+                let owner = PinAuthority { owner: true, limited_to: Vec::new() };
                 let reason = format!("rollout {id} completed");
                 let write = apply(
                     tx,

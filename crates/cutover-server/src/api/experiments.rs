@@ -7,7 +7,7 @@ use cutover_api::{
     CompleteExperiment, CreateExperiment, ErrorBody, Experiment, ExperimentActionResult, Page, UpdateExperiment,
 };
 use cutover_domain::{Access, ExperimentAction, ExperimentStatus};
-use cutover_store::{ExperimentChanges, ExperimentSpec, PinAuthority};
+use cutover_store::{ExperimentChanges, ExperimentSpec};
 
 use super::{artifact_path, environment_path, text};
 use crate::AppState;
@@ -15,10 +15,6 @@ use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-
-fn authority(auth: &Auth) -> PinAuthority {
-    PinAuthority::from_principal(&auth.0)
-}
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +78,7 @@ pub async fn create(
     };
     let experiment = state
         .store
-        .create_experiment(auth.workspace_id(), &auth.actor(), &authority(&auth), key.as_str(), env.as_str(), &spec)
+        .create_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), key.as_str(), env.as_str(), &spec)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(convert::experiment(experiment))))
 }
@@ -125,7 +121,7 @@ pub async fn update(
     auth.require(Access::Write)?;
     let changes = ExperimentChanges { name: body.name, hypothesis: body.hypothesis };
     let experiment =
-        state.store.update_experiment(auth.workspace_id(), &auth.actor(), &authority(&auth), &id, &changes).await?;
+        state.store.update_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), &id, &changes).await?;
     Ok(axum::Json(convert::experiment(experiment)))
 }
 
@@ -147,7 +143,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Experiment>> {
     auth.require(Access::Write)?;
-    let experiment = state.store.delete_experiment(auth.workspace_id(), &auth.actor(), &authority(&auth), &id).await?;
+    let experiment = state.store.delete_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), &id).await?;
     // A running experiment no longer splits traffic.
     Ok(axum::Json(convert::experiment(experiment)))
 }
@@ -160,8 +156,10 @@ async fn act(
     winner: Option<i64>,
 ) -> ApiResult<axum::Json<ExperimentActionResult>> {
     auth.require(Access::Write)?;
-    let outcome =
-        state.store.experiment_action(auth.workspace_id(), &auth.actor(), &authority(auth), id, action, winner).await?;
+    let outcome = state
+        .store
+        .experiment_action(auth.workspace_id(), &auth.actor(), &auth.authority(), id, action, winner)
+        .await?;
     // Every action changes what resolve answers: who is split, who gets the control, what is pinned.
     Ok(axum::Json(ExperimentActionResult {
         experiment: convert::experiment(outcome.experiment),

@@ -5,7 +5,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{ErrorBody, Page, Pin, PinWrite, Promote, Promoted, SetEnvironments, SetPin};
 use cutover_domain::{Access, DomainError, EnvironmentName};
-use cutover_store::PinAuthority;
 
 use super::{PageQuery, artifact_path, environment_names, environment_path, text};
 use crate::AppState;
@@ -34,10 +33,6 @@ fn with_etag(revision: i64, body: impl IntoResponse) -> Response {
     response
 }
 
-fn authority(auth: &Auth) -> PinAuthority {
-    PinAuthority::from_principal(&auth.0)
-}
-
 /// Replaces the set of environments a version owns: listed environments move to it, those it
 /// owned and are not listed are released; an empty list clears. One transaction.
 #[utoipa::path(
@@ -61,18 +56,8 @@ pub async fn set_environments(
     let key = artifact_path(&key)?;
     let environments = environment_names("environments", body.environments)?;
     let reason = text("reason", body.reason)?;
-    let write = state
-        .store
-        .set_version_environments(
-            auth.workspace_id(),
-            &auth.actor(),
-            &authority(&auth),
-            key.as_str(),
-            number,
-            &environments,
-            &reason,
-        )
-        .await?;
+    let write =
+        state.store.set_version_environments(&auth.caller(), key.as_str(), number, &environments, &reason).await?;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -146,19 +131,8 @@ pub async fn set(
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
     let expected = if_match(&headers)?;
     let reason = text("reason", body.reason)?;
-    let write = state
-        .store
-        .pin(
-            auth.workspace_id(),
-            &auth.actor(),
-            &authority(&auth),
-            key.as_str(),
-            env.as_str(),
-            Some(body.version),
-            expected,
-            &reason,
-        )
-        .await?;
+    let write =
+        state.store.pin(&auth.caller(), key.as_str(), env.as_str(), Some(body.version), expected, &reason).await?;
     // A write that moved the pin opened it at its own revision; only a no-op needs to look.
     let current = match write.revision {
         Some(revision) => revision,
@@ -202,10 +176,7 @@ pub async fn unpin(
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
     let expected = if_match(&headers)?;
     let reason = text("reason", query.reason)?;
-    let write = state
-        .store
-        .pin(auth.workspace_id(), &auth.actor(), &authority(&auth), key.as_str(), env.as_str(), None, expected, &reason)
-        .await?;
+    let write = state.store.pin(&auth.caller(), key.as_str(), env.as_str(), None, expected, &reason).await?;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -273,19 +244,8 @@ pub async fn promote(
     }
     let to = environment_names("to", body.to)?;
     let reason = text("reason", body.reason)?;
-    let (version, write) = state
-        .store
-        .promote(
-            auth.workspace_id(),
-            &auth.actor(),
-            &authority(&auth),
-            key.as_str(),
-            from.as_str(),
-            &to,
-            &reason,
-            body.dry_run,
-        )
-        .await?;
+    let (version, write) =
+        state.store.promote(&auth.caller(), key.as_str(), from.as_str(), &to, &reason, body.dry_run).await?;
     let write = convert::pin_write(write);
     Ok(axum::Json(Promoted {
         artifact: key.into_string(),

@@ -9,7 +9,7 @@ use cutover_domain::rollouts::{
     CallbackToken, ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps,
 };
 use cutover_domain::{Access, DomainError};
-use cutover_store::{NewRollout, PinAuthority, TaskOutcome};
+use cutover_store::{NewRollout, TaskOutcome};
 
 use super::{artifact_path, environment_path};
 use crate::AppState;
@@ -17,10 +17,6 @@ use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-
-fn authority(auth: &Auth) -> PinAuthority {
-    PinAuthority::from_principal(&auth.0)
-}
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +70,7 @@ pub async fn create(
         steps: parse_steps(body.steps)?,
         executor,
     };
-    let made = state.store.create_rollout(auth.workspace_id(), &auth.actor(), &authority(&auth), &new).await?;
+    let made = state.store.create_rollout(auth.workspace_id(), &auth.actor(), &auth.authority(), &new).await?;
     state.engine_wake.notify_one();
     Ok((StatusCode::CREATED, axum::Json(convert::rollout_detail(made))))
 }
@@ -117,7 +113,7 @@ pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<Stri
 
 async fn control(state: &AppState, auth: &Auth, id: &str, control: RolloutControl) -> ApiResult<axum::Json<Rollout>> {
     auth.require(Access::Write)?;
-    let after = state.store.rollout_control(auth.workspace_id(), &auth.actor(), &authority(auth), id, control).await?;
+    let after = state.store.rollout_control(auth.workspace_id(), &auth.actor(), &auth.authority(), id, control).await?;
     state.engine_wake.notify_one();
     Ok(axum::Json(convert::rollout_detail(after)))
 }
@@ -184,7 +180,7 @@ async fn report(
     let message = body.message.unwrap_or_default();
     let task = state
         .store
-        .report_task(auth.workspace_id(), &auth.actor(), &authority(auth), task, succeeded, &message)
+        .report_task(auth.workspace_id(), &auth.actor(), &auth.authority(), task, succeeded, &message)
         .await?;
     state.engine_wake.notify_one();
     Ok(axum::Json(convert::rollout_task(task)))

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cutover_api::{CreateVersion, ErrorBody, Page, Version};
 use cutover_domain::{Access, DomainError};
-use cutover_store::{PinAuthority, Publish};
+use cutover_store::Publish;
 
 use super::{PageQuery, artifact_path, text};
 use crate::AppState;
@@ -61,7 +61,7 @@ pub async fn create(
         message: &message,
         environments: &environments,
         move_pins: body.move_pins,
-        authority: &PinAuthority::from_principal(&auth.0),
+        authority: &cutover_store::authority_of(&auth.0),
     };
     let (version, _pinned) =
         state.store.publish_version(auth.workspace_id(), &auth.actor(), key.as_str(), publish).await?;

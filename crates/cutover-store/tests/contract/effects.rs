@@ -14,7 +14,7 @@ use crate::experiments::world;
 
 cutover_store::contract_tests!(committed_writes_announce_their_effects_and_rolled_back_ones_nothing);
 
-const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Effect>>);
@@ -45,15 +45,20 @@ async fn committed_writes_announce_their_effects_and_rolled_back_ones_nothing(st
     };
     let resolve = Effect::Resolve(ws.id.clone());
 
-    store.pin(&ws.id, &actor, &OWNER, "k", "dev", Some(2), None, "try").await.unwrap();
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", Some(2), None, "try").await.unwrap();
     assert_eq!(recorder.take(), std::slice::from_ref(&resolve), "a pin move changes what resolve answers");
     store.create_token(&ws.id, &actor, "ci", cutover_domain::Role::Viewer, &[]).await.unwrap();
     assert_eq!(recorder.take(), [Effect::Tokens(ws.id.clone())]);
 
     // A dry run and a refused write roll back: no effect, no notice.
     let to = vec!["prod".to_owned()];
-    store.promote(&ws.id, &actor, &OWNER, "k", "dev", &to, "preview", true).await.unwrap();
-    assert!(store.pin(&ws.id, &actor, &OWNER, "k", "nowhere", Some(1), None, "").await.is_err());
+    store.promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", &to, "preview", true).await.unwrap();
+    assert!(
+        store
+            .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "nowhere", Some(1), None, "")
+            .await
+            .is_err()
+    );
     assert_eq!(recorder.take(), [], "nothing committed, nothing announced");
 
     if let Some(listener) = listener.as_mut() {

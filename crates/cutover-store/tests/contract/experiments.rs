@@ -20,7 +20,7 @@ cutover_store::contract_tests!(
     the_resolve_snapshot_is_one_revision_of_everything,
 );
 
-pub const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+pub const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
 
 /// An artifact `k` with `versions` versions, environments `dev` and `prod`, version 1 pinned in prod.
 pub async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
@@ -38,7 +38,7 @@ pub async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
     for name in ["dev", "prod"] {
         store.create_environment(&ws.id, &actor, &new_env(name), 100).await.unwrap();
     }
-    store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), None, "test").await.unwrap();
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), None, "test").await.unwrap();
     (ws, actor)
 }
 
@@ -170,7 +170,7 @@ async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) 
     assert_eq!(audit[0].after.as_ref().unwrap()["version"], 2);
 
     // A protected environment refuses a token that may not change it: nothing is completed.
-    let scoped = PinAuthority { owner: false, scope: vec!["dev".into()] };
+    let scoped = PinAuthority { owner: false, limited_to: vec!["dev".into()] };
     let other = store
         .create_experiment(&ws.id, &actor, &OWNER, "k", "dev", &ExperimentSpec { control: Some(1), ..spec(&[3]) })
         .await

@@ -18,7 +18,7 @@ cutover_store::contract_tests!(
     live_pins_and_the_change_log_follow_every_write,
 );
 
-const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
 
 /// An artifact `k` with `versions` string versions and environments `dev`, `staging`, `prod`.
 async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
@@ -46,7 +46,7 @@ async fn pin(
     env: &str,
     version: Option<i64>,
 ) -> Result<cutover_store::PinWrite, StoreError> {
-    store.pin(&ws.id, actor, &OWNER, "k", env, version, None, "test").await
+    store.pin(&cutover_store::Caller::new(&ws.id, actor, &OWNER), "k", env, version, None, "test").await
 }
 
 async fn moving_a_pin_closes_the_old_interval_and_keeps_history(store: Store) {
@@ -122,7 +122,11 @@ async fn a_version_s_environment_set_is_replaced_whole(store: Store) {
     let set = |version: i64, envs: &[&str]| {
         let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
         let envs: Vec<String> = envs.iter().map(|e| e.to_string()).collect();
-        async move { store.set_version_environments(&ws.id, &actor, &OWNER, "k", version, &envs, "").await }
+        async move {
+            store
+                .set_version_environments(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", version, &envs, "")
+                .await
+        }
     };
     set(1, &["dev", "staging", "prod"]).await.unwrap();
     let moved = set(2, &["dev", "staging"]).await.unwrap();
@@ -175,7 +179,10 @@ async fn promote_copies_what_is_live_atomically_and_dry_runs_write_nothing(store
     pin(&store, &ws, &actor, "staging", Some(2)).await.unwrap();
     pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
     let to: Vec<String> = vec!["prod".into(), "dev".into()];
-    let (version, dry) = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", true).await.unwrap();
+    let (version, dry) = store
+        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", true)
+        .await
+        .unwrap();
     assert_eq!(version, 2);
     assert_eq!(dry.revision, None);
     assert_eq!(
@@ -186,14 +193,23 @@ async fn promote_copies_what_is_live_atomically_and_dry_runs_write_nothing(store
         ]
     );
     assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 1, "dry run wrote nothing");
-    let (_, real) = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", false).await.unwrap();
+    let (_, real) = store
+        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", false)
+        .await
+        .unwrap();
     assert_eq!(real.changes, dry.changes);
     assert!(real.revision.is_some());
     assert_eq!(store.get_pin(&ws.id, "k", "dev").await.unwrap().unwrap().version, 2);
-    let err = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &["nope".into()], "", false).await.unwrap_err();
+    let err = store
+        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &["nope".into()], "", false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFoundMany { .. }), "{err:?}");
     pin(&store, &ws, &actor, "staging", None).await.unwrap();
-    let err = store.promote(&ws.id, &actor, &OWNER, "k", "staging", &to, "", false).await.unwrap_err();
+    let err = store
+        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
 }
 
@@ -201,18 +217,31 @@ async fn protected_environments_need_an_owner_or_a_scoped_token(store: Store) {
     let (ws, actor) = world(&store, 1).await;
     let changes = cutover_store::EnvironmentChanges { protected: Some(true), ..Default::default() };
     store.update_environment(&ws.id, &actor, "prod", &changes).await.unwrap();
-    let editor = PinAuthority { owner: false, scope: vec![] };
-    let err = store.pin(&ws.id, &actor, &editor, "k", "prod", Some(1), None, "").await.unwrap_err();
+    let editor = PinAuthority { owner: false, limited_to: vec![] };
+    let err = store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), "k", "prod", Some(1), None, "")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
     assert!(store.get_pin(&ws.id, "k", "prod").await.unwrap().is_none());
-    store.pin(&ws.id, &actor, &editor, "k", "dev", Some(1), None, "").await.unwrap();
-    let scoped = PinAuthority { owner: false, scope: vec!["prod".into()] };
-    store.pin(&ws.id, &actor, &scoped, "k", "prod", Some(1), None, "").await.unwrap();
-    let err = store.pin(&ws.id, &actor, &scoped, "k", "staging", Some(1), None, "").await.unwrap_err();
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), "k", "dev", Some(1), None, "").await.unwrap();
+    let scoped = PinAuthority { owner: false, limited_to: vec!["prod".into()] };
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), "k", "prod", Some(1), None, "").await.unwrap();
+    let err = store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), "k", "staging", Some(1), None, "")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
     // A promote touching a forbidden environment writes nothing at all.
     let err = store
-        .promote(&ws.id, &actor, &editor, "k", "dev", &["staging".into(), "prod".into()], "", false)
+        .promote(
+            &cutover_store::Caller::new(&ws.id, &actor, &editor),
+            "k",
+            "dev",
+            &["staging".into(), "prod".into()],
+            "",
+            false,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
@@ -221,11 +250,25 @@ async fn protected_environments_need_an_owner_or_a_scoped_token(store: Store) {
 
 async fn a_stale_expected_revision_is_refused(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let err = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(5), "").await.unwrap_err();
+    let err = store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(5), "")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::PreconditionFailed { expected: 5, current: 0, .. }), "{err:?}");
-    let first = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(0), "").await.unwrap().revision.unwrap();
-    store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(2), Some(first), "").await.unwrap();
-    let err = store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), Some(first), "").await.unwrap_err();
+    let first = store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(0), "")
+        .await
+        .unwrap()
+        .revision
+        .unwrap();
+    store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(2), Some(first), "")
+        .await
+        .unwrap();
+    let err = store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(first), "")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::PreconditionFailed { .. }), "{err:?}");
     assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 2);
 }

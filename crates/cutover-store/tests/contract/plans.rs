@@ -35,8 +35,8 @@ async fn live_reads_use_the_partial_indexes_whatever_the_history(store: Store) {
     store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
     store.create_version(&ws.id, &actor, "k", json!(1), "").await.unwrap();
     store.create_environment(&ws.id, &actor, &new_env("prod"), 100).await.unwrap();
-    let owner = PinAuthority { owner: true, scope: vec![] };
-    store.pin(&ws.id, &actor, &owner, "k", "prod", Some(1), None, "").await.unwrap();
+    let owner = PinAuthority { owner: true, limited_to: vec![] };
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &owner), "k", "prod", Some(1), None, "").await.unwrap();
 
     // History: copies of the live row, closed, under new ids.
     let history = format!(

@@ -19,7 +19,7 @@ cutover_store::contract_tests!(
     a_crashed_run_is_taken_over_only_after_its_deadline,
 );
 
-const OWNER: PinAuthority = PinAuthority { owner: true, scope: Vec::new() };
+const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
 
 /// Artifact `k` with 2 versions (v1 pinned in prod), environment `prod` with `targets` targets.
 async fn world(store: &Store, targets: usize) -> (Workspace, Actor) {
@@ -42,7 +42,7 @@ async fn world(store: &Store, targets: usize) -> (Workspace, Actor) {
         .collect();
     let env = cutover_store::NewEnvironment { targets: DeploymentTargets::parse(targets).unwrap(), ..new_env("prod") };
     store.create_environment(&ws.id, &actor, &env, 100).await.unwrap();
-    store.pin(&ws.id, &actor, &OWNER, "k", "prod", Some(1), None, "test").await.unwrap();
+    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), None, "test").await.unwrap();
     (ws, actor)
 }
 
@@ -97,7 +97,7 @@ async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store)
     let bare = NewRollout { environment: "bare".into(), ..rollout(1, &["apply"]) };
     let err = store.create_rollout(&ws.id, &actor, &OWNER, &bare).await.unwrap_err();
     assert!(err.to_string().contains("has no deployment targets"), "{err}");
-    let scoped = PinAuthority { owner: false, scope: vec!["bare".into()] };
+    let scoped = PinAuthority { owner: false, limited_to: vec!["bare".into()] };
     assert!(matches!(
         store.create_rollout(&ws.id, &actor, &scoped, &rollout(1, &["apply"])).await,
         Err(StoreError::Forbidden(_))
