@@ -484,6 +484,19 @@ pub struct Lift {
     pub p_value: Option<f64>,
     /// `two_proportion_z` (conversion metrics) or `welch_t` (mean metrics).
     pub test: String,
+    /// At 95%: `better` or `worse` (a significant move, judged by the metric's `direction`), or
+    /// `inconclusive`.
+    pub verdict: String,
+    /// A guardrail metric that moved the wrong way significantly (`verdict` `worse`).
+    pub guardrail_violated: bool,
+    /// For an inconclusive verdict: users each arm needs to detect the observed effect at 80%
+    /// power and 95% confidence (normal approximation); null when there is no effect to detect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_needed_per_variant: Option<u64>,
+    /// For an inconclusive verdict: how many more exposed users that takes, control and this
+    /// variant together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_users_needed: Option<u64>,
 }
 
 /// One variant's numbers on one metric.
@@ -517,6 +530,11 @@ pub struct MetricResult {
     pub primary: bool,
     /// `conversion` (events without values) or `mean` (events with values).
     pub kind: String,
+    /// `higher_is_better` (the primary metric) or `lower_is_better` (guardrails: they watch
+    /// what must not rise, such as errors or latency).
+    pub direction: String,
+    /// Whether any variant moved this guardrail the wrong way significantly.
+    pub guardrail_violated: bool,
     pub variants: Vec<VariantMetricResult>,
 }
 

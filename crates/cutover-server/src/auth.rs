@@ -14,27 +14,30 @@ use crate::error::{ApiError, ApiResult};
 /// revoked token; handlers then state the access they need.
 pub struct Auth(pub std::sync::Arc<Principal>);
 
-/// The token a request presents, if any.
+/// The token a request presents, if any. (Tokens never travel in URLs: browsers' EventSource
+/// gets a stream ticket instead, see `resolve::ticket`.)
 pub fn presented_token(parts: &Parts) -> Option<&str> {
     if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim());
-    }
-    // Browsers' EventSource cannot send headers: the change stream alone takes the token from
-    // `?access_token=` (kept out of logs, which record only the path).
-    if parts.uri.path() == "/api/v1/stream" {
-        return parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token="));
-    }
-    None
+    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Both `Authorization` and `X-API-Key`, naming different tokens: which one speaks is
+/// ambiguous, so neither does (a proxy adding one must not let a client's other one through).
+fn ambiguous(parts: &Parts) -> bool {
+    let Some(key) = parts.headers.get("x-api-key") else { return false };
+    parts.headers.contains_key(AUTHORIZATION) && key.to_str().map(str::trim).ok() != presented_token(parts)
 }
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if ambiguous(parts) {
+            return Err(ApiError::unauthorized("Authorization and X-API-Key name different tokens: send one"));
+        }
         let presented = presented_token(parts)
             .ok_or_else(|| ApiError::unauthorized("missing token: send Authorization: Bearer <token>"))?;
         let invalid = || ApiError::unauthorized("invalid or revoked token");

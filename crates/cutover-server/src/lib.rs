@@ -102,14 +102,21 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+async fn not_found(method: Method, uri: Uri) -> axum::response::Response {
+    if uri.path().starts_with("/ofrep/") {
+        return resolve::ofrep::no_route(axum::http::StatusCode::NOT_FOUND, &method, uri.path());
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    if uri.path().starts_with("/ofrep/") {
+        return resolve::ofrep::no_route(axum::http::StatusCode::METHOD_NOT_ALLOWED, &method, uri.path());
+    }
     ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
+    .into_response()
 }

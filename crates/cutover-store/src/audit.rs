@@ -5,6 +5,9 @@ use serde_json::Value;
 use crate::db::{Conn, q, read};
 use crate::{Actor, AuditEvent, AuditFilter, Page, Result, Store, StoreError};
 
+/// Every `object_type` the audit log records, for filters to be checked against.
+pub const AUDIT_OBJECT_TYPES: &[&str] = &["workspace", "environment", "artifact", "token", "experiment", "rollout"];
+
 /// One change, written to the audit log in the transaction that makes it.
 pub(crate) struct Change<'a> {
     pub action: &'static str,
@@ -105,7 +108,7 @@ impl Store {
                  WHERE workspace_id = $1 AND seq < $2
                    AND ($3 IS NULL OR object_type = $3)
                    AND ($4 IS NULL OR object_id = $4)
-                   AND ($5 IS NULL OR actor_token_id = $5)
+                   AND ($5 IS NULL OR actor_name = $5 OR actor_token_id = $5)
                  ORDER BY seq DESC
                  LIMIT $6"
                 )
@@ -113,7 +116,7 @@ impl Store {
                 .bind(before)
                 .bind(&filter.object_type)
                 .bind(&filter.object_id)
-                .bind(&filter.actor_token_id)
+                .bind(&filter.actor)
                 .bind(limit.probe())
             )
         })?;

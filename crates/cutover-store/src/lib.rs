@@ -32,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use artifacts::Publish;
+pub use audit::AUDIT_OBJECT_TYPES;
 pub use error::StoreError;
 pub use measurements::ExposureFlush;
 pub use models::*;

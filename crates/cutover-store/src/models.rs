@@ -147,7 +147,8 @@ pub struct AuditEvent {
 pub struct AuditFilter {
     pub object_type: Option<String>,
     pub object_id: Option<String>,
-    pub actor_token_id: Option<String>,
+    /// The actor's name (as audit tables show it) or token id.
+    pub actor: Option<String>,
 }
 
 /// A page of results and where the next one starts.

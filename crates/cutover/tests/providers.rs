@@ -1,12 +1,17 @@
 //! The official OpenFeature OFREP providers, unmodified, against a running `cutover serve`:
-//! Python `openfeature-provider-ofrep` (PyPI) and JavaScript `@openfeature/ofrep-provider` (npm).
+//! Python `openfeature-provider-ofrep` (PyPI), JavaScript `@openfeature/ofrep-provider` (npm), and
+//! the web provider `@openfeature/ofrep-web-provider` with its change stream. Flag keys carry a
+//! `/`, as artifact keys do, which the providers send unencoded.
 //! `.ci/run` installs them into `.ci/venv` and `crates/cutover/tests/providers/node_modules`;
 //! without them these tests are skipped, except under CI, where they fail.
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Server;
@@ -22,6 +27,11 @@ fn evaluator(language: &str) -> Option<Command> {
             let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/python");
             (python.clone(), "evaluate.py", python.exists())
         }
+        "web" => (
+            PathBuf::from("node"),
+            "watch.mjs",
+            providers_dir().join("node_modules/@openfeature/ofrep-web-provider").exists(),
+        ),
         _ => (
             PathBuf::from("node"),
             "evaluate.mjs",
@@ -59,16 +69,16 @@ fn scenario(language: &str) {
     let server = Server::start(dir.path(), None);
     let owner = server.owner_token();
     server.ok("POST", "/api/v1/environments", &owner, Some(json!({"name": "production"})));
-    server.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "greeting", "value_type": "string"})));
+    server.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "prompts/greeting", "value_type": "string"})));
     server.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "limits", "value_type": "json"})));
     server.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "unpinned", "value_type": "string"})));
     server.ok(
         "POST",
-        "/api/v1/artifacts/greeting/versions",
+        "/api/v1/artifacts/prompts%2Fgreeting/versions",
         &owner,
         Some(json!({"content": "hello", "environments": ["production"]})),
     );
-    server.ok("POST", "/api/v1/artifacts/greeting/versions", &owner, Some(json!({"content": "bonjour"})));
+    server.ok("POST", "/api/v1/artifacts/prompts%2Fgreeting/versions", &owner, Some(json!({"content": "bonjour"})));
     server.ok(
         "POST",
         "/api/v1/artifacts/limits/versions",
@@ -85,7 +95,7 @@ fn scenario(language: &str) {
     let sdk = sdk["secret"].as_str().unwrap().to_owned();
 
     let spec = json!([
-        {"flag": "greeting", "type": "string", "default": "fallback"},
+        {"flag": "prompts/greeting", "type": "string", "default": "fallback"},
         {"flag": "limits", "type": "object", "default": {"max": 0}},
         {"flag": "unpinned", "type": "string", "default": "fallback"},
         {"flag": "missing", "type": "string", "default": "fallback"},
@@ -112,10 +122,14 @@ fn scenario(language: &str) {
     );
 
     // Move the pin: the next evaluation sees the new version.
-    server.ok("PUT", "/api/v1/artifacts/greeting/pins/production", &owner, Some(json!({"version": 2})));
-    let moved =
-        evaluate(language, &server, &sdk, &json!([{"flag": "greeting", "type": "string", "default": "fallback"}]))
-            .unwrap();
+    server.ok("PUT", "/api/v1/artifacts/prompts%2Fgreeting/pins/production", &owner, Some(json!({"version": 2})));
+    let moved = evaluate(
+        language,
+        &server,
+        &sdk,
+        &json!([{"flag": "prompts/greeting", "type": "string", "default": "fallback"}]),
+    )
+    .unwrap();
     assert_eq!((&moved[0]["value"], &moved[0]["variant"]), (&json!("bonjour"), &json!("v2")), "{moved:?}");
 
     // A bad token: the default, with the provider's error for a refused request.
@@ -123,7 +137,7 @@ fn scenario(language: &str) {
         language,
         &server,
         "cutover_not-a-token",
-        &json!([{"flag": "greeting", "type": "string", "default": "fallback"}]),
+        &json!([{"flag": "prompts/greeting", "type": "string", "default": "fallback"}]),
     )
     .unwrap();
     assert_eq!((&refused[0]["value"], &refused[0]["reason"]), (&json!("fallback"), &json!("ERROR")), "{refused:?}");
@@ -138,4 +152,62 @@ fn the_python_ofrep_provider_reads_what_is_live() {
 #[test]
 fn the_javascript_ofrep_provider_reads_what_is_live() {
     scenario("javascript");
+}
+
+/// The web provider hears a pin move through the stream URL the server advertises (an
+/// EventSource sends no headers: the URL carries a stream ticket), as a ConfigurationChanged
+/// event with the new value. The target is 100 ms; the assertion allows a loaded machine.
+#[test]
+fn the_web_ofrep_provider_hears_a_pin_move_through_the_change_stream() {
+    let Some(mut command) = evaluator("web") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    let owner = server.owner_token();
+    server.ok("POST", "/api/v1/environments", &owner, Some(json!({"name": "production"})));
+    server.ok("POST", "/api/v1/artifacts", &owner, Some(json!({"key": "prompts/greeting", "value_type": "string"})));
+    let versions = "/api/v1/artifacts/prompts%2Fgreeting/versions";
+    server.ok("POST", versions, &owner, Some(json!({"content": "hello", "environments": ["production"]})));
+    server.ok("POST", versions, &owner, Some(json!({"content": "bonjour"})));
+    let sdk = server.ok(
+        "POST",
+        "/api/v1/tokens",
+        &owner,
+        Some(json!({"name": "web", "role": "sdk", "environments": ["production"]})),
+    );
+    let sdk = sdk["secret"].as_str().unwrap().to_owned();
+
+    let mut child = command
+        .args([&server.base, &sdk, "prompts/greeting"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the web provider");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let line: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if lines.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |within: Duration| received.recv_timeout(within);
+    let (_, ready) = next(Duration::from_secs(30)).expect("the provider gets ready");
+    assert_eq!(ready, json!({"event": "ready", "value": "hello"}));
+    // Let the EventSource connect (it opens after the first bulk evaluation).
+    std::thread::sleep(Duration::from_millis(500));
+
+    let moved_at = Instant::now();
+    server.ok("PUT", "/api/v1/artifacts/prompts%2Fgreeting/pins/production", &owner, Some(json!({"version": 2})));
+    let (arrived, changed) = next(Duration::from_secs(10)).expect("a ConfigurationChanged event after the pin move");
+    let latency = arrived.duration_since(moved_at);
+    eprintln!("pin move to ConfigurationChanged: {} ms (target 100 ms)", latency.as_millis());
+    assert_eq!((&changed["event"], &changed["value"]), (&json!("changed"), &json!("bonjour")), "{changed}");
+    assert!(changed["flags"].as_array().unwrap().contains(&json!("prompts/greeting")), "{changed}");
+    assert!(latency < Duration::from_secs(2), "the change took {latency:?}");
+
+    drop(child.stdin.take().map(|mut stdin| stdin.flush()));
+    let _ = child.kill();
+    let _ = child.wait();
 }

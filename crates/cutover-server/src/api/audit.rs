@@ -1,25 +1,26 @@
 use axum::extract::State;
 use cutover_api::{AuditEvent, ErrorBody, Page};
 use cutover_domain::{Access, Cursor, PageLimit};
-use cutover_store::AuditFilter;
+use cutover_store::{AUDIT_OBJECT_TYPES, AuditFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// `workspace`, `environment`, `artifact` or `token`.
+    /// `workspace`, `environment`, `artifact`, `token`, `experiment` or `rollout` (versions and
+    /// pins are audited on their artifact); any other value is refused (400 `invalid_query`).
     pub object_type: Option<String>,
     /// The object's name, key or id.
     pub object_id: Option<String>,
-    /// Id of the token that made the change.
+    /// Who made the change: the actor's name, as listed, or their token id.
     pub actor: Option<String>,
     /// Items per page, 1 to 200; 50 when absent.
     pub limit: Option<u32>,
@@ -48,8 +49,13 @@ pub async fn list(
             cutover_domain::check_label(field, value)?;
         }
     }
-    let filter =
-        AuditFilter { object_type: query.object_type, object_id: query.object_id, actor_token_id: query.actor };
+    if let Some(object_type) = query.object_type.as_deref().filter(|t| !AUDIT_OBJECT_TYPES.contains(t)) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("object_type {object_type:?} is not one of {}", AUDIT_OBJECT_TYPES.join(", ")),
+        ));
+    }
+    let filter = AuditFilter { object_type: query.object_type, object_id: query.object_id, actor: query.actor };
     let page = state.store.list_audit(auth.workspace_id(), &filter, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::audit_event)))
 }

@@ -109,7 +109,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::task_callback))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
-        .routes(routes!(crate::resolve::ofrep::evaluate_flag))
+        .merge(crate::resolve::ofrep::flag_route())
         .routes(routes!(crate::resolve::ofrep::evaluate_flags))
 }
 

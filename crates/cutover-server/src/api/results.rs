@@ -7,8 +7,8 @@ use cutover_api::{
 };
 use cutover_domain::Access;
 use cutover_domain::experiments::stats::{
-    Comparison, ConversionCounts, MeanSummary, SAMPLE_RATIO_MISMATCH_P, sample_ratio_mismatch, two_proportion_z_test,
-    welch_t_test,
+    Comparison, ConversionCounts, Direction, MeanSummary, SAMPLE_RATIO_MISMATCH_P, Verdict, sample_ratio_mismatch,
+    two_proportion_z_test, users_per_arm_for_means, users_per_arm_for_rates, verdict, welch_t_test,
 };
 use cutover_store::{ExperimentTotals, MetricSums};
 
@@ -21,7 +21,10 @@ use crate::resolve::LiveExperiment;
 /// Per variant: exposures, conversions, conversion rate (or mean for metrics whose events carry
 /// values), and against the control the absolute and relative lift with 95% confidence intervals
 /// and a two-sided p-value (two-proportion z-test; Welch's t-test for means); plus a
-/// sample-ratio-mismatch check of exposures against the weights. Deleted experiments stay readable.
+/// sample-ratio-mismatch check of exposures against the weights. Each comparison carries a verdict
+/// at 95% (better / worse / inconclusive, with the users an inconclusive one needs at 80% power);
+/// a guardrail that got significantly worse is flagged `guardrail_violated`. Deleted experiments
+/// stay readable.
 #[utoipa::path(
     get, path = "/api/v1/experiments/{id}/results", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
@@ -70,20 +73,27 @@ pub fn compute(totals: &ExperimentTotals) -> ExperimentResults {
 
 fn metric_result(totals: &ExperimentTotals, metric: &str, primary: bool, sums: &[MetricSums]) -> MetricResult {
     let valued = sums.iter().any(|s| s.valued_events > 0);
+    // Guardrails watch what must not rise (errors, latency); the primary metric should rise.
+    let direction = if primary { Direction::HigherIsBetter } else { Direction::LowerIsBetter };
     let exposures = |i: usize| totals.exposures.get(i).copied().unwrap_or_default();
     let counts = |i: usize| ConversionCounts { exposures: exposures(i), conversions: sums[i].conversions };
     // A mean is over every exposed user, those without events counting 0.
     let summary = |i: usize| MeanSummary::from_sums(exposures(i), sums[i].sum, sums[i].sum_of_squares);
-    let variants = (0..sums.len())
+    let variants: Vec<VariantMetricResult> = (0..sums.len())
         .map(|i| {
             let n = exposures(i);
             let lift = (i > 0).then(|| {
-                let comparison = if valued {
-                    summary(0).zip(summary(i)).and_then(|(c, t)| welch_t_test(c, t))
+                let (comparison, needed) = if valued {
+                    let arms = summary(0).zip(summary(i));
+                    (arms.and_then(|(c, t)| welch_t_test(c, t)), arms.and_then(|(c, t)| users_per_arm_for_means(c, t)))
                 } else {
-                    two_proportion_z_test(counts(0), counts(i))
+                    let comparison = two_proportion_z_test(counts(0), counts(i));
+                    (comparison, comparison.and_then(|c| users_per_arm_for_rates(c.control, c.treatment)))
                 };
-                comparison.map(|c| lift(&c, if valued { "welch_t" } else { "two_proportion_z" }))
+                comparison.map(|c| {
+                    let test = if valued { "welch_t" } else { "two_proportion_z" };
+                    lift(&c, test, direction, primary, needed, [exposures(0), n])
+                })
             });
             VariantMetricResult {
                 variant: LiveExperiment::variant_key(i),
@@ -97,15 +107,32 @@ fn metric_result(totals: &ExperimentTotals, metric: &str, primary: bool, sums: &
             }
         })
         .collect();
+    let guardrail_violated =
+        variants.iter().any(|v| v.lift.as_ref().and_then(Option::as_ref).is_some_and(|l| l.guardrail_violated));
     MetricResult {
         metric: metric.to_owned(),
         primary,
         kind: if valued { "mean" } else { "conversion" }.into(),
+        direction: match direction {
+            Direction::HigherIsBetter => "higher_is_better",
+            Direction::LowerIsBetter => "lower_is_better",
+        }
+        .into(),
+        guardrail_violated,
         variants,
     }
 }
 
-fn lift(comparison: &Comparison, test: &str) -> Lift {
+fn lift(
+    comparison: &Comparison,
+    test: &str,
+    direction: Direction,
+    primary: bool,
+    needed_per_arm: Option<u64>,
+    exposures: [u64; 2],
+) -> Lift {
+    let verdict = verdict(comparison, direction);
+    let needed = needed_per_arm.filter(|_| verdict == Verdict::Inconclusive);
     let absolute_interval = comparison.interval.map(|i| ConfidenceInterval { low: i.low, high: i.high });
     let relative_interval = absolute_interval
         .filter(|_| comparison.control != 0.0)
@@ -117,5 +144,9 @@ fn lift(comparison: &Comparison, test: &str) -> Lift {
         relative_interval,
         p_value: comparison.p_value,
         test: test.to_owned(),
+        verdict: verdict.as_str().to_owned(),
+        guardrail_violated: !primary && verdict == Verdict::Worse,
+        users_needed_per_variant: needed,
+        additional_users_needed: needed.map(|n| exposures.iter().map(|&e| n.saturating_sub(e)).sum()),
     }
 }

@@ -11,6 +11,7 @@ pub mod native;
 pub mod notify;
 pub mod ofrep;
 pub mod stream;
+pub mod ticket;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};

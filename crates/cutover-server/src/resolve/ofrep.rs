@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use super::exposures::Exposures;
 use super::native::environment_for;
+use super::ticket::{self, TicketKey};
 use super::{Assignment, LiveExperiment, WorkspaceView};
 use crate::AppState;
 use crate::auth::Auth;
@@ -71,12 +72,11 @@ impl IntoResponse for OfrepError {
     }
 }
 
-/// `{"context": {"targetingKey"?, "environment"?, ...}}`.
+/// `{"context": {"targetingKey"?, "environment"?, ...}}`: OFREP requires `context`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct EvaluationRequest {
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<Map<String, Value>>,
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
 }
 
 /// A successful evaluation. `value` is absent when nothing is pinned (`reason: DISABLED`).
@@ -106,18 +106,34 @@ pub struct BulkEvaluationSuccess {
     pub event_streams: Vec<Value>,
 }
 
-fn parse_request(body: &Bytes, key: Option<&str>) -> Result<EvaluationRequest, OfrepError> {
+/// The request's `context`. A body that is not JSON is a `PARSE_ERROR`; one without `context`
+/// (OFREP's document requires it), or whose context is not an object, is `INVALID_CONTEXT`.
+fn parse_request(body: &Bytes, key: Option<&str>) -> Result<Map<String, Value>, OfrepError> {
+    let invalid = |details: &str| OfrepError::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(EvaluationRequest::default());
+        return Err(invalid("send a body: {\"context\": {...}}"));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
         OfrepError::new(
             StatusCode::BAD_REQUEST,
             key,
             "PARSE_ERROR",
             format!("the body is not an evaluation request: {e}"),
         )
-    })
+    })?;
+    let Value::Object(mut request) = request else {
+        return Err(OfrepError::new(
+            StatusCode::BAD_REQUEST,
+            key,
+            "PARSE_ERROR",
+            "the body must be a JSON object: {\"context\": {...}}",
+        ));
+    };
+    match request.remove("context") {
+        Some(Value::Object(context)) => Ok(context),
+        None | Some(Value::Null) => Err(invalid("context is required: {\"context\": {...}}")),
+        Some(_) => Err(invalid("context must be an object")),
+    }
 }
 
 async fn authenticate(parts: &mut Parts, state: &AppState, key: Option<&str>) -> Result<Auth, OfrepError> {
@@ -245,12 +261,12 @@ fn targeting_key<'a>(context: &'a Map<String, Value>, key: Option<&str>) -> Resu
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep",
     security(("token" = []), ("api_key" = [])),
-    params(("key" = String, Path, description = "Flag key: the artifact key")),
+    params(("key" = String, Path, description = "Flag key: the artifact key. A key with `/` may be sent as it is (`prompts/greeting`) or percent-encoded")),
     request_body = EvaluationRequest,
     responses(
         (status = 200, body = EvaluationSuccess),
-        (status = 400, description = "`errorCode` PARSE_ERROR or INVALID_CONTEXT", body = Object),
-        (status = 401, description = "missing or invalid token"),
+        (status = 400, description = "`errorCode` PARSE_ERROR, or INVALID_CONTEXT (no `context`, no environment)", body = Object),
+        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens"),
         (status = 403, description = "the token may not evaluate in this environment"),
         (status = 404, description = "`errorCode` FLAG_NOT_FOUND", body = Object)
     )
@@ -265,8 +281,7 @@ pub async fn evaluate_flag(
     let body = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
         OfrepError::new(StatusCode::PAYLOAD_TOO_LARGE, Some(&key), "GENERAL", "the request body is too large")
     })?;
-    let request = parse_request(&body, Some(&key))?;
-    let context = request.context.unwrap_or_default();
+    let context = parse_request(&body, Some(&key))?;
     let environment = environment(&auth, &context, Some(&key))?;
     let targeting_key = targeting_key(&context, Some(&key))?;
     let view =
@@ -293,10 +308,13 @@ pub async fn evaluate_flag(
 
 /// The bulk ETag: the workspace revision and a hash of what else the answer depends on (the
 /// environment, the targeting key, the experiments running or paused there), so that neither a
-/// client whose context changed nor one whose experiment started gets a stale 304.
-fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>) -> String {
+/// client whose context changed nor one whose experiment started gets a stale 304, nor one
+/// whose stream ticket is about to expire.
+fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>, ticket_window: i64) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     environment.hash(&mut hasher);
+    // The advertised stream URL carries a ticket renewed every window.
+    ticket_window.hash(&mut hasher);
     context.get("targetingKey").map(Value::to_string).hash(&mut hasher);
     if let Some(experiments) = view.experiments.get(environment) {
         let mut state: Vec<_> = experiments.values().map(|x| (&*x.id, x.running)).collect();
@@ -325,8 +343,8 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     responses(
         (status = 200, body = BulkEvaluationSuccess, headers(("ETag" = String, description = "Revision of this answer"))),
         (status = 304, description = "nothing changed since the ETag in If-None-Match"),
-        (status = 400, description = "`errorCode` PARSE_ERROR or INVALID_CONTEXT", body = Object),
-        (status = 401, description = "missing or invalid token"),
+        (status = 400, description = "`errorCode` PARSE_ERROR, or INVALID_CONTEXT (no `context`, no environment)", body = Object),
+        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens"),
         (status = 403, description = "the token may not evaluate in this environment")
     )
 )]
@@ -339,8 +357,7 @@ pub async fn evaluate_flags(
     let body = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
         OfrepError::new(StatusCode::PAYLOAD_TOO_LARGE, None, "GENERAL", "the request body is too large")
     })?;
-    let request = parse_request(&body, None)?;
-    let context = request.context.unwrap_or_default();
+    let context = parse_request(&body, None)?;
     let environment = environment(&auth, &context, None)?;
     let targeting_key = targeting_key(&context, None)?;
     let view = state.resolver.view(auth.workspace_id()).await.map_err(|e| OfrepError::from_api(e.into(), None))?;
@@ -352,7 +369,8 @@ pub async fn evaluate_flags(
             format!("environment {environment:?} does not exist"),
         ));
     }
-    let etag = etag(&view, &environment, &context);
+    let now = ticket::now_seconds();
+    let etag = etag(&view, &environment, &context, ticket::window(now));
     let etag_header = HeaderValue::from_str(&etag)
         .map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "etag"))?;
     if not_modified(&parts.headers, &etag) {
@@ -369,12 +387,43 @@ pub async fn evaluate_flags(
             Err(failure) => Some(failure.into_value()),
         })
         .collect();
+    // EventSource cannot send headers: the URL carries its own credential (ADR 0008), a ticket
+    // bound to this token, workspace and environment; never the token itself.
+    let ticket = TicketKey::from_secret(state.config.secret_key.as_deref()).issue(
+        auth.workspace_id(),
+        &auth.0.token.id,
+        &environment,
+        now,
+    );
     let event_streams = vec![json!({
         "type": "sse",
-        "endpoint": {"requestUri": "/api/v1/stream?format=ofrep"},
+        "endpoint": {"requestUri": format!("/api/v1/stream?format=ofrep&ticket={ticket}")},
         "inactivityDelaySec": 120,
     })];
     let mut response = axum::Json(BulkEvaluationSuccess { flags, event_streams }).into_response();
     response.headers_mut().insert(header::ETAG, etag_header);
     Ok(response)
+}
+
+/// The single-flag route. Its key is the rest of the path, so that keys with `/` work as the
+/// official providers send them, unencoded (`…/flags/prompts/greeting`), as well as encoded;
+/// OpenAPI documents it as OFREP does, `…/flags/{key}`.
+pub fn flag_route() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    let (schemas, paths, method_router) = utoipa_axum::routes!(evaluate_flag);
+    let mut router = utoipa_axum::router::OpenApiRouter::new().route("/ofrep/v1/evaluate/flags/{*key}", method_router);
+    let openapi = router.get_openapi_mut();
+    openapi.paths.paths.extend(paths.paths);
+    openapi.components.get_or_insert_with(Default::default).schemas.extend(schemas);
+    router
+}
+
+/// Requests under `/ofrep/` that match no route, in OFREP's error shape (`errorCode` GENERAL),
+/// so that an OFREP client reports them as a provider error rather than failing to parse.
+pub fn no_route(status: StatusCode, method: &axum::http::Method, path: &str) -> Response {
+    let details = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("{method} is not allowed on {path}")
+    } else {
+        format!("no OFREP route for {method} {path}")
+    };
+    OfrepError::new(status, None, "GENERAL", details).into_response()
 }

@@ -5,11 +5,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cutover_domain::Access;
-use cutover_store::ChangeRecord;
+use cutover_store::{ChangeRecord, Principal, StoreError};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
@@ -19,6 +20,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::resolve::ticket::{self, StreamTicket, TicketKey};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +31,10 @@ pub struct StreamQuery {
     /// `ofrep`: OFREP's event format (`event: message`, data `{"type": "refetchEvaluation",
     /// "etag", "lastModified"}`), as advertised in bulk evaluations' `eventStreams`.
     pub format: Option<String>,
-    /// The token, for clients that cannot send headers (browsers' EventSource).
-    pub access_token: Option<String>,
+    /// A stream ticket, as advertised in bulk evaluations' `eventStreams`, for clients that
+    /// cannot send headers (browsers' EventSource): it stands for the token that evaluated, in
+    /// that evaluation's environment only, for 5 to 10 minutes. Never send the token itself here.
+    pub ticket: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -40,6 +44,52 @@ enum Format {
 }
 
 const REPLAY_PAGE: i64 = 500;
+
+/// Who reads the stream: a token in the headers, or a stream ticket in `?ticket=` (then limited
+/// to the ticket's environment). Both at once are ambiguous: 401.
+pub struct StreamCaller {
+    auth: Auth,
+    environment: Option<String>,
+}
+
+impl FromRequestParts<AppState> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ticket = parts.uri.query().and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("ticket=")));
+        let Some(ticket) = ticket else {
+            return Ok(Self { auth: Auth::from_request_parts(parts, state).await?, environment: None });
+        };
+        if crate::auth::presented_token(parts).is_some() {
+            return Err(ApiError::unauthorized("send either a token or a stream ticket, not both"));
+        }
+        let key = TicketKey::from_secret(state.config.secret_key.as_deref());
+        let granted = key.verify(ticket, ticket::now_seconds()).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let principal = ticket_principal(state, &granted).await?;
+        Ok(Self { auth: Auth(Arc::new(principal)), environment: Some(granted.environment) })
+    }
+}
+
+/// The token a ticket stands for, as it is now: a ticket of a revoked token, or of a token no
+/// longer allowed in the ticket's environment, is refused.
+async fn ticket_principal(state: &AppState, granted: &StreamTicket) -> ApiResult<Principal> {
+    let refused = || ApiError::unauthorized("the token of this stream ticket was revoked");
+    let tokens = state.store.list_tokens(&granted.workspace_id).await?;
+    let token = tokens.into_iter().find(|t| t.id == granted.token_id && t.revoked_at.is_none()).ok_or_else(refused)?;
+    let workspace = match state.store.get_workspace(&granted.workspace_id).await {
+        Ok(workspace) => workspace,
+        Err(StoreError::NotFound(_)) => return Err(refused()),
+        Err(e) => return Err(e.into()),
+    };
+    let principal = Principal { token, workspace };
+    if !principal.may_touch(&granted.environment) {
+        return Err(ApiError::forbidden(format!(
+            "this token is not allowed to act on environment {:?}",
+            granted.environment
+        )));
+    }
+    Ok(principal)
+}
 
 fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) -> Event {
     if let Format::Ofrep = format {
@@ -62,7 +112,8 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
 
 /// Change events of the workspace: `event: change`, `id: <revision>`, data
 /// `{"revision", "at", "pins": [{"artifact", "environment", "from", "to"}]}` (limited to the
-/// environments the token may see). Keep-alive comments every 15 s.
+/// environments the token may see). Keep-alive comments every 15 s. Authenticated by a token,
+/// or by the stream ticket of a bulk OFREP answer's `eventStreams` URL.
 #[utoipa::path(
     get, path = "/api/v1/stream", tag = "resolve", security(("token" = [])),
     params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay revisions after this one")),
@@ -70,10 +121,11 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
 )]
 pub async fn stream(
     State(state): State<AppState>,
-    auth: Auth,
+    caller: StreamCaller,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let StreamCaller { auth, environment: ticket_environment } = caller;
     auth.require(Access::Resolve)?;
     let format = match query.format.as_deref() {
         None | Some("cutover") => Format::Cutover,
@@ -116,7 +168,9 @@ pub async fn stream(
         None => state.resolver.view(&workspace_id).await?.revision,
     };
     let principal = auth.0.clone();
-    let visible = move |environment: &str| principal.may_touch(environment);
+    let visible = move |environment: &str| {
+        principal.may_touch(environment) && ticket_environment.as_deref().is_none_or(|e| e == environment)
+    };
     let mut sent = seen;
     let changes = stream::iter(replay).chain(live.filter_map(|r| async move { r.ok() })).filter_map(move |change| {
         let fresh = change.revision > sent;

@@ -17,8 +17,15 @@ cutover_store::contract_tests!(
     ofrep_errors_follow_the_protocol,
     ofrep_bulk_carries_an_etag_and_answers_304,
     the_change_stream_replays_and_follows,
+    ofrep_reads_keys_with_slashes_encoded_or_not,
+    ofrep_refuses_a_body_without_context,
+    ofrep_refuses_ambiguous_credentials,
+    bulk_answers_advertise_a_stream_url_with_a_ticket_not_the_token,
     resolve_is_invisible_across_workspaces,
 );
+
+/// The smallest evaluation request OFREP allows.
+const CONTEXT: &str = r#"{"context": {}}"#;
 
 pub async fn ofrep(
     app: &TestApp,
@@ -110,7 +117,7 @@ async fn ofrep_single_flag_evaluation(store: Store) {
         json!({"key": "greeting", "value": "hello 2", "reason": "STATIC", "variant": "v2",
                "metadata": {"environment": "production", "version": 2, "revision": revision}})
     );
-    let (_, json_flag, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/limits", Some(&sdk), "{}", &[]).await;
+    let (_, json_flag, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/limits", Some(&sdk), CONTEXT, &[]).await;
     assert_eq!(json_flag["value"], json!({"max": 3}));
     // Nothing pinned: no value, so the client's default applies.
     let (status, disabled, _) = ofrep(
@@ -132,7 +139,7 @@ async fn ofrep_errors_follow_the_protocol(store: Store) {
     let app = TestApp::new(store).await;
     world(&app, 1).await;
     let sdk = app.token("sdk", &["production"]).await;
-    let (status, body, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/nope", Some(&sdk), "{}", &[]).await;
+    let (status, body, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/nope", Some(&sdk), CONTEXT, &[]).await;
     assert_eq!(
         (status, body),
         (
@@ -158,12 +165,12 @@ async fn ofrep_errors_follow_the_protocol(store: Store) {
     )
     .await;
     assert_eq!((status, body["errorCode"].clone()), (StatusCode::BAD_REQUEST, json!("INVALID_CONTEXT")));
-    let (status, body, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", None, "{}", &[]).await;
+    let (status, body, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", None, CONTEXT, &[]).await;
     assert_eq!((status, body["errorCode"].clone()), (StatusCode::UNAUTHORIZED, json!("GENERAL")));
-    let (status, _, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some("cutover_bad"), "{}", &[]).await;
+    let (status, _, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some("cutover_bad"), CONTEXT, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body, _) =
-        ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", None, "{}", &[("x-api-key", sdk.as_str())]).await;
+        ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", None, CONTEXT, &[("x-api-key", sdk.as_str())]).await;
     assert_eq!((status, body["reason"].clone()), (StatusCode::OK, json!("DISABLED")));
 }
 
@@ -243,9 +250,10 @@ async fn the_change_stream_replays_and_follows(store: Store) {
     assert!(live.contains(&format!("id: {}", after + 2)), "{live}");
     assert!(live.contains(r#""environment":"dev","from":1,"to":2"#), "{live}");
 
-    // OFREP's format, with the token in the query as browsers must send it.
+    // OFREP's format.
     let sdk = app.token("sdk", &["production"]).await;
-    let request = Request::get(format!("/api/v1/stream?format=ofrep&access_token={sdk}&last_event_id={after}"))
+    let request = Request::get(format!("/api/v1/stream?format=ofrep&last_event_id={after}"))
+        .header(header::AUTHORIZATION, format!("Bearer {sdk}"))
         .body(Body::empty())
         .unwrap();
     let mut body = app.router.clone().oneshot(request).await.unwrap().into_body();
@@ -284,4 +292,178 @@ async fn resolve_is_invisible_across_workspaces(store: Store) {
     ] {
         assert_eq!(app.call(Method::GET, path, Some(intruder), None).await.0, StatusCode::NOT_FOUND, "{path}");
     }
+}
+
+async fn ofrep_reads_keys_with_slashes_encoded_or_not(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 1).await;
+    app.post("/api/v1/artifacts", json!({"key": "prompts/support.system", "value_type": "string"})).await;
+    app.post(
+        "/api/v1/artifacts/prompts%2Fsupport.system/versions",
+        json!({"content": "be kind", "environments": ["production"]}),
+    )
+    .await;
+    let sdk = app.token("sdk", &["production"]).await;
+    for path in ["/ofrep/v1/evaluate/flags/prompts/support.system", "/ofrep/v1/evaluate/flags/prompts%2Fsupport.system"]
+    {
+        let (status, body, _) = ofrep(&app, path, Some(&sdk), CONTEXT, &[]).await;
+        let revision = body["metadata"]["revision"].clone();
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::OK,
+                json!({"key": "prompts/support.system", "value": "be kind", "reason": "STATIC", "variant": "v1",
+                       "metadata": {"environment": "production", "version": 1, "revision": revision}})
+            ),
+            "{path}"
+        );
+    }
+    let (status, body, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/prompts/nope", Some(&sdk), CONTEXT, &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({"key": "prompts/nope", "errorCode": "FLAG_NOT_FOUND", "errorDetails": "flag \"prompts/nope\" was not found"})
+        )
+    );
+    // Unknown routes under /ofrep/ answer in OFREP's shape, not the API's.
+    let (status, body, _) = ofrep(&app, "/ofrep/v2/evaluate/flags", Some(&sdk), CONTEXT, &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({"errorCode": "GENERAL", "errorDetails": "no OFREP route for POST /ofrep/v2/evaluate/flags"})
+        )
+    );
+    let request = Request::get("/ofrep/v1/evaluate/flags/greeting")
+        .header(header::AUTHORIZATION, format!("Bearer {sdk}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = app.send(request).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"errorCode": "GENERAL", "errorDetails": "GET is not allowed on /ofrep/v1/evaluate/flags/greeting"})
+        )
+    );
+}
+
+async fn ofrep_refuses_a_body_without_context(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 1).await;
+    let sdk = app.token("sdk", &["production"]).await;
+    for (body, details) in [
+        ("{}", "context is required: {\"context\": {...}}"),
+        (r#"{"context": null}"#, "context is required: {\"context\": {...}}"),
+        ("", "send a body: {\"context\": {...}}"),
+        (r#"{"context": "production"}"#, "context must be an object"),
+    ] {
+        let (status, answer, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some(&sdk), body, &[]).await;
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"key": "greeting", "errorCode": "INVALID_CONTEXT", "errorDetails": details})
+            ),
+            "{body:?}"
+        );
+        let (status, answer, _) = ofrep(&app, "/ofrep/v1/evaluate/flags", Some(&sdk), body, &[]).await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::BAD_REQUEST, json!({"errorCode": "INVALID_CONTEXT", "errorDetails": details})),
+            "{body:?}"
+        );
+    }
+    let (status, answer, _) = ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some(&sdk), "[1]", &[]).await;
+    assert_eq!((status, answer["errorCode"].clone()), (StatusCode::BAD_REQUEST, json!("PARSE_ERROR")));
+}
+
+async fn ofrep_refuses_ambiguous_credentials(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 1).await;
+    let sdk = app.token("sdk", &["production"]).await;
+    let other = app.token("sdk", &["production"]).await;
+    let refused = json!({"errorCode": "GENERAL",
+                         "errorDetails": "Authorization and X-API-Key name different tokens: send one"});
+    for key in [other.as_str(), "cutover_not-a-token", ""] {
+        let (status, body, _) =
+            ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some(&sdk), CONTEXT, &[("x-api-key", key)]).await;
+        let mut single = refused.clone();
+        single["key"] = json!("greeting");
+        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, single), "{key:?}");
+        let (status, body, _) =
+            ofrep(&app, "/ofrep/v1/evaluate/flags", Some(&sdk), CONTEXT, &[("x-api-key", key)]).await;
+        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, refused.clone()), "{key:?}");
+    }
+    // The same token twice is not ambiguous.
+    let (status, body, _) =
+        ofrep(&app, "/ofrep/v1/evaluate/flags/greeting", Some(&sdk), CONTEXT, &[("x-api-key", sdk.as_str())]).await;
+    assert_eq!((status, body["reason"].clone()), (StatusCode::OK, json!("DISABLED")));
+    // The API refuses them alike.
+    let request = Request::get("/api/v1/whoami")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.owner))
+        .header("x-api-key", other.as_str())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(request).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Opens the stream at `uri` without any header, as a browser's EventSource does.
+async fn open_stream(app: &TestApp, uri: &str, bearer: Option<&str>) -> axum::response::Response {
+    let mut request = Request::get(uri);
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    app.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+async fn bulk_answers_advertise_a_stream_url_with_a_ticket_not_the_token(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 2).await;
+    put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 1}), None).await;
+    put(&app, "/api/v1/artifacts/greeting/pins/dev", json!({"version": 1}), None).await;
+    let sdk = app.token("sdk", &["production"]).await;
+    let (status, bulk, _) = ofrep(&app, "/ofrep/v1/evaluate/flags", Some(&sdk), CONTEXT, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let uri = bulk["eventStreams"][0]["endpoint"]["requestUri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("/api/v1/stream?format=ofrep&ticket="), "{uri}");
+    let secret_part = sdk.trim_start_matches("cutover_");
+    assert!(!uri.contains(secret_part), "the token itself must never be in a URL: {uri}");
+    // Within a window the URL is the same, so clients keep their connection.
+    let (_, again, _) = ofrep(&app, "/ofrep/v1/evaluate/flags", Some(&sdk), CONTEXT, &[]).await;
+    assert_eq!(again["eventStreams"][0]["endpoint"]["requestUri"], uri.as_str());
+
+    // The URL alone opens the stream, and it follows changes in the ticket's environment.
+    let response = open_stream(&app, &uri, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let (_, moved) = put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 2}), None).await;
+    let event = read_events(&mut body, 1).await;
+    assert!(event.contains("event: message"), "{event}");
+    assert!(event.contains(&format!("id: {}", moved["revision"])), "{event}");
+    assert!(event.contains(r#""type":"refetchEvaluation""#), "{event}");
+
+    // A changed ticket, a ticket with a token, or a token in the URL: refused.
+    let ticket = uri.rsplit_once("ticket=").unwrap().1;
+    let forged = uri.replace(".production.", ".dev.");
+    assert_eq!(open_stream(&app, &forged, None).await.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) =
+        app.send(Request::get(uri.replace(ticket, "t1.x.y.z.1.00")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, crate::error("unauthorized", "invalid stream ticket")));
+    assert_eq!(open_stream(&app, &uri, Some(&sdk)).await.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) =
+        app.send(Request::get(format!("/api/v1/stream?access_token={sdk}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("unauthorized")));
+
+    // Revoking the token ends its tickets.
+    let (_, tokens) = app.get("/api/v1/tokens").await;
+    let id = tokens["items"].as_array().unwrap().iter().find(|t| t["role"] == "sdk").unwrap()["id"].clone();
+    let (status, _) = app.delete(&format!("/api/v1/tokens/{}", id.as_str().unwrap())).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = app.send(Request::get(&uri).body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, crate::error("unauthorized", "the token of this stream ticket was revoked"))
+    );
 }

@@ -114,4 +114,18 @@ async fn the_audit_log_filters_by_actor_and_pages(store: Store) {
     assert_eq!(ids(&rest), ["a"]);
     assert_eq!(app.get("/api/v1/audit?object_type=artifact&object_id=d").await.1["items"].as_array().unwrap().len(), 1);
     assert_eq!(app.get("/api/v1/audit?cursor=a1").await.0, StatusCode::BAD_REQUEST);
+    // By name, as the audit table shows actors.
+    let (status, by_name) = app.get("/api/v1/audit?actor=editor&object_type=artifact").await;
+    assert_eq!((status, ids(&by_name)), (StatusCode::OK, vec!["c".to_owned(), "b".into(), "a".into()]));
+    // An object type the log never records is a mistake, not an empty page.
+    assert_eq!(
+        app.get("/api/v1/audit?object_type=version").await,
+        (
+            StatusCode::BAD_REQUEST,
+            crate::error(
+                "invalid_query",
+                "object_type \"version\" is not one of workspace, environment, artifact, token, experiment, rollout"
+            )
+        )
+    );
 }

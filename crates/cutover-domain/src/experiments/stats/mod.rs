@@ -1,5 +1,6 @@
 //! The numbers behind an experiment's results: a two-proportion z-test for conversion rates,
-//! Welch's t-test for means, and a sample-ratio-mismatch check.
+//! Welch's t-test for means, a sample-ratio-mismatch check, and verdicts with the sample size an
+//! inconclusive comparison needs.
 //!
 //! Distributions come from `statrs`. Every function takes plain counts or summaries (never raw
 //! events), so results for millions of exposures cost the same as for ten. Degenerate inputs never
@@ -7,12 +8,14 @@
 //! all, and each statistic is `None` on its own when the variance it needs is zero.
 
 mod means;
+mod power;
 mod proportions;
 mod sample_ratio;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
 pub use means::{MeanSummary, welch_t_test};
+pub use power::{Direction, POWER, Verdict, users_per_arm_for_means, users_per_arm_for_rates, verdict};
 pub use proportions::{ConversionCounts, two_proportion_z_test};
 pub use sample_ratio::{SAMPLE_RATIO_MISMATCH_P, SampleRatio, sample_ratio_mismatch};
 

@@ -1,5 +1,6 @@
 //! `cutover experiment results` for people: the sample-ratio check first (a mismatch voids
-//! everything below it), then one table per metric.
+//! everything below it), then one table per metric, each followed by its verdict: better, worse
+//! or inconclusive at 95% (with the users an inconclusive one needs), guardrail violations loud.
 
 use cutover_api::{ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult};
 
@@ -54,21 +55,46 @@ fn metric_table(metric: &MetricResult) -> String {
         if metric.primary { "primary" } else { "guardrail" },
         if mean { "mean per exposed user" } else { "conversion rate" }
     );
+    // A mean metric's "conversions" (users with any event) mean nothing next to its mean.
+    let mut header = vec!["VARIANT", "VERSION", "EXPOSURES"];
+    if !mean {
+        header.push("CONVERSIONS");
+    }
+    header.extend([if mean { "MEAN" } else { "RATE" }, "ABS LIFT [95% CI]", "REL LIFT", "P-VALUE"]);
     let rows = metric.variants.iter().enumerate().map(|(i, variant)| row(i, variant, mean));
-    let header = [
-        "VARIANT",
-        "VERSION",
-        "EXPOSURES",
-        "CONVERSIONS",
-        if mean { "MEAN" } else { "RATE" },
-        "ABS LIFT [95% CI]",
-        "REL LIFT",
-        "P-VALUE",
-    ];
-    format!("{title}\n{}", output::table(header, rows))
+    let table = output::table_of(header.into_iter().map(str::to_owned).collect(), rows);
+    let mut text = format!("{title}\n{table}");
+    for variant in metric.variants.iter().skip(1) {
+        text.push('\n');
+        text.push_str(&verdict_line(variant));
+    }
+    text
 }
 
-fn row(index: usize, variant: &VariantMetricResult, mean: bool) -> [String; 8] {
+/// One line per treatment: what the comparison says at 95%.
+fn verdict_line(variant: &VariantMetricResult) -> String {
+    let name = &variant.variant;
+    let Some(lift) = variant.lift.clone().flatten() else {
+        return format!("{name}: no verdict yet (too little data to compare)");
+    };
+    let p = lift.p_value.map_or_else(|| "no p-value".to_owned(), p_equals);
+    match lift.verdict.as_str() {
+        "better" => format!("{name}: better than control at 95% ({p})"),
+        "worse" if lift.guardrail_violated => {
+            format!("!!! {name}: GUARDRAIL VIOLATED: worse than control at 95% ({p})")
+        }
+        "worse" => format!("{name}: worse than control at 95% ({p})"),
+        _ => match (lift.additional_users_needed, lift.users_needed_per_variant) {
+            (Some(more), Some(per_variant)) => format!(
+                "{name}: inconclusive at 95% ({p}); at the observed effect, about {more} more users \
+                 ({per_variant} per variant) for 80% power"
+            ),
+            _ => format!("{name}: inconclusive at 95% ({p}); no effect observed to size a test for"),
+        },
+    }
+}
+
+fn row(index: usize, variant: &VariantMetricResult, mean: bool) -> Vec<String> {
     let value = if mean { variant.mean.map(significant) } else { variant.conversion_rate.map(rate) };
     // The control has no lift; a treatment has none when either side lacks the data to compare
     // (the wire's `null`, which reads back as absent).
@@ -77,17 +103,13 @@ fn row(index: usize, variant: &VariantMetricResult, mean: bool) -> [String; 8] {
         (_, None) => ["n/a".to_owned(), "n/a".to_owned(), "n/a".to_owned()],
         (_, Some(lift)) => lift_cells(&lift, mean),
     };
-    let [absolute, relative, p] = lift;
-    [
-        variant.variant.clone(),
-        variant.version.to_string(),
-        variant.exposures.to_string(),
-        variant.conversions.to_string(),
-        value.unwrap_or_else(|| "-".to_owned()),
-        absolute,
-        relative,
-        p,
-    ]
+    let mut cells = vec![variant.variant.clone(), variant.version.to_string(), variant.exposures.to_string()];
+    if !mean {
+        cells.push(variant.conversions.to_string());
+    }
+    cells.push(value.unwrap_or_else(|| "-".to_owned()));
+    cells.extend(lift);
+    cells
 }
 
 /// Absolute lift with its interval (percentage points for rates), relative lift, p-value.
@@ -169,6 +191,8 @@ mod tests {
                 metric: "checkout".into(),
                 primary: true,
                 kind: "conversion".into(),
+                direction: "higher_is_better".into(),
+                guardrail_violated: false,
                 variants: vec![variant(0, 600, 60, None), variant(1, 400, 56, lift)],
             }],
         }
@@ -183,6 +207,10 @@ mod tests {
             relative_interval: None,
             p_value: Some(0.0312),
             test: "two_proportion_z".into(),
+            verdict: "better".into(),
+            guardrail_violated: false,
+            users_needed_per_variant: None,
+            additional_users_needed: None,
         };
         let text = render(&results(false, Some(lift)));
         assert!(text.contains("checkout (primary, conversion rate)"), "{text}");
@@ -197,6 +225,61 @@ mod tests {
         assert!(treatment.contains("+4.00 pp [+0.10, +7.90]"), "{text}");
         assert!(treatment.contains("+40.0%") && treatment.ends_with("0.0312"), "{text}");
         assert!(text.contains("sample ratio: ok") && !text.contains("MISMATCH"), "{text}");
+        assert!(text.contains("treatment-1: better than control at 95% (p = 0.0312)"), "{text}");
+    }
+
+    fn guardrail(verdict: &str, p: f64, needed: Option<(u64, u64)>) -> ExperimentResults {
+        let lift = Lift {
+            absolute: 0.5,
+            absolute_interval: Some(ConfidenceInterval { low: 0.3, high: 0.7 }),
+            relative: Some(0.13),
+            relative_interval: None,
+            p_value: Some(p),
+            test: "welch_t".into(),
+            verdict: verdict.into(),
+            guardrail_violated: verdict == "worse",
+            users_needed_per_variant: needed.map(|n| n.0),
+            additional_users_needed: needed.map(|n| n.1),
+        };
+        let mut results = results(false, None);
+        let mut treatment = variant(1, 400, 400, Some(lift));
+        treatment.conversion_rate = None;
+        treatment.mean = Some(4.35);
+        let mut control = variant(0, 600, 600, None);
+        control.conversion_rate = None;
+        control.mean = Some(3.85);
+        results.metrics = vec![MetricResult {
+            metric: "latency_ms".into(),
+            primary: false,
+            kind: "mean".into(),
+            direction: "lower_is_better".into(),
+            guardrail_violated: verdict == "worse",
+            variants: vec![control, treatment],
+        }];
+        results
+    }
+
+    #[test]
+    fn a_guardrail_that_got_worse_is_flagged_and_a_mean_shows_no_conversions() {
+        let text = render(&guardrail("worse", 0.00001, None));
+        assert!(text.contains("!!! treatment-1: GUARDRAIL VIOLATED: worse than control at 95% (p < 0.0001)"), "{text}");
+        let header = text.lines().find(|l| l.starts_with("VARIANT")).expect("a header");
+        assert!(header.contains("MEAN") && !header.contains("CONVERSIONS"), "{text}");
+        let control = text.lines().find(|l| l.starts_with("control")).expect("a control row");
+        assert_eq!(control.split_whitespace().collect::<Vec<_>>(), ["control", "1", "600", "3.850", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn an_inconclusive_comparison_says_how_many_more_users_it_needs() {
+        let text = render(&guardrail("inconclusive", 0.2, Some((4213, 7213))));
+        assert!(
+            text.contains(
+                "treatment-1: inconclusive at 95% (p = 0.2000); at the observed effect, about 7213 more users \
+                 (4213 per variant) for 80% power"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("GUARDRAIL"), "{text}");
     }
 
     #[test]
