@@ -4,6 +4,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use cutover_domain::{DomainError, FieldError};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -68,4 +69,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map(|axum::extract::Query(value)| Self(value))
             .map_err(|rejection: QueryRejection| ApiError::bad_request("invalid_query", rejection.body_text()))
     }
+}
+
+/// A body or query value parsed by a domain rule, blamed on the field it came from: a bad value
+/// answers `invalid_field` with `details.field` naming that field, whatever the rule calls it
+/// (an artifact key's rule says `key`; in a rollout the field is `artifact`).
+pub fn field<T>(field: &'static str, parsed: Result<T, DomainError>) -> Result<T, DomainError> {
+    parsed.map_err(|error| match error {
+        DomainError::Invalid(FieldError { message, .. }) => DomainError::invalid(field, message),
+    })
 }

@@ -5,6 +5,7 @@ use cutover_domain::{Access, ArtifactKey, ArtifactKind, ValueType};
 use cutover_store::{ArtifactChanges, NewArtifact};
 
 use super::{PageQuery, artifact_path, text};
+use super::responses::{CreateErrors, ListErrors, ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -15,7 +16,7 @@ use crate::extract::{Json, Path, Query};
 #[utoipa::path(
     get, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
     params(PageQuery),
-    responses((status = 200, body = Page<Artifact>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Page<Artifact>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -33,12 +34,7 @@ pub async fn list(
 #[utoipa::path(
     post, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
     request_body = CreateArtifact,
-    responses(
-        (status = 201, body = Artifact),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody)
-    )
+    responses((status = 201, body = Artifact), CreateErrors, (status = 409, description = "an artifact with that key exists", body = ErrorBody))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -60,8 +56,8 @@ pub async fn create(
 /// One artifact. Keys containing `/` travel percent-encoded (`%2F`) in the path.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
-    responses((status = 200, body = Artifact), (status = 404, body = ErrorBody))
+    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
+    responses((status = 200, body = Artifact), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -77,14 +73,9 @@ pub async fn show(
 /// Changes an artifact's kind or description.
 #[utoipa::path(
     patch, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
     request_body = UpdateArtifact,
-    responses(
-        (status = 200, body = Artifact),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
-    )
+    responses((status = 200, body = Artifact), WriteErrors)
 )]
 pub async fn update(
     State(state): State<AppState>,

@@ -1,10 +1,11 @@
 use axum::extract::State;
-use cutover_api::{AuditEvent, ErrorBody, Page};
+use cutover_api::{AuditEvent, Page};
 use cutover_domain::{Access, Cursor, PageLimit};
 use cutover_store::AuditFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::responses::ListErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -16,14 +17,19 @@ use crate::extract::Query;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// `workspace`, `environment`, `artifact` or `token`.
+    #[param(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
     pub object_type: Option<String>,
     /// The object's name, key or id.
+    #[param(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
     pub object_id: Option<String>,
     /// Id of the token that made the change.
+    #[param(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
     pub actor: Option<String>,
     /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^(b[+-]?[0-9]{1,18}|a.+)$")]
     pub cursor: Option<String>,
 }
 
@@ -31,7 +37,7 @@ pub struct AuditQuery {
 #[utoipa::path(
     get, path = "/api/v1/audit", tag = "audit", security(("token" = [])),
     params(AuditQuery),
-    responses((status = 200, body = Page<AuditEvent>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Page<AuditEvent>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,

@@ -7,6 +7,7 @@ use cutover_domain::{Access, MetricName, Timestamp};
 use cutover_store::MetricEvent;
 use serde_json::Value;
 
+use super::responses::CreateErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -77,11 +78,7 @@ fn parse_event(index: usize, raw: Value, now: Timestamp) -> ApiResult<MetricEven
 #[utoipa::path(
     post, path = "/api/v1/events", tag = "experiments", security(("token" = [])),
     request_body = PostEvents,
-    responses(
-        (status = 200, body = EventsAccepted),
-        (status = 400, description = "an event is invalid (named by index); nothing recorded", body = ErrorBody),
-        (status = 401, body = ErrorBody)
-    )
+    responses((status = 200, body = EventsAccepted), CreateErrors, (status = 400, description = "an event is invalid (named by index) or the body is not a batch; nothing recorded", body = ErrorBody))
 )]
 pub async fn post(
     State(state): State<AppState>,

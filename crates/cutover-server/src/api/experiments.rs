@@ -6,15 +6,16 @@ use axum::http::StatusCode;
 use cutover_api::{
     CompleteExperiment, CreateExperiment, ErrorBody, Experiment, ExperimentActionResult, Page, UpdateExperiment,
 };
-use cutover_domain::{Access, ExperimentAction, ExperimentStatus};
+use cutover_domain::{Access, ArtifactKey, ExperimentAction, ExperimentStatus};
 use cutover_store::{ExperimentChanges, ExperimentSpec, PinAuthority};
 
-use super::{artifact_path, environment_path, text};
+use super::{environment_path, text};
+use super::responses::{ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, field};
 
 fn authority(auth: &Auth) -> PinAuthority {
     PinAuthority::from_principal(&auth.0)
@@ -25,14 +26,15 @@ fn authority(auth: &Auth) -> PinAuthority {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only experiments in this status: `created`, `running`, `paused` or `completed`.
+    #[param(value_type = Option<cutover_api::ExperimentStatusName>)]
     pub status: Option<String>,
 }
 
 /// An environment's experiments, oldest first; deleted ones are not listed.
 #[utoipa::path(
     get, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment"), ListQuery),
-    responses((status = 200, body = Page<Experiment>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63), ListQuery),
+    responses((status = 200, body = Page<Experiment>), ReadErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -51,15 +53,9 @@ pub async fn list(
 /// them: 409 "an active experiment already exists" otherwise, also under concurrent creates.
 #[utoipa::path(
     post, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment")),
+    params(("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     request_body = CreateExperiment,
-    responses(
-        (status = 201, body = Experiment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, description = "environment, artifact or a variant's version not found", body = ErrorBody),
-        (status = 409, description = "an active experiment already exists", body = ErrorBody)
-    )
+    responses((status = 201, body = Experiment), WriteErrors, (status = 404, description = "environment, artifact or a variant's version not found", body = ErrorBody), (status = 409, description = "an active experiment already exists", body = ErrorBody))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -69,7 +65,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, axum::Json<Experiment>)> {
     auth.require(Access::Write)?;
     let env = environment_path(&env)?;
-    let key = artifact_path(&body.artifact)?;
+    let key = field("artifact", ArtifactKey::parse(&body.artifact))?;
     let spec = ExperimentSpec {
         name: body.name,
         hypothesis: text("hypothesis", body.hypothesis)?,
@@ -91,7 +87,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = Experiment), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Experiment), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -108,13 +104,7 @@ pub async fn show(
     patch, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
     request_body = UpdateExperiment,
-    responses(
-        (status = 200, body = Experiment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the experiment is deleted", body = ErrorBody)
-    )
+    responses((status = 200, body = Experiment), WriteErrors, (status = 409, description = "the experiment is deleted", body = ErrorBody))
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -134,12 +124,7 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses(
-        (status = 200, body = Experiment),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "already deleted", body = ErrorBody)
-    )
+    responses((status = 200, body = Experiment), ReadErrors, (status = 409, description = "already deleted", body = ErrorBody))
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -175,12 +160,7 @@ async fn act(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/start", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses(
-        (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
-    )
+    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
 )]
 pub async fn start(
     State(state): State<AppState>,
@@ -194,12 +174,7 @@ pub async fn start(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/pause", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses(
-        (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
-    )
+    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
 )]
 pub async fn pause(
     State(state): State<AppState>,
@@ -213,12 +188,7 @@ pub async fn pause(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/resume", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses(
-        (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
-    )
+    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
 )]
 pub async fn resume(
     State(state): State<AppState>,
@@ -234,13 +204,7 @@ pub async fn resume(
     post, path = "/api/v1/experiments/{id}/complete", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
     request_body(content = Option<CompleteExperiment>, description = "optional; `{}` or no body completes without a winner"),
-    responses(
-        (status = 200, body = ExperimentActionResult),
-        (status = 400, description = "the winner is not a variant", body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
-    )
+    responses((status = 200, body = ExperimentActionResult), WriteErrors, (status = 400, description = "the body is not `{\"winner\"?: n}`, or the winner is not a variant", body = ErrorBody), (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
 )]
 pub async fn complete(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ pub mod events;
 pub mod experiments;
 pub mod health;
 pub mod pins;
+pub mod responses;
 pub mod results;
 pub mod rollouts;
 pub mod tokens;
@@ -119,8 +120,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^(b[+-]?[0-9]{1,18}|a.+)$")]
     pub cursor: Option<String>,
 }
 

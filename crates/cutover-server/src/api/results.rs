@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use cutover_api::{
-    ConfidenceInterval, ErrorBody, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult,
+    ConfidenceInterval, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult,
 };
 use cutover_domain::Access;
 use cutover_domain::experiments::stats::{
@@ -12,6 +12,7 @@ use cutover_domain::experiments::stats::{
 };
 use cutover_store::{ExperimentTotals, MetricSums};
 
+use super::responses::ReadErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiResult;
@@ -25,7 +26,7 @@ use crate::resolve::LiveExperiment;
 #[utoipa::path(
     get, path = "/api/v1/experiments/{id}/results", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = ExperimentResults), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+    responses((status = 200, body = ExperimentResults), ReadErrors)
 )]
 pub async fn results(
     State(state): State<AppState>,

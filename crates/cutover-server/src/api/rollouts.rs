@@ -6,15 +6,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTask};
 use cutover_domain::rollouts::{CallbackToken, ExecutorSpec, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
-use cutover_domain::{Access, DomainError};
+use cutover_domain::{Access, ArtifactKey, DomainError, EnvironmentName};
 use cutover_store::{NewRollout, PinAuthority, TaskOutcome};
 
-use super::{artifact_path, environment_path};
+use super::responses::{ListErrors, ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, field};
 
 fn authority(auth: &Auth) -> PinAuthority {
     PinAuthority::from_principal(&auth.0)
@@ -25,10 +25,13 @@ fn authority(auth: &Auth) -> PinAuthority {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only rollouts to this environment.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub environment: Option<String>,
     /// Only rollouts in this state.
+    #[param(value_type = Option<cutover_api::RolloutStateName>)]
     pub state: Option<String>,
     /// At most this many, newest first (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -38,13 +41,7 @@ pub struct ListQuery {
 #[utoipa::path(
     post, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
     request_body = CreateRollout,
-    responses(
-        (status = 201, body = Rollout),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, description = "artifact, environment or version not found", body = ErrorBody),
-        (status = 409, description = "the environment has no deployment targets", body = ErrorBody)
-    )
+    responses((status = 201, body = Rollout), WriteErrors, (status = 404, description = "artifact, environment or version not found", body = ErrorBody), (status = 409, description = "the environment has no deployment targets", body = ErrorBody))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -52,8 +49,8 @@ pub async fn create(
     Json(body): Json<CreateRollout>,
 ) -> ApiResult<(StatusCode, axum::Json<Rollout>)> {
     auth.require(Access::Write)?;
-    let key = artifact_path(&body.artifact)?;
-    let environment = environment_path(&body.environment)?;
+    let key = field("artifact", ArtifactKey::parse(&body.artifact))?;
+    let environment = field("environment", EnvironmentName::parse(&body.environment))?;
     let executor: ExecutorSpec = serde_json::from_value(body.executor).map_err(|e| {
         DomainError::invalid(
             "executor",
@@ -80,7 +77,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
     params(ListQuery),
-    responses((status = 200, body = Page<Rollout>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Page<Rollout>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -88,7 +85,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Page<Rollout>>> {
     auth.require(Access::Read)?;
-    let environment = query.environment.as_deref().map(environment_path).transpose()?;
+    let environment = query.environment.as_deref().map(|e| field("environment", EnvironmentName::parse(e))).transpose()?;
     let rollout_state = query.state.as_deref().map(str::parse::<RolloutState>).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -105,7 +102,7 @@ pub async fn list(
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id")),
-    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Rollout), ReadErrors)
 )]
 pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
     auth.require(Access::Read)?;
@@ -125,12 +122,7 @@ macro_rules! control_route {
         #[utoipa::path(
             post, path = $path, tag = "rollouts", security(("token" = [])),
             params(("id" = String, Path, description = "Rollout id")),
-            responses(
-                (status = 200, body = Rollout),
-                (status = 403, body = ErrorBody),
-                (status = 404, body = ErrorBody),
-                (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody)
-            )
+            responses((status = 200, body = Rollout), ReadErrors, (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody))
         )]
         pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
             control(&state, &auth, &id, $control).await
@@ -192,11 +184,7 @@ async fn report(
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/complete", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = ReportTask,
-    responses(
-        (status = 200, body = RolloutTask),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the task is not running", body = ErrorBody)
-    )
+    responses((status = 200, body = RolloutTask), WriteErrors, (status = 409, description = "the task is not running", body = ErrorBody))
 )]
 pub async fn complete_task(
     State(state): State<AppState>,
@@ -212,11 +200,7 @@ pub async fn complete_task(
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/fail", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = ReportTask,
-    responses(
-        (status = 200, body = RolloutTask),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the task is not running", body = ErrorBody)
-    )
+    responses((status = 200, body = RolloutTask), WriteErrors, (status = 409, description = "the task is not running", body = ErrorBody))
 )]
 pub async fn fail_task(
     State(state): State<AppState>,
@@ -231,7 +215,7 @@ pub async fn fail_task(
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}/tasks/{task}/log", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody))
+    responses((status = 200, content_type = "text/plain", body = String), ReadErrors)
 )]
 pub async fn task_log(
     State(state): State<AppState>,
@@ -275,13 +259,7 @@ pub enum CallbackStatus {
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/callback", tag = "rollouts",
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = TaskCallback,
-    responses(
-        (status = 200, body = RolloutTask),
-        (status = 400, body = ErrorBody),
-        (status = 401, description = "missing or wrong callback token", body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the task has its result already, or another run started", body = ErrorBody)
-    )
+    responses((status = 200, body = RolloutTask), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong callback token", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the task has its result already, or another run started", body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 pub async fn task_callback(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@ use cutover_domain::{Access, DomainError};
 use cutover_store::{PinAuthority, Publish};
 
 use super::{PageQuery, artifact_path, text};
+use super::responses::{ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -14,8 +15,8 @@ use crate::extract::{Json, Path, Query};
 /// An artifact's versions, newest first, paged.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), PageQuery),
-    responses((status = 200, body = Page<Version>), (status = 404, body = ErrorBody))
+    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), PageQuery),
+    responses((status = 200, body = Page<Version>), ReadErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -36,15 +37,9 @@ pub async fn list(
 /// environment another version owns, and nothing created, unless `"move": true`.
 #[utoipa::path(
     post, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
     request_body = CreateVersion,
-    responses(
-        (status = 201, body = Version),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody)
-    )
+    responses((status = 201, body = Version), WriteErrors, (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -74,11 +69,8 @@ pub async fn create(
 /// One version by number.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions/{n}", tag = "versions", security(("token" = [])),
-    params(
-        ("key" = String, Path, description = "Artifact key, percent-encoded"),
-        ("n" = i64, Path, description = "Version number, from 1")
-    ),
-    responses((status = 200, body = Version), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("n" = i64, Path, description = "Version number, from 1", minimum = 1)),
+    responses((status = 200, body = Version), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,

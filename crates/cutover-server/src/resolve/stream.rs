@@ -16,6 +16,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use crate::api::responses::ListErrors;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
@@ -28,6 +29,7 @@ pub struct StreamQuery {
     pub last_event_id: Option<i64>,
     /// `ofrep`: OFREP's event format (`event: message`, data `{"type": "refetchEvaluation",
     /// "etag", "lastModified"}`), as advertised in bulk evaluations' `eventStreams`.
+    #[param(pattern = r"^(cutover|ofrep)$")]
     pub format: Option<String>,
     /// The token, for clients that cannot send headers (browsers' EventSource).
     pub access_token: Option<String>,
@@ -66,7 +68,7 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
 #[utoipa::path(
     get, path = "/api/v1/stream", tag = "resolve", security(("token" = [])),
     params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay revisions after this one")),
-    responses((status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = String))
+    responses((status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = String), ListErrors)
 )]
 pub async fn stream(
     State(state): State<AppState>,
