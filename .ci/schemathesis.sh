@@ -90,7 +90,7 @@ run_engine() {
     seed_objects "$base" "$token"
 
     local status=0
-    "$venv/bin/st" run "$base/api/v1/openapi.json" \
+    "$venv/bin/st" --no-color --config-file .ci/schemathesis.toml run "$base/api/v1/openapi.json" \
         --url "$base" \
         --header "Authorization: Bearer $token" \
         --checks all \
@@ -99,10 +99,8 @@ run_engine() {
         --phases examples,coverage,fuzzing,stateful \
         --max-examples "$max_examples" \
         --seed "$seed" \
-        --generation-deterministic \
         --request-timeout 10 \
         --workers 2 \
-        --no-color \
         --report junit --report-dir "$work/report" || status=$?
     if [ "$status" -ne 0 ]; then
         echo "schemathesis found problems on $engine; server log:" >&2

@@ -60,7 +60,11 @@ pub struct CreateWorkspace {
     pub name: String,
     /// Name of the first owner token; `owner` when absent.
     #[serde(default)]
-    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub token_name: Option<String>,
 }
 
@@ -111,7 +115,7 @@ pub struct CreateEnvironment {
     #[serde(default)]
     pub protected: Option<bool>,
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
 }
 
@@ -126,7 +130,7 @@ pub struct UpdateEnvironment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 1000)]
+    #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
 }
 
@@ -179,7 +183,6 @@ pub struct Version {
     pub artifact: String,
     pub number: i64,
     /// Typed by the artifact's value type.
-    #[schema(value_type = Object)]
     pub content: Value,
     /// Of the raw text for `string` artifacts, of the compact JSON (keys sorted) otherwise.
     pub sha256: String,
@@ -191,7 +194,7 @@ pub struct Version {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVersion {
-    #[schema(value_type = Object)]
+    /// Must match the artifact's value type: a string, any JSON, a boolean or a number.
     pub content: Value,
     #[serde(default)]
     #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
@@ -224,7 +227,11 @@ pub struct Token {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: String,
     #[schema(value_type = RoleName)]
     pub role: String,
@@ -354,7 +361,6 @@ pub struct Resolved {
     pub environment: String,
     /// Null when nothing is pinned.
     pub version: Option<i64>,
-    #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
     /// `string`, `json`, `boolean` or `number`.
     #[schema(value_type = ValueTypeName)]
@@ -416,7 +422,11 @@ pub struct CreateExperiment {
     /// Artifact key.
     #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub artifact: String,
-    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: String,
     #[serde(default)]
     #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
@@ -448,7 +458,11 @@ pub struct CreateExperiment {
 #[serde(deny_unknown_fields)]
 pub struct UpdateExperiment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 100)]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
@@ -481,7 +495,11 @@ pub struct MetricEventIn {
     #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", min_length = 1, max_length = 63)]
     pub metric: String,
     /// The same targeting key resolve assigned the user by.
-    #[schema(pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$", min_length = 1, max_length = 256)]
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub targeting_key: String,
     /// The event's value (revenue, latency...). Without one the event counts 1; a metric whose
     /// events carry values is analysed as a mean per exposed user, one without as a conversion rate.

@@ -2,6 +2,7 @@
 //! describe the list, not its items). The rules are the domain's (`cutover-domain`): the
 //! patterns here are the ones its parsers state in their error messages.
 
+use utoipa::openapi::Ref;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
 
 /// An environment's name.
@@ -10,7 +11,8 @@ pub const ENVIRONMENT_NAME: &str = r"^[a-z0-9][a-z0-9_-]{0,62}$";
 pub const METRIC_NAME: &str = r"^[a-z0-9][a-z0-9._-]{0,62}$";
 /// A short label (a token's or an experiment's name, a step): 1 to 100 characters, not only
 /// spaces, no control characters but tabs and line breaks.
-pub const LABEL: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$";
+pub const LABEL: &str =
+    r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$";
 /// Most environment names in one request.
 const MAX_ENVIRONMENTS: usize = 100;
 
@@ -64,4 +66,10 @@ pub fn guardrail_metrics() -> ArrayBuilder {
 /// The steps of each target of a rollout: distinct labels, 1 to 20.
 pub fn steps() -> ArrayBuilder {
     nullable(ArrayBuilder::new().items(string(LABEL, 100)).min_items(Some(1)).max_items(Some(20)).unique_items(true))
+}
+
+/// An environment's deployment targets: at most 1,000, names unique (absent or null: none, or
+/// unchanged in an update).
+pub fn targets() -> ArrayBuilder {
+    nullable(ArrayBuilder::new().items(Ref::from_schema_name("Target")).max_items(Some(1_000)).unique_items(true))
 }

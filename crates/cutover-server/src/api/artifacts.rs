@@ -4,8 +4,8 @@ use cutover_api::{Artifact, CreateArtifact, ErrorBody, Page, UpdateArtifact};
 use cutover_domain::{Access, ArtifactKey, ArtifactKind, ValueType};
 use cutover_store::{ArtifactChanges, NewArtifact};
 
-use super::{PageQuery, artifact_path, text};
 use super::responses::{CreateErrors, ListErrors, ReadErrors, WriteErrors};
+use super::{KeyPageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -15,13 +15,13 @@ use crate::extract::{Json, Path, Query};
 /// Artifacts ordered by key, paged.
 #[utoipa::path(
     get, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
-    params(PageQuery),
+    params(KeyPageQuery),
     responses((status = 200, body = Page<Artifact>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<KeyPageQuery>,
 ) -> ApiResult<axum::Json<Page<Artifact>>> {
     auth.require(Access::Read)?;
     let (limit, cursor) = query.parse()?;
@@ -34,7 +34,11 @@ pub async fn list(
 #[utoipa::path(
     post, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
     request_body = CreateArtifact,
-    responses((status = 201, body = Artifact), CreateErrors, (status = 409, description = "an artifact with that key exists", body = ErrorBody))
+    responses(
+        (status = 201, body = Artifact),
+        CreateErrors,
+        (status = 409, description = "an artifact with that key exists", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -56,7 +60,9 @@ pub async fn create(
 /// One artifact. Keys containing `/` travel percent-encoded (`%2F`) in the path.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     responses((status = 200, body = Artifact), ReadErrors)
 )]
 pub async fn show(
@@ -73,7 +79,9 @@ pub async fn show(
 /// Changes an artifact's kind or description.
 #[utoipa::path(
     patch, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     request_body = UpdateArtifact,
     responses((status = 200, body = Artifact), WriteErrors)
 )]

@@ -4,8 +4,8 @@ use cutover_api::{CreateEnvironment, Environment, ErrorBody, Page, Target, Updat
 use cutover_domain::{Access, DeploymentTarget, DeploymentTargets, DomainError, EnvironmentName, TargetName};
 use cutover_store::{EnvironmentChanges, NewEnvironment};
 
-use super::{environment_path, text};
 use super::responses::{AuthErrors, CreateErrors, ReadErrors, WriteErrors};
+use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -35,7 +35,11 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
 #[utoipa::path(
     post, path = "/api/v1/environments", tag = "environments", security(("token" = [])),
     request_body = CreateEnvironment,
-    responses((status = 201, body = Environment), CreateErrors, (status = 409, description = "the name is taken (`conflict`) or the workspace is at its limit (`limit_reached`)", body = ErrorBody))
+    responses(
+        (status = 201, body = Environment),
+        CreateErrors,
+        (status = 409, description = "the name is taken (`conflict`) or the workspace is at its limit (`limit_reached`)", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -58,7 +62,9 @@ pub async fn create(
 /// One environment.
 #[utoipa::path(
     get, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     responses((status = 200, body = Environment), ReadErrors)
 )]
 pub async fn show(
@@ -75,7 +81,9 @@ pub async fn show(
 /// Changes an environment's description, protection or targets. Owners only.
 #[utoipa::path(
     patch, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     request_body = UpdateEnvironment,
     responses((status = 200, body = Environment), WriteErrors)
 )]
@@ -100,8 +108,14 @@ pub async fn update(
 /// Deletes an environment; 409 while anything depends on it.
 #[utoipa::path(
     delete, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
-    responses((status = 204, description = "deleted"), ReadErrors, (status = 409, description = "live tokens or pins depend on it; `details` lists them", body = ErrorBody))
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
+    responses(
+        (status = 204, description = "deleted"),
+        ReadErrors,
+        (status = 409, description = "live tokens or pins depend on it; `details` lists them", body = ErrorBody)
+    )
 )]
 pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let name = environment_path(&name)?;

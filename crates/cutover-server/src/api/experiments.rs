@@ -9,8 +9,8 @@ use cutover_api::{
 use cutover_domain::{Access, ArtifactKey, ExperimentAction, ExperimentStatus};
 use cutover_store::{ExperimentChanges, ExperimentSpec, PinAuthority};
 
-use super::{environment_path, text};
 use super::responses::{ReadErrors, WriteErrors};
+use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -33,7 +33,10 @@ pub struct ListQuery {
 /// An environment's experiments, oldest first; deleted ones are not listed.
 #[utoipa::path(
     get, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63), ListQuery),
+    params(
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        ListQuery
+    ),
     responses((status = 200, body = Page<Experiment>), ReadErrors)
 )]
 pub async fn list(
@@ -53,9 +56,16 @@ pub async fn list(
 /// them: 409 "an active experiment already exists" otherwise, also under concurrent creates.
 #[utoipa::path(
     post, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
+    params(
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     request_body = CreateExperiment,
-    responses((status = 201, body = Experiment), WriteErrors, (status = 404, description = "environment, artifact or a variant's version not found", body = ErrorBody), (status = 409, description = "an active experiment already exists", body = ErrorBody))
+    responses(
+        (status = 201, body = Experiment),
+        WriteErrors,
+        (status = 404, description = "environment, artifact or a variant's version not found", body = ErrorBody),
+        (status = 409, description = "an active experiment already exists", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -104,7 +114,11 @@ pub async fn show(
     patch, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
     request_body = UpdateExperiment,
-    responses((status = 200, body = Experiment), WriteErrors, (status = 409, description = "the experiment is deleted", body = ErrorBody))
+    responses(
+        (status = 200, body = Experiment),
+        WriteErrors,
+        (status = 409, description = "the experiment is deleted", body = ErrorBody)
+    )
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -124,7 +138,11 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = Experiment), ReadErrors, (status = 409, description = "already deleted", body = ErrorBody))
+    responses(
+        (status = 200, body = Experiment),
+        ReadErrors,
+        (status = 409, description = "already deleted", body = ErrorBody)
+    )
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -160,7 +178,11 @@ async fn act(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/start", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
+    responses(
+        (status = 200, body = ExperimentActionResult),
+        ReadErrors,
+        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
+    )
 )]
 pub async fn start(
     State(state): State<AppState>,
@@ -174,7 +196,11 @@ pub async fn start(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/pause", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
+    responses(
+        (status = 200, body = ExperimentActionResult),
+        ReadErrors,
+        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
+    )
 )]
 pub async fn pause(
     State(state): State<AppState>,
@@ -188,7 +214,11 @@ pub async fn pause(
 #[utoipa::path(
     post, path = "/api/v1/experiments/{id}/resume", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = ExperimentActionResult), ReadErrors, (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
+    responses(
+        (status = 200, body = ExperimentActionResult),
+        ReadErrors,
+        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
+    )
 )]
 pub async fn resume(
     State(state): State<AppState>,
@@ -204,7 +234,12 @@ pub async fn resume(
     post, path = "/api/v1/experiments/{id}/complete", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
     request_body(content = Option<CompleteExperiment>, description = "optional; `{}` or no body completes without a winner"),
-    responses((status = 200, body = ExperimentActionResult), WriteErrors, (status = 400, description = "the body is not `{\"winner\"?: n}`, or the winner is not a variant", body = ErrorBody), (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody))
+    responses(
+        (status = 200, body = ExperimentActionResult),
+        WriteErrors,
+        (status = 400, description = "the body is not `{\"winner\"?: n}`, or the winner is not a variant", body = ErrorBody),
+        (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
+    )
 )]
 pub async fn complete(
     State(state): State<AppState>,
@@ -212,13 +247,13 @@ pub async fn complete(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<ExperimentActionResult>> {
-    // The body is optional: none at all completes without a winner.
+    // The body is optional: none at all (or `null`) completes without a winner.
     let winner = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<CompleteExperiment>(&body)
+        serde_json::from_slice::<Option<CompleteExperiment>>(&body)
             .map_err(|e| ApiError::bad_request("invalid_body", format!("Failed to deserialize the JSON body: {e}")))?
-            .winner
+            .and_then(|complete| complete.winner)
     };
     act(&state, &auth, &id, ExperimentAction::Complete, winner).await
 }

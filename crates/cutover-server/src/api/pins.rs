@@ -7,8 +7,9 @@ use cutover_api::{ErrorBody, Page, Pin, PinWrite, Promote, Promoted, SetEnvironm
 use cutover_domain::{Access, DomainError, EnvironmentName};
 use cutover_store::PinAuthority;
 
-use super::{PageQuery, artifact_path, environment_names, environment_path, text};
+use super::params::IfMatchHeader;
 use super::responses::{ReadErrors, WriteErrors};
+use super::{PageQuery, artifact_path, environment_names, environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -43,9 +44,17 @@ fn authority(auth: &Auth) -> PinAuthority {
 /// owned and are not listed are released; an empty list clears. One transaction.
 #[utoipa::path(
     put, path = "/api/v1/artifacts/{key}/versions/{n}/environments", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("n" = i64, Path, description = "Version number, from 1", minimum = 1)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("n" = i64, Path, description = "Version number, from 1", minimum = 1)
+    ),
     request_body = SetEnvironments,
-    responses((status = 200, body = PinWrite), WriteErrors, (status = 404, description = "artifact, version or environments not found; `details.missing` lists environments", body = ErrorBody), (status = 409, description = "a concurrent write moved one of the pins first", body = ErrorBody))
+    responses(
+        (status = 200, body = PinWrite),
+        WriteErrors,
+        (status = 404, description = "artifact, version or environments not found; `details.missing` lists environments", body = ErrorBody),
+        (status = 409, description = "a concurrent write moved one of the pins first", body = ErrorBody)
+    )
 )]
 pub async fn set_environments(
     State(state): State<AppState>,
@@ -76,7 +85,9 @@ pub async fn set_environments(
 /// The environments an artifact is live in.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn list(
@@ -93,8 +104,15 @@ pub async fn list(
 /// The current pin of one environment, with its revision as `ETag`. 404 when nothing is pinned.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
-    responses((status = 200, body = Pin, headers(("ETag" = String, description = "The pin's revision"))), ReadErrors, (status = 404, description = "no such artifact or environment, or nothing pinned there", body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
+    responses(
+        (status = 200, body = Pin, headers(("ETag" = String, description = "The pin's revision"))),
+        ReadErrors,
+        (status = 404, description = "no such artifact or environment, or nothing pinned there", body = ErrorBody)
+    )
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -117,9 +135,18 @@ pub async fn show(
 /// pin is still the one opened at that revision (0: nothing pinned); 412 otherwise.
 #[utoipa::path(
     put, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63), ("If-Match" = Option<String>, Header, description = "Revision of the pin this write expects (quotes allowed)", pattern = r#"^\s*(W/)*"*[+-]?[0-9]{1,18}"*\s*$"#)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        IfMatchHeader
+    ),
     request_body = SetPin,
-    responses((status = 200, body = PinWrite, headers(("ETag" = String, description = "The pin's revision now"))), WriteErrors, (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody), (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody))
+    responses(
+        (status = 200, body = PinWrite, headers(("ETag" = String, description = "The pin's revision now"))),
+        WriteErrors,
+        (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody),
+        (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody)
+    )
 )]
 pub async fn set(
     State(state): State<AppState>,
@@ -166,8 +193,18 @@ pub struct UnpinQuery {
 /// Unpins one environment: nothing of the artifact is live there afterwards. Honours `If-Match`.
 #[utoipa::path(
     delete, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63), ("If-Match" = Option<String>, Header, description = "Revision of the pin this write expects (quotes allowed)", pattern = r#"^\s*(W/)*"*[+-]?[0-9]{1,18}"*\s*$"#), UnpinQuery),
-    responses((status = 200, body = PinWrite), ReadErrors, (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody), (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        IfMatchHeader,
+        UnpinQuery
+    ),
+    responses(
+        (status = 200, body = PinWrite),
+        ReadErrors,
+        (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody),
+        (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody)
+    )
 )]
 pub async fn unpin(
     State(state): State<AppState>,
@@ -191,7 +228,11 @@ pub async fn unpin(
 /// Every interval of one environment's pin, newest first: who opened and closed each, and why.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins/{env}/history", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("env" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63), PageQuery),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        PageQuery
+    ),
     responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn history(
@@ -211,7 +252,9 @@ pub async fn history(
 /// What is live in one environment, across artifacts.
 #[utoipa::path(
     get, path = "/api/v1/environments/{name}/pins", tag = "pins", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn environment(
@@ -230,7 +273,11 @@ pub async fn environment(
 #[utoipa::path(
     post, path = "/api/v1/promote", tag = "pins", security(("token" = [])),
     request_body = Promote,
-    responses((status = 200, body = Promoted), WriteErrors, (status = 409, description = "nothing is live in `from`, or a concurrent write moved a pin first", body = ErrorBody))
+    responses(
+        (status = 200, body = Promoted),
+        WriteErrors,
+        (status = 409, description = "nothing is live in `from`, or a concurrent write moved a pin first", body = ErrorBody)
+    )
 )]
 pub async fn promote(
     State(state): State<AppState>,

@@ -29,8 +29,7 @@ const UNAUTHORIZED: Failure = Failure {
 };
 const FORBIDDEN: Failure =
     Failure { status: 403, description: "the token's role or environment scope does not allow this (`forbidden`)" };
-const NOT_FOUND: Failure =
-    Failure { status: 404, description: "no such object in this workspace (`not_found`)" };
+const NOT_FOUND: Failure = Failure { status: 404, description: "no such object in this workspace (`not_found`)" };
 const PAYLOAD_TOO_LARGE: Failure =
     Failure { status: 413, description: "the body is larger than the server's `max_body_bytes` (`payload_too_large`)" };
 const UNSUPPORTED_MEDIA_TYPE: Failure = Failure {

@@ -2,9 +2,7 @@
 //! totals (a few rows per experiment, whatever the traffic) with the domain's statistics.
 
 use axum::extract::State;
-use cutover_api::{
-    ConfidenceInterval, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult,
-};
+use cutover_api::{ConfidenceInterval, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult};
 use cutover_domain::Access;
 use cutover_domain::experiments::stats::{
     Comparison, ConversionCounts, MeanSummary, SAMPLE_RATIO_MISMATCH_P, sample_ratio_mismatch, two_proportion_z_test,

@@ -41,7 +41,12 @@ pub struct ListQuery {
 #[utoipa::path(
     post, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
     request_body = CreateRollout,
-    responses((status = 201, body = Rollout), WriteErrors, (status = 404, description = "artifact, environment or version not found", body = ErrorBody), (status = 409, description = "the environment has no deployment targets", body = ErrorBody))
+    responses(
+        (status = 201, body = Rollout),
+        WriteErrors,
+        (status = 404, description = "artifact, environment or version not found", body = ErrorBody),
+        (status = 409, description = "the environment has no deployment targets", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -85,7 +90,8 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Page<Rollout>>> {
     auth.require(Access::Read)?;
-    let environment = query.environment.as_deref().map(|e| field("environment", EnvironmentName::parse(e))).transpose()?;
+    let environment =
+        query.environment.as_deref().map(|e| field("environment", EnvironmentName::parse(e))).transpose()?;
     let rollout_state = query.state.as_deref().map(str::parse::<RolloutState>).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -122,7 +128,11 @@ macro_rules! control_route {
         #[utoipa::path(
             post, path = $path, tag = "rollouts", security(("token" = [])),
             params(("id" = String, Path, description = "Rollout id")),
-            responses((status = 200, body = Rollout), ReadErrors, (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody))
+            responses(
+                (status = 200, body = Rollout),
+                ReadErrors,
+                (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody)
+            )
         )]
         pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
             control(&state, &auth, &id, $control).await
@@ -184,7 +194,11 @@ async fn report(
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/complete", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = ReportTask,
-    responses((status = 200, body = RolloutTask), WriteErrors, (status = 409, description = "the task is not running", body = ErrorBody))
+    responses(
+        (status = 200, body = RolloutTask),
+        WriteErrors,
+        (status = 409, description = "the task is not running", body = ErrorBody)
+    )
 )]
 pub async fn complete_task(
     State(state): State<AppState>,
@@ -200,7 +214,11 @@ pub async fn complete_task(
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/fail", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = ReportTask,
-    responses((status = 200, body = RolloutTask), WriteErrors, (status = 409, description = "the task is not running", body = ErrorBody))
+    responses(
+        (status = 200, body = RolloutTask),
+        WriteErrors,
+        (status = 409, description = "the task is not running", body = ErrorBody)
+    )
 )]
 pub async fn fail_task(
     State(state): State<AppState>,
@@ -259,7 +277,16 @@ pub enum CallbackStatus {
     post, path = "/api/v1/rollouts/{id}/tasks/{task}/callback", tag = "rollouts",
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
     request_body = TaskCallback,
-    responses((status = 200, body = RolloutTask), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong callback token", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the task has its result already, or another run started", body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 200, body = RolloutTask),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "missing or wrong callback token", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the task has its result already, or another run started", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)
+    )
 )]
 pub async fn task_callback(
     State(state): State<AppState>,

@@ -35,7 +35,11 @@ fn environments(role: Role, names: Vec<String>) -> Result<Vec<String>, DomainErr
 #[utoipa::path(
     post, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
     request_body = CreateToken,
-    responses((status = 201, body = TokenCreated), WriteErrors, (status = 404, description = "some environments do not exist; `details.missing` lists them", body = ErrorBody))
+    responses(
+        (status = 201, body = TokenCreated),
+        WriteErrors,
+        (status = 404, description = "some environments do not exist; `details.missing` lists them", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -63,7 +67,11 @@ pub async fn create(
 #[utoipa::path(
     delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("token" = [])),
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = Token), ReadErrors, (status = 409, description = "the workspace's last unscoped owner token cannot be revoked", body = ErrorBody))
+    responses(
+        (status = 200, body = Token),
+        ReadErrors,
+        (status = 409, description = "the workspace's last unscoped owner token cannot be revoked", body = ErrorBody)
+    )
 )]
 pub async fn revoke(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Token>> {
     auth.require(Access::Administer)?;

@@ -4,8 +4,8 @@ use cutover_api::{CreateVersion, ErrorBody, Page, Version};
 use cutover_domain::{Access, DomainError};
 use cutover_store::{PinAuthority, Publish};
 
-use super::{PageQuery, artifact_path, text};
 use super::responses::{ReadErrors, WriteErrors};
+use super::{PageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -15,7 +15,10 @@ use crate::extract::{Json, Path, Query};
 /// An artifact's versions, newest first, paged.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), PageQuery),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        PageQuery
+    ),
     responses((status = 200, body = Page<Version>), ReadErrors)
 )]
 pub async fn list(
@@ -37,9 +40,15 @@ pub async fn list(
 /// environment another version owns, and nothing created, unless `"move": true`.
 #[utoipa::path(
     post, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     request_body = CreateVersion,
-    responses((status = 201, body = Version), WriteErrors, (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody))
+    responses(
+        (status = 201, body = Version),
+        WriteErrors,
+        (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -69,7 +78,10 @@ pub async fn create(
 /// One version by number.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions/{n}", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128), ("n" = i64, Path, description = "Version number, from 1", minimum = 1)),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("n" = i64, Path, description = "Version number, from 1", minimum = 1)
+    ),
     responses((status = 200, body = Version), ReadErrors)
 )]
 pub async fn show(

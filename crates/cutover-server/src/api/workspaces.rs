@@ -3,7 +3,7 @@ use axum::http::StatusCode;
 use cutover_api::{CreateWorkspace, ErrorBody, Page, TokenCreated, WhoAmI, Workspace, WorkspaceCreated};
 use cutover_domain::{Access, WorkspaceName, check_label};
 
-use super::responses::{Authenticated, AuthErrors, CreateErrors};
+use super::responses::{AuthErrors, Authenticated, CreateErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -44,7 +44,11 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
 #[utoipa::path(
     post, path = "/api/v1/workspaces", tag = "workspaces", security(("token" = [])),
     request_body = CreateWorkspace,
-    responses((status = 201, body = WorkspaceCreated), CreateErrors, (status = 409, description = "a workspace of that name exists (`conflict`)", body = ErrorBody))
+    responses(
+        (status = 201, body = WorkspaceCreated),
+        CreateErrors,
+        (status = 409, description = "a workspace of that name exists (`conflict`)", body = ErrorBody)
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,

@@ -35,6 +35,16 @@ pub struct StreamQuery {
     pub access_token: Option<String>,
 }
 
+/// One event of the stream, as the document describes it: `id` the revision, `event` `change`
+/// (or `message` in the OFREP format), `data` its JSON.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the stream's events for the OpenAPI document")]
+pub struct StreamEvent {
+    id: String,
+    event: String,
+    data: String,
+}
+
 #[derive(Clone, Copy)]
 enum Format {
     Cutover,
@@ -67,8 +77,14 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
 /// environments the token may see). Keep-alive comments every 15 s.
 #[utoipa::path(
     get, path = "/api/v1/stream", tag = "resolve", security(("token" = [])),
-    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay revisions after this one")),
-    responses((status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = String), ListErrors)
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Replay revisions after this one", pattern = r"^\s*[+-]?[0-9]{1,18}\s*$")
+    ),
+    responses(
+        (status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = StreamEvent),
+        ListErrors
+    )
 )]
 pub async fn stream(
     State(state): State<AppState>,

@@ -107,14 +107,10 @@ async fn no_garbage_body_produces_a_500(store: Store) {
 /// it came from (not `invalid_path`, and not the rule's own name for it), and writes nothing.
 async fn bad_body_and_query_values_are_blamed_on_their_field(store: Store) {
     let app = TestApp::new(store).await;
-    let invalid = |field: &str, message: &str| {
-        json!({"error": {"code": "invalid_field", "message": format!("{field}: {message}"), "details": {"field": field}}})
-    };
+    let invalid = |field: &str, message: &str| json!({"error": {"code": "invalid_field", "message": format!("{field}: {message}"), "details": {"field": field}}});
     let empty_key = "must not be empty (must match ^[a-z0-9][a-z0-9._/-]{0,127}$)";
     let empty_name = "must not be empty (must match ^[a-z0-9][a-z0-9_-]{0,62}$)";
-    let rollout = |artifact: &str, environment: &str| {
-        json!({"artifact": artifact, "environment": environment, "version": 1, "executor": {"type": "manual"}})
-    };
+    let rollout = |artifact: &str, environment: &str| json!({"artifact": artifact, "environment": environment, "version": 1, "executor": {"type": "manual"}});
     assert_eq!(
         app.post("/api/v1/rollouts", rollout("", "production")).await,
         (StatusCode::BAD_REQUEST, invalid("artifact", empty_key))
@@ -137,7 +133,10 @@ async fn bad_body_and_query_values_are_blamed_on_their_field(store: Store) {
         .await,
         (StatusCode::BAD_REQUEST, invalid("artifact", empty_key))
     );
-    assert_eq!(app.get("/api/v1/rollouts?environment=").await, (StatusCode::BAD_REQUEST, invalid("environment", empty_name)));
+    assert_eq!(
+        app.get("/api/v1/rollouts?environment=").await,
+        (StatusCode::BAD_REQUEST, invalid("environment", empty_name))
+    );
     assert_eq!(
         app.post("/api/v1/promote", json!({"artifact": "Greeting", "from": "staging", "to": ["production"]})).await,
         (
