@@ -322,6 +322,7 @@ pub struct SetEnvironments {
 #[serde(deny_unknown_fields)]
 pub struct SetPin {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integer::i64")]
     pub version: i64,
     #[serde(default)]
     #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
@@ -432,10 +433,11 @@ pub struct CreateExperiment {
     #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub hypothesis: Option<String>,
     /// The control's version; the version pinned in the environment when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_i64")]
     #[schema(minimum = 1)]
     pub control: Option<i64>,
     /// The other variants' versions (1 to 19).
+    #[serde(deserialize_with = "integer::vec_i64")]
     #[schema(schema_with = schema::treatments)]
     pub treatments: Vec<i64>,
     /// Relative weights of the control then the treatments; equal when absent.
@@ -474,7 +476,7 @@ pub struct UpdateExperiment {
 #[serde(deny_unknown_fields)]
 pub struct CompleteExperiment {
     /// The winning variant's version number, pinned to the environment in the same transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "integer::option_i64", skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub winner: Option<i64>,
 }
@@ -629,9 +631,10 @@ pub struct CreateRollout {
     #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub environment: String,
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integer::i64")]
     pub version: i64,
     /// Targets at once, and the size of each wave: 1 to 1,000. Default 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_u32")]
     #[schema(minimum = 1, maximum = 1000)]
     pub max_parallel: Option<u32>,
     /// `halt` (default), `continue` or `pause`.
@@ -639,7 +642,7 @@ pub struct CreateRollout {
     #[schema(value_type = Option<OnFailureName>)]
     pub on_failure: Option<String>,
     /// Fail the rollout once this many targets failed, whatever `on_failure` says.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_u32")]
     #[schema(minimum = 1, maximum = 1000)]
     pub failure_budget: Option<u32>,
     /// The steps of each target, in order; default `["apply"]`.
@@ -803,6 +806,60 @@ pub enum OnFailureName {
     Halt,
     Continue,
     Pause,
+}
+
+/// Integer fields that also take a JSON number with a zero fraction (`2.0`): JSON Schema counts
+/// it as an integer, so a client generated from the document may send one.
+mod integer {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    fn parse<E: Error>(number: serde_json::Number) -> Result<i64, E> {
+        let whole = number
+            .as_i64()
+            .or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64));
+        whole.ok_or_else(|| E::custom(format!("invalid value: {number}, expected an integer")))
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        parse(serde_json::Number::deserialize(d)?)
+    }
+
+    pub fn option_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?.map(parse).transpose()
+    }
+
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+        let n = parse::<D::Error>(number)?;
+        u32::try_from(n).map(Some).map_err(|_| D::Error::custom(format!("invalid value: {n}, expected a u32")))
+    }
+
+    pub fn vec_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        Vec::<serde_json::Number>::deserialize(d)?.into_iter().map(parse).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_fields_take_whole_numbers_written_with_a_fraction() {
+        let pin: SetPin = serde_json::from_str(r#"{"version": 2.0}"#).unwrap();
+        assert_eq!(pin.version, 2);
+        assert!(serde_json::from_str::<SetPin>(r#"{"version": 2.5}"#).is_err());
+        assert!(serde_json::from_str::<SetPin>(r#"{"version": "2"}"#).is_err());
+        let rollout = r#"{"artifact": "a", "environment": "e", "version": 1, "max_parallel": 3.0, "executor": {}}"#;
+        assert_eq!(serde_json::from_str::<CreateRollout>(rollout).unwrap().max_parallel, Some(3));
+        let negative = rollout.replace("3.0", "-1");
+        assert!(serde_json::from_str::<CreateRollout>(&negative).is_err());
+        let experiment: CreateExperiment = serde_json::from_str(
+            r#"{"artifact": "a", "name": "n", "treatments": [2.0, 3], "control": null, "primary_metric": "m"}"#,
+        )
+        .unwrap();
+        assert_eq!((experiment.treatments, experiment.control), (vec![2, 3], None));
+    }
 }
 
 /// A field that may be absent (`None`) or present and null (`Some(None)`).

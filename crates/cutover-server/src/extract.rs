@@ -1,10 +1,10 @@
 //! Our own extractors: the same as axum's, but every rejection answers in the one error shape.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::body::Bytes;
-use axum::http::{StatusCode, header};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use cutover_domain::{DomainError, FieldError};
 use serde::de::DeserializeOwned;
 
@@ -61,7 +61,11 @@ async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than the server accepts")
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the server accepts",
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

@@ -137,7 +137,7 @@ pub struct KeyPageQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^a", min_length = 2)]
+    #[param(pattern = r"^a[\s\S]+$")]
     pub cursor: Option<String>,
 }
 
