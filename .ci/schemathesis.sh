@@ -10,13 +10,13 @@
 #
 # Usage: .ci/schemathesis.sh [sqlite|postgres]...   (default: both)
 # Env: CUTOVER_TEST_DATABASE_URL (PostgreSQL server, default postgres://postgres@127.0.0.1:5432/postgres),
-#      SCHEMATHESIS_MAX_EXAMPLES (default 5), SCHEMATHESIS_SEED (default 20261201).
+#      SCHEMATHESIS_MAX_EXAMPLES (default 4), SCHEMATHESIS_SEED (default 20261201).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 engines=("$@")
 [ ${#engines[@]} -gt 0 ] || engines=(sqlite postgres)
-max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-5}"
+max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-4}"
 seed="${SCHEMATHESIS_SEED:-20261201}"
 admin_url="${CUTOVER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 

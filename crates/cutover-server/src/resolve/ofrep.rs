@@ -102,7 +102,8 @@ fn evaluation_context() -> utoipa::openapi::ObjectBuilder {
         .schema_type(Type::Object)
         .property("environment", environment)
         .required("environment")
-        .property("targetingKey", ObjectBuilder::new().schema_type(Type::String))
+        // A string; the server ignores a targeting key of another type (as if none were sent).
+        .property("targetingKey", ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue))
 }
 
 /// A successful evaluation. `value` is absent when nothing is pinned (`reason: DISABLED`).
