@@ -840,6 +840,11 @@ mod integer {
     }
 }
 
+/// A field that may be absent (`None`) or present and null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,9 +865,4 @@ mod tests {
         .unwrap();
         assert_eq!((experiment.treatments, experiment.control), (vec![2, 3], None));
     }
-}
-
-/// A field that may be absent (`None`) or present and null (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
