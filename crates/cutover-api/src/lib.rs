@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+pub mod schema;
+
 /// The one error shape: every failure of every route.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -54,9 +56,15 @@ pub struct Workspace {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
     /// Name of the first owner token; `owner` when absent.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub token_name: Option<String>,
 }
 
@@ -76,6 +84,7 @@ pub struct WhoAmI {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
     /// Handed to rollout executors untouched.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -85,6 +94,7 @@ pub struct Target {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Environment {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
     pub description: String,
     /// Only owners, or tokens limited to this environment, may change what is live here.
@@ -97,12 +107,15 @@ pub struct Environment {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnvironment {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub description: Option<String>,
     #[serde(default)]
     pub protected: Option<bool>,
     #[serde(default)]
+    #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
 }
 
@@ -112,17 +125,21 @@ pub struct CreateEnvironment {
 #[serde(deny_unknown_fields)]
 pub struct UpdateEnvironment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Artifact {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub key: String,
     /// `string`, `json`, `boolean` or `number`; fixed at creation.
+    #[schema(value_type = ValueTypeName)]
     pub value_type: String,
     /// What the artifact is, for people and tools: `prompt`, `config`, `template`, `schema`...
     pub kind: String,
@@ -136,12 +153,16 @@ pub struct Artifact {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateArtifact {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub key: String,
+    #[schema(value_type = ValueTypeName)]
     pub value_type: String,
     /// Defaults to `config`.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub description: Option<String>,
 }
 
@@ -150,8 +171,10 @@ pub struct CreateArtifact {
 #[serde(deny_unknown_fields)]
 pub struct UpdateArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub description: Option<String>,
 }
 
@@ -160,7 +183,6 @@ pub struct Version {
     pub artifact: String,
     pub number: i64,
     /// Typed by the artifact's value type.
-    #[schema(value_type = Object)]
     pub content: Value,
     /// Of the raw text for `string` artifacts, of the compact JSON (keys sorted) otherwise.
     pub sha256: String,
@@ -172,12 +194,14 @@ pub struct Version {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVersion {
-    #[schema(value_type = Object)]
+    /// Must match the artifact's value type: a string, any JSON, a boolean or a number.
     pub content: Value,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub message: Option<String>,
     /// Pin the new version to these environments in the same transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::optional_environment_names)]
     pub environments: Option<Vec<String>>,
     /// Move listed environments owned by other versions instead of refusing with 409.
     #[serde(default, rename = "move", skip_serializing_if = "std::ops::Not::not")]
@@ -189,6 +213,7 @@ pub struct Token {
     pub id: String,
     pub name: String,
     /// `owner`, `editor`, `viewer` or `sdk`.
+    #[schema(value_type = RoleName)]
     pub role: String,
     /// Environments the token is limited to; empty means all. An `sdk` token has exactly one.
     pub environments: Vec<String>,
@@ -202,9 +227,16 @@ pub struct Token {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     #[serde(default)]
+    #[schema(schema_with = schema::optional_environment_names)]
     pub environments: Option<Vec<String>>,
 }
 
@@ -278,8 +310,10 @@ pub struct PinWrite {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetEnvironments {
+    #[schema(schema_with = schema::environment_names)]
     pub environments: Vec<String>,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub reason: Option<String>,
 }
 
@@ -287,20 +321,27 @@ pub struct SetEnvironments {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPin {
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integer::i64")]
     pub version: i64,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Promote {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub artifact: String,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub from: String,
+    #[schema(schema_with = schema::promote_targets)]
     pub to: Vec<String>,
     #[serde(default)]
     pub dry_run: bool,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub reason: Option<String>,
 }
 
@@ -321,9 +362,9 @@ pub struct Resolved {
     pub environment: String,
     /// Null when nothing is pinned.
     pub version: Option<i64>,
-    #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
     /// `string`, `json`, `boolean` or `number`.
+    #[schema(value_type = ValueTypeName)]
     pub value_type: String,
     /// The workspace revision this answer is as of.
     pub revision: i64,
@@ -360,6 +401,7 @@ pub struct Experiment {
     pub primary_metric: String,
     pub guardrail_metrics: Vec<String>,
     /// `created`, `running`, `paused` or `completed`.
+    #[schema(value_type = ExperimentStatusName)]
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
@@ -379,23 +421,37 @@ pub struct Experiment {
 #[serde(deny_unknown_fields)]
 pub struct CreateExperiment {
     /// Artifact key.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub artifact: String,
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub hypothesis: Option<String>,
     /// The control's version; the version pinned in the environment when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_i64")]
+    #[schema(minimum = 1)]
     pub control: Option<i64>,
     /// The other variants' versions (1 to 19).
+    #[serde(deserialize_with = "integer::vec_i64")]
+    #[schema(schema_with = schema::treatments)]
     pub treatments: Vec<i64>,
     /// Relative weights of the control then the treatments; equal when absent.
     #[serde(default)]
+    #[schema(schema_with = schema::weights)]
     pub weights: Option<Vec<f64>>,
     /// Share of traffic in the experiment, 0 to 1; 1 when absent.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub coverage: Option<f64>,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", min_length = 1, max_length = 63)]
     pub primary_metric: String,
     #[serde(default)]
+    #[schema(schema_with = schema::guardrail_metrics)]
     pub guardrail_metrics: Vec<String>,
 }
 
@@ -404,8 +460,14 @@ pub struct CreateExperiment {
 #[serde(deny_unknown_fields)]
 pub struct UpdateExperiment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub hypothesis: Option<String>,
 }
 
@@ -414,7 +476,8 @@ pub struct UpdateExperiment {
 #[serde(deny_unknown_fields)]
 pub struct CompleteExperiment {
     /// The winning variant's version number, pinned to the environment in the same transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "integer::option_i64", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub winner: Option<i64>,
 }
 
@@ -431,16 +494,24 @@ pub struct ExperimentActionResult {
 #[serde(deny_unknown_fields)]
 pub struct MetricEventIn {
     /// Metric name, as experiments name it (`primary_metric`, `guardrail_metrics`).
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", min_length = 1, max_length = 63)]
     pub metric: String,
     /// The same targeting key resolve assigned the user by.
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 256
+    )]
     pub targeting_key: String,
     /// The event's value (revenue, latency...). Without one the event counts 1; a metric whose
     /// events carry values is analysed as a mean per exposed user, one without as a conversion rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1e12, maximum = 1e12)]
     pub value: Option<f64>,
     /// When it happened, RFC 3339; when the server received it if absent. Only events dated while
     /// an experiment ran count in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub timestamp: Option<String>,
 }
 
@@ -449,6 +520,7 @@ pub struct MetricEventIn {
 #[serde(deny_unknown_fields)]
 pub struct PostEvents {
     /// At most 1,000 events.
+    #[schema(max_items = 1000)]
     pub events: Vec<MetricEventIn>,
 }
 
@@ -559,6 +631,7 @@ pub struct SampleRatioCheck {
 pub struct ExperimentResults {
     pub experiment: String,
     /// `created`, `running`, `paused` or `completed`.
+    #[schema(value_type = ExperimentStatusName)]
     pub status: String,
     /// Exposed users in all variants.
     pub exposures: u64,
@@ -571,20 +644,28 @@ pub struct ExperimentResults {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRollout {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)]
     pub artifact: String,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub environment: String,
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integer::i64")]
     pub version: i64,
     /// Targets at once, and the size of each wave: 1 to 1,000. Default 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_u32")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_parallel: Option<u32>,
     /// `halt` (default), `continue` or `pause`.
     #[serde(default)]
+    #[schema(value_type = Option<OnFailureName>)]
     pub on_failure: Option<String>,
     /// Fail the rollout once this many targets failed, whatever `on_failure` says.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer::option_u32")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub failure_budget: Option<u32>,
     /// The steps of each target, in order; default `["apply"]`.
     #[serde(default)]
+    #[schema(schema_with = schema::steps)]
     pub steps: Option<Vec<String>>,
     /// What runs each task: `{"type": "command", "name": "deploy", "timeout_seconds": 600}` (an
     /// executor the server's operator declared), `{"type": "webhook", "url": "https://…",
@@ -599,6 +680,7 @@ pub struct RolloutTask {
     pub id: String,
     pub step: String,
     /// `pending`, `running`, `completed`, `failed`, `stopped` or `cancelled`.
+    #[schema(value_type = TaskStateName)]
     pub state: String,
     /// Runs so far; every run carries the same idempotency key.
     pub attempts: u32,
@@ -623,7 +705,9 @@ pub struct RolloutOperation {
     pub position: u32,
     pub wave: u32,
     /// One of the rollout states.
+    #[schema(value_type = RolloutStateName)]
     pub state: String,
+    #[schema(value_type = OnFailureName)]
     pub on_failure: String,
     pub pause_released: bool,
     /// `command` or `manual`.
@@ -644,8 +728,10 @@ pub struct Rollout {
     pub version: i64,
     /// `pending`, `running`, `paused`, `running_degraded`, `stopping`, `stopped`, `completed`,
     /// `failed` or `cancelled`; derived from every operation (see docs/rollouts.md).
+    #[schema(value_type = RolloutStateName)]
     pub state: String,
     pub max_parallel: u32,
+    #[schema(value_type = OnFailureName)]
     pub on_failure: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_budget: Option<u32>,
@@ -671,10 +757,131 @@ pub struct Rollout {
 pub struct ReportTask {
     /// Kept in the task's log (and as its error when failing).
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub message: Option<String>,
+}
+
+/// A token's role (schema only: the wire carries the string).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RoleName {
+    Owner,
+    Editor,
+    Viewer,
+    Sdk,
+}
+
+/// What an artifact's versions hold.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ValueTypeName {
+    String,
+    Json,
+    Boolean,
+    Number,
+}
+
+/// An experiment's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ExperimentStatusName {
+    Created,
+    Running,
+    Paused,
+    Completed,
+}
+
+/// A rollout's (or an operation's) state.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RolloutStateName {
+    Pending,
+    Running,
+    Paused,
+    RunningDegraded,
+    Stopping,
+    Stopped,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// A rollout task's state.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TaskStateName {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Stopped,
+    Cancelled,
+}
+
+/// What a failed target does to the rest of a rollout.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OnFailureName {
+    Halt,
+    Continue,
+    Pause,
+}
+
+/// Integer fields that also take a JSON number with a zero fraction (`2.0`): JSON Schema counts
+/// it as an integer, so a client generated from the document may send one.
+mod integer {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    fn parse<E: Error>(number: serde_json::Number) -> Result<i64, E> {
+        let whole = number
+            .as_i64()
+            .or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64));
+        whole.ok_or_else(|| E::custom(format!("invalid value: {number}, expected an integer")))
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        parse(serde_json::Number::deserialize(d)?)
+    }
+
+    pub fn option_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?.map(parse).transpose()
+    }
+
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+        let n = parse::<D::Error>(number)?;
+        u32::try_from(n).map(Some).map_err(|_| D::Error::custom(format!("invalid value: {n}, expected a u32")))
+    }
+
+    pub fn vec_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        Vec::<serde_json::Number>::deserialize(d)?.into_iter().map(parse).collect()
+    }
 }
 
 /// A field that may be absent (`None`) or present and null (`Some(None)`).
 fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_fields_take_whole_numbers_written_with_a_fraction() {
+        let pin: SetPin = serde_json::from_str(r#"{"version": 2.0}"#).unwrap();
+        assert_eq!(pin.version, 2);
+        assert!(serde_json::from_str::<SetPin>(r#"{"version": 2.5}"#).is_err());
+        assert!(serde_json::from_str::<SetPin>(r#"{"version": "2"}"#).is_err());
+        let rollout = r#"{"artifact": "a", "environment": "e", "version": 1, "max_parallel": 3.0, "executor": {}}"#;
+        assert_eq!(serde_json::from_str::<CreateRollout>(rollout).unwrap().max_parallel, Some(3));
+        let negative = rollout.replace("3.0", "-1");
+        assert!(serde_json::from_str::<CreateRollout>(&negative).is_err());
+        let experiment: CreateExperiment = serde_json::from_str(
+            r#"{"artifact": "a", "name": "n", "treatments": [2.0, 3], "control": null, "primary_metric": "m"}"#,
+        )
+        .unwrap();
+        assert_eq!((experiment.treatments, experiment.control), (vec![2, 3], None));
+    }
 }

@@ -1,26 +1,71 @@
 //! Our own extractors: the same as axum's, but every rejection answers in the one error shape.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use cutover_domain::{DomainError, FieldError};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body: `Content-Type: application/json`, within the body limit, well formed, and
-/// matching the request type exactly (unknown fields are refused).
+/// A JSON body: `Content-Type: application/json`, within the body limit, well formed, an object
+/// (serde would otherwise read a struct from an array of its fields), and matching the request
+/// type exactly (unknown fields are refused).
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let bytes = json_bytes(req, state).await?;
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object"));
         }
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| Self(value)).map_err(json_rejection)
     }
+}
+
+/// A JSON body of any shape (an object or a bare array), with the same checks as [`Json`].
+pub struct JsonValue(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonValue {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req, state).await?;
+        axum::Json::from_bytes(&bytes).map(|axum::Json(value)| Self(value)).map_err(json_rejection)
+    }
+}
+
+/// The body of a request that says it is JSON.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the server accepts",
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -33,11 +78,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than the server accepts",
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
 }
@@ -68,4 +109,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map(|axum::extract::Query(value)| Self(value))
             .map_err(|rejection: QueryRejection| ApiError::bad_request("invalid_query", rejection.body_text()))
     }
+}
+
+/// A body or query value parsed by a domain rule, blamed on the field it came from: a bad value
+/// answers `invalid_field` with `details.field` naming that field, whatever the rule calls it
+/// (an artifact key's rule says `key`; in a rollout the field is `artifact`).
+pub fn field<T>(field: &'static str, parsed: Result<T, DomainError>) -> Result<T, DomainError> {
+    parsed.map_err(|error| match error {
+        DomainError::Invalid(FieldError { message, .. }) => DomainError::invalid(field, message),
+    })
 }

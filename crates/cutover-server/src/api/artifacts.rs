@@ -4,7 +4,8 @@ use cutover_api::{Artifact, CreateArtifact, ErrorBody, Page, UpdateArtifact};
 use cutover_domain::{Access, ArtifactKey, ArtifactKind, ValueType};
 use cutover_store::{ArtifactChanges, NewArtifact};
 
-use super::{PageQuery, artifact_path, text};
+use super::responses::{CreateErrors, ListErrors, ReadErrors, WriteErrors};
+use super::{KeyPageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -14,13 +15,13 @@ use crate::extract::{Json, Path, Query};
 /// Artifacts ordered by key, paged.
 #[utoipa::path(
     get, path = "/api/v1/artifacts", tag = "artifacts", security(("token" = [])),
-    params(PageQuery),
-    responses((status = 200, body = Page<Artifact>), (status = 400, body = ErrorBody))
+    params(KeyPageQuery),
+    responses((status = 200, body = Page<Artifact>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<KeyPageQuery>,
 ) -> ApiResult<axum::Json<Page<Artifact>>> {
     auth.require(Access::Read)?;
     let (limit, cursor) = query.parse()?;
@@ -35,9 +36,8 @@ pub async fn list(
     request_body = CreateArtifact,
     responses(
         (status = 201, body = Artifact),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody)
+        CreateErrors,
+        (status = 409, description = "an artifact with that key exists", body = ErrorBody)
     )
 )]
 pub async fn create(
@@ -59,8 +59,10 @@ pub async fn create(
 /// One artifact. Keys containing `/` travel percent-encoded (`%2F`) in the path.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
-    responses((status = 200, body = Artifact), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
+    responses((status = 200, body = Artifact), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -76,14 +78,11 @@ pub async fn show(
 /// Changes an artifact's kind or description.
 #[utoipa::path(
     patch, path = "/api/v1/artifacts/{key}", tag = "artifacts", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     request_body = UpdateArtifact,
-    responses(
-        (status = 200, body = Artifact),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
-    )
+    responses((status = 200, body = Artifact), WriteErrors)
 )]
 pub async fn update(
     State(state): State<AppState>,

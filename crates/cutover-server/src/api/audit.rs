@@ -1,10 +1,11 @@
 use axum::extract::State;
-use cutover_api::{AuditEvent, ErrorBody, Page};
+use cutover_api::{AuditEvent, Page};
 use cutover_domain::{Access, Cursor, PageLimit};
 use cutover_store::{AUDIT_OBJECT_TYPES, AuditFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::responses::ListErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -17,14 +18,31 @@ use crate::extract::Query;
 pub struct AuditQuery {
     /// `workspace`, `environment`, `artifact`, `token`, `experiment` or `rollout` (versions and
     /// pins are audited on their artifact); any other value is refused (400 `invalid_query`).
+    #[param(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub object_type: Option<String>,
     /// The object's name, key or id.
+    #[param(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub object_id: Option<String>,
     /// Who made the change: the actor's name, as listed, or their token id.
+    #[param(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
     pub actor: Option<String>,
     /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^b[+-]?[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -32,7 +50,7 @@ pub struct AuditQuery {
 #[utoipa::path(
     get, path = "/api/v1/audit", tag = "audit", security(("token" = [])),
     params(AuditQuery),
-    responses((status = 200, body = Page<AuditEvent>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Page<AuditEvent>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,

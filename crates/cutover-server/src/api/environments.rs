@@ -4,6 +4,7 @@ use cutover_api::{CreateEnvironment, Environment, ErrorBody, Page, Target, Updat
 use cutover_domain::{Access, DeploymentTarget, DeploymentTargets, DomainError, EnvironmentName, TargetName};
 use cutover_store::{EnvironmentChanges, NewEnvironment};
 
+use super::responses::{AuthErrors, CreateErrors, ReadErrors, WriteErrors};
 use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
@@ -22,7 +23,7 @@ fn targets(targets: Vec<Target>) -> Result<DeploymentTargets, DomainError> {
 /// Every environment of the workspace, by name.
 #[utoipa::path(
     get, path = "/api/v1/environments", tag = "environments", security(("token" = [])),
-    responses((status = 200, body = Page<Environment>), (status = 401, body = ErrorBody))
+    responses((status = 200, body = Page<Environment>), AuthErrors)
 )]
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<Page<Environment>>> {
     auth.require(Access::Read)?;
@@ -36,9 +37,8 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
     request_body = CreateEnvironment,
     responses(
         (status = 201, body = Environment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 409, description = "the name is taken or the workspace is at its limit", body = ErrorBody)
+        CreateErrors,
+        (status = 409, description = "the name is taken (`conflict`) or the workspace is at its limit (`limit_reached`)", body = ErrorBody)
     )
 )]
 pub async fn create(
@@ -61,8 +61,10 @@ pub async fn create(
 /// One environment.
 #[utoipa::path(
     get, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name")),
-    responses((status = 200, body = Environment), (status = 404, body = ErrorBody))
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
+    responses((status = 200, body = Environment), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -78,14 +80,11 @@ pub async fn show(
 /// Changes an environment's description, protection or targets. Owners only.
 #[utoipa::path(
     patch, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name")),
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     request_body = UpdateEnvironment,
-    responses(
-        (status = 200, body = Environment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
-    )
+    responses((status = 200, body = Environment), WriteErrors)
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -108,12 +107,13 @@ pub async fn update(
 /// Deletes an environment; 409 while anything depends on it.
 #[utoipa::path(
     delete, path = "/api/v1/environments/{name}", tag = "environments", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment name")),
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     responses(
         (status = 204, description = "deleted"),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "something depends on it; `details` says what", body = ErrorBody)
+        ReadErrors,
+        (status = 409, description = "live tokens or pins depend on it; `details` lists them", body = ErrorBody)
     )
 )]
 pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<StatusCode> {

@@ -7,10 +7,11 @@ use cutover_domain::{Access, MetricName, Timestamp};
 use cutover_store::MetricEvent;
 use serde_json::Value;
 
+use super::responses::CreateErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::extract::JsonValue;
 
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 1_000;
@@ -79,14 +80,14 @@ fn parse_event(index: usize, raw: Value, now: Timestamp) -> ApiResult<MetricEven
     request_body = PostEvents,
     responses(
         (status = 200, body = EventsAccepted),
-        (status = 400, description = "an event is invalid (named by index); nothing recorded", body = ErrorBody),
-        (status = 401, body = ErrorBody)
+        CreateErrors,
+        (status = 400, description = "an event is invalid (named by index) or the body is not a batch; nothing recorded", body = ErrorBody)
     )
 )]
 pub async fn post(
     State(state): State<AppState>,
     auth: Auth,
-    Json(body): Json<Value>,
+    JsonValue(body): JsonValue,
 ) -> ApiResult<axum::Json<EventsAccepted>> {
     auth.require(Access::Resolve)?;
     let raw = events_of(body)?;

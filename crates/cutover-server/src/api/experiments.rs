@@ -6,29 +6,34 @@ use axum::http::StatusCode;
 use cutover_api::{
     CompleteExperiment, CreateExperiment, ErrorBody, Experiment, ExperimentActionResult, Page, UpdateExperiment,
 };
-use cutover_domain::{Access, ExperimentAction, ExperimentStatus};
+use cutover_domain::{Access, ArtifactKey, ExperimentAction, ExperimentStatus};
 use cutover_store::{ExperimentChanges, ExperimentSpec};
 
-use super::{artifact_path, environment_path, text};
+use super::responses::{ReadErrors, WriteErrors};
+use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, field};
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only experiments in this status: `created`, `running`, `paused` or `completed`.
+    #[param(value_type = Option<cutover_api::ExperimentStatusName>)]
     pub status: Option<String>,
 }
 
 /// An environment's experiments, oldest first; deleted ones are not listed.
 #[utoipa::path(
     get, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment"), ListQuery),
-    responses((status = 200, body = Page<Experiment>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        ListQuery
+    ),
+    responses((status = 200, body = Page<Experiment>), ReadErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -47,12 +52,13 @@ pub async fn list(
 /// them: 409 "an active experiment already exists" otherwise, also under concurrent creates.
 #[utoipa::path(
     post, path = "/api/v1/environments/{env}/experiments", tag = "experiments", security(("token" = [])),
-    params(("env" = String, Path, description = "Environment")),
+    params(
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
     request_body = CreateExperiment,
     responses(
         (status = 201, body = Experiment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        WriteErrors,
         (status = 404, description = "environment, artifact or a variant's version not found", body = ErrorBody),
         (status = 409, description = "an active experiment already exists", body = ErrorBody)
     )
@@ -65,7 +71,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, axum::Json<Experiment>)> {
     auth.require(Access::Write)?;
     let env = environment_path(&env)?;
-    let key = artifact_path(&body.artifact)?;
+    let key = field("artifact", ArtifactKey::parse(&body.artifact))?;
     let spec = ExperimentSpec {
         name: body.name,
         hypothesis: text("hypothesis", body.hypothesis)?,
@@ -87,7 +93,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/experiments/{id}", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = Experiment), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Experiment), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -106,9 +112,7 @@ pub async fn show(
     request_body = UpdateExperiment,
     responses(
         (status = 200, body = Experiment),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        WriteErrors,
         (status = 409, description = "the experiment is deleted", body = ErrorBody)
     )
 )]
@@ -132,8 +136,7 @@ pub async fn update(
     params(("id" = String, Path, description = "Experiment id")),
     responses(
         (status = 200, body = Experiment),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        ReadErrors,
         (status = 409, description = "already deleted", body = ErrorBody)
     )
 )]
@@ -173,8 +176,7 @@ async fn act(
     params(("id" = String, Path, description = "Experiment id")),
     responses(
         (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        ReadErrors,
         (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
     )
 )]
@@ -192,8 +194,7 @@ pub async fn start(
     params(("id" = String, Path, description = "Experiment id")),
     responses(
         (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        ReadErrors,
         (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
     )
 )]
@@ -211,8 +212,7 @@ pub async fn pause(
     params(("id" = String, Path, description = "Experiment id")),
     responses(
         (status = 200, body = ExperimentActionResult),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        ReadErrors,
         (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
     )
 )]
@@ -232,9 +232,8 @@ pub async fn resume(
     request_body(content = Option<CompleteExperiment>, description = "optional; `{}` or no body completes without a winner"),
     responses(
         (status = 200, body = ExperimentActionResult),
-        (status = 400, description = "the winner is not a variant", body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        WriteErrors,
+        (status = 400, description = "the body is not `{\"winner\"?: n}`, or the winner is not a variant", body = ErrorBody),
         (status = 409, description = "not allowed in the current status (named in `details.status`)", body = ErrorBody)
     )
 )]
@@ -244,13 +243,13 @@ pub async fn complete(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<ExperimentActionResult>> {
-    // The body is optional: none at all completes without a winner.
+    // The body is optional: none at all (or `null`) completes without a winner.
     let winner = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<CompleteExperiment>(&body)
+        serde_json::from_slice::<Option<CompleteExperiment>>(&body)
             .map_err(|e| ApiError::bad_request("invalid_body", format!("Failed to deserialize the JSON body: {e}")))?
-            .winner
+            .and_then(|complete| complete.winner)
     };
     act(&state, &auth, &id, ExperimentAction::Complete, winner).await
 }

@@ -7,7 +7,9 @@ pub mod environments;
 pub mod events;
 pub mod experiments;
 pub mod health;
+pub mod params;
 pub mod pins;
+pub mod responses;
 pub mod results;
 pub mod rollouts;
 pub mod tokens;
@@ -119,9 +121,32 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^b[+-]?[0-9]{1,18}$")]
     pub cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of a list ordered by key (artifacts).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyPageQuery {
+    /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^a[\s\S]+$")]
+    pub cursor: Option<String>,
+}
+
+impl KeyPageQuery {
+    pub fn parse(
+        &self,
+    ) -> Result<(cutover_domain::PageLimit, Option<cutover_domain::Cursor>), cutover_domain::DomainError> {
+        PageQuery { limit: self.limit, cursor: self.cursor.clone() }.parse()
+    }
 }
 
 impl PageQuery {

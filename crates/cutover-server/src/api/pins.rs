@@ -6,12 +6,14 @@ use axum::response::{IntoResponse, Response};
 use cutover_api::{ErrorBody, Page, Pin, PinWrite, Promote, Promoted, SetEnvironments, SetPin};
 use cutover_domain::{Access, DomainError, EnvironmentName};
 
+use super::params::IfMatchHeader;
+use super::responses::{ReadErrors, WriteErrors};
 use super::{PageQuery, artifact_path, environment_names, environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, field};
 
 /// `If-Match: <revision>` (quotes allowed), if sent.
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
@@ -37,13 +39,16 @@ fn with_etag(revision: i64, body: impl IntoResponse) -> Response {
 /// owned and are not listed are released; an empty list clears. One transaction.
 #[utoipa::path(
     put, path = "/api/v1/artifacts/{key}/versions/{n}/environments", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), ("n" = i64, Path, description = "Version number")),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("n" = i64, Path, description = "Version number, from 1", minimum = 1)
+    ),
     request_body = SetEnvironments,
     responses(
         (status = 200, body = PinWrite),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, description = "artifact, version or environments not found; `details.missing` lists environments", body = ErrorBody)
+        WriteErrors,
+        (status = 404, description = "artifact, version or environments not found; `details.missing` lists environments", body = ErrorBody),
+        (status = 409, description = "a concurrent write moved one of the pins first", body = ErrorBody)
     )
 )]
 pub async fn set_environments(
@@ -64,8 +69,10 @@ pub async fn set_environments(
 /// The environments an artifact is live in.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
-    responses((status = 200, body = Page<Pin>), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
+    responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -81,8 +88,15 @@ pub async fn list(
 /// The current pin of one environment, with its revision as `ETag`. 404 when nothing is pinned.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), ("env" = String, Path, description = "Environment")),
-    responses((status = 200, body = Pin), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
+    responses(
+        (status = 200, body = Pin, headers(("ETag" = String, description = "The pin's revision"))),
+        ReadErrors,
+        (status = 404, description = "no such artifact or environment, or nothing pinned there", body = ErrorBody)
+    )
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -106,18 +120,16 @@ pub async fn show(
 #[utoipa::path(
     put, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
     params(
-        ("key" = String, Path, description = "Artifact key, percent-encoded"),
-        ("env" = String, Path, description = "Environment"),
-        ("If-Match" = Option<String>, Header, description = "Revision of the pin this write expects")
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        IfMatchHeader
     ),
     request_body = SetPin,
     responses(
-        (status = 200, body = PinWrite),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 412, description = "the pin changed since the revision in If-Match", body = ErrorBody)
+        (status = 200, body = PinWrite, headers(("ETag" = String, description = "The pin's revision now"))),
+        WriteErrors,
+        (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody),
+        (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody)
     )
 )]
 pub async fn set(
@@ -146,6 +158,7 @@ pub async fn set(
 #[into_params(parameter_in = Query)]
 pub struct UnpinQuery {
     /// Why, for the history and the audit log.
+    #[param(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub reason: Option<String>,
 }
 
@@ -153,16 +166,16 @@ pub struct UnpinQuery {
 #[utoipa::path(
     delete, path = "/api/v1/artifacts/{key}/pins/{env}", tag = "pins", security(("token" = [])),
     params(
-        ("key" = String, Path, description = "Artifact key, percent-encoded"),
-        ("env" = String, Path, description = "Environment"),
-        ("If-Match" = Option<String>, Header, description = "Revision of the pin this write expects"),
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        IfMatchHeader,
         UnpinQuery
     ),
     responses(
         (status = 200, body = PinWrite),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 412, body = ErrorBody)
+        ReadErrors,
+        (status = 409, description = "a concurrent write moved the pin first", body = ErrorBody),
+        (status = 412, description = "the pin changed since the revision in If-Match; `details.revision` is the current one", body = ErrorBody)
     )
 )]
 pub async fn unpin(
@@ -183,8 +196,12 @@ pub async fn unpin(
 /// Every interval of one environment's pin, newest first: who opened and closed each, and why.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/pins/{env}/history", tag = "pins", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), ("env" = String, Path, description = "Environment"), PageQuery),
-    responses((status = 200, body = Page<Pin>), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("env" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63),
+        PageQuery
+    ),
+    responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn history(
     State(state): State<AppState>,
@@ -203,8 +220,10 @@ pub async fn history(
 /// What is live in one environment, across artifacts.
 #[utoipa::path(
     get, path = "/api/v1/environments/{name}/pins", tag = "pins", security(("token" = [])),
-    params(("name" = String, Path, description = "Environment")),
-    responses((status = 200, body = Page<Pin>), (status = 404, body = ErrorBody))
+    params(
+        ("name" = String, Path, description = "Environment name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)
+    ),
+    responses((status = 200, body = Page<Pin>), ReadErrors)
 )]
 pub async fn environment(
     State(state): State<AppState>,
@@ -224,10 +243,8 @@ pub async fn environment(
     request_body = Promote,
     responses(
         (status = 200, body = Promoted),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "nothing is live in `from`", body = ErrorBody)
+        WriteErrors,
+        (status = 409, description = "nothing is live in `from`, or a concurrent write moved a pin first", body = ErrorBody)
     )
 )]
 pub async fn promote(
@@ -236,9 +253,8 @@ pub async fn promote(
     Json(body): Json<Promote>,
 ) -> ApiResult<axum::Json<Promoted>> {
     auth.require(Access::Write)?;
-    let key = cutover_domain::ArtifactKey::parse(&body.artifact)
-        .map_err(|e| DomainError::invalid("artifact", e.to_string()))?;
-    let from = EnvironmentName::parse(&body.from).map_err(|e| DomainError::invalid("from", e.to_string()))?;
+    let key = field("artifact", cutover_domain::ArtifactKey::parse(&body.artifact))?;
+    let from = field("from", EnvironmentName::parse(&body.from))?;
     if body.to.is_empty() {
         return Err(DomainError::invalid("to", "must list at least one environment").into());
     }

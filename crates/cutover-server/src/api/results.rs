@@ -2,9 +2,7 @@
 //! totals (a few rows per experiment, whatever the traffic) with the domain's statistics.
 
 use axum::extract::State;
-use cutover_api::{
-    ConfidenceInterval, ErrorBody, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult,
-};
+use cutover_api::{ConfidenceInterval, ExperimentResults, Lift, MetricResult, SampleRatioCheck, VariantMetricResult};
 use cutover_domain::Access;
 use cutover_domain::experiments::stats::{
     Comparison, ConversionCounts, Direction, MeanSummary, SAMPLE_RATIO_MISMATCH_P, Verdict, sample_ratio_mismatch,
@@ -12,6 +10,7 @@ use cutover_domain::experiments::stats::{
 };
 use cutover_store::{ExperimentTotals, MetricSums};
 
+use super::responses::ReadErrors;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiResult;
@@ -28,7 +27,7 @@ use crate::resolve::LiveExperiment;
 #[utoipa::path(
     get, path = "/api/v1/experiments/{id}/results", tag = "experiments", security(("token" = [])),
     params(("id" = String, Path, description = "Experiment id")),
-    responses((status = 200, body = ExperimentResults), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+    responses((status = 200, body = ExperimentResults), ReadErrors)
 )]
 pub async fn results(
     State(state): State<AppState>,

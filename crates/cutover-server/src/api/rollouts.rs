@@ -8,25 +8,28 @@ use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTa
 use cutover_domain::rollouts::{
     CallbackToken, ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps,
 };
-use cutover_domain::{Access, DomainError};
+use cutover_domain::{Access, ArtifactKey, DomainError, EnvironmentName};
 use cutover_store::{NewRollout, TaskOutcome};
 
-use super::{artifact_path, environment_path};
+use super::responses::{ListErrors, ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Path, Query, field};
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only rollouts to this environment.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub environment: Option<String>,
     /// Only rollouts in this state.
+    #[param(value_type = Option<cutover_api::RolloutStateName>)]
     pub state: Option<String>,
     /// At most this many, newest first (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -38,8 +41,7 @@ pub struct ListQuery {
     request_body = CreateRollout,
     responses(
         (status = 201, body = Rollout),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        WriteErrors,
         (status = 404, description = "artifact, environment or version not found", body = ErrorBody),
         (status = 409, description = "the environment has no deployment targets", body = ErrorBody)
     )
@@ -50,8 +52,8 @@ pub async fn create(
     Json(body): Json<CreateRollout>,
 ) -> ApiResult<(StatusCode, axum::Json<Rollout>)> {
     auth.require(Access::Write)?;
-    let key = artifact_path(&body.artifact)?;
-    let environment = environment_path(&body.environment)?;
+    let key = field("artifact", ArtifactKey::parse(&body.artifact))?;
+    let environment = field("environment", EnvironmentName::parse(&body.environment))?;
     let request: ExecutorRequest = serde_json::from_value(body.executor).map_err(|e| {
         DomainError::invalid(
             "executor",
@@ -79,7 +81,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
     params(ListQuery),
-    responses((status = 200, body = Page<Rollout>), (status = 400, body = ErrorBody))
+    responses((status = 200, body = Page<Rollout>), ListErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -87,7 +89,8 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Page<Rollout>>> {
     auth.require(Access::Read)?;
-    let environment = query.environment.as_deref().map(environment_path).transpose()?;
+    let environment =
+        query.environment.as_deref().map(|e| field("environment", EnvironmentName::parse(e))).transpose()?;
     let rollout_state = query.state.as_deref().map(str::parse::<RolloutState>).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -104,7 +107,7 @@ pub async fn list(
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id")),
-    responses((status = 200, body = Rollout), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Rollout), ReadErrors)
 )]
 pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Rollout>> {
     auth.require(Access::Read)?;
@@ -126,8 +129,7 @@ macro_rules! control_route {
             params(("id" = String, Path, description = "Rollout id")),
             responses(
                 (status = 200, body = Rollout),
-                (status = 403, body = ErrorBody),
-                (status = 404, body = ErrorBody),
+                ReadErrors,
                 (status = 409, description = "not allowed in the current state (named in `details.state`)", body = ErrorBody)
             )
         )]
@@ -193,7 +195,7 @@ async fn report(
     request_body = ReportTask,
     responses(
         (status = 200, body = RolloutTask),
-        (status = 404, body = ErrorBody),
+        WriteErrors,
         (status = 409, description = "the task is not running", body = ErrorBody)
     )
 )]
@@ -213,7 +215,7 @@ pub async fn complete_task(
     request_body = ReportTask,
     responses(
         (status = 200, body = RolloutTask),
-        (status = 404, body = ErrorBody),
+        WriteErrors,
         (status = 409, description = "the task is not running", body = ErrorBody)
     )
 )]
@@ -230,7 +232,7 @@ pub async fn fail_task(
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}/tasks/{task}/log", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody))
+    responses((status = 200, content_type = "text/plain", body = String), ReadErrors)
 )]
 pub async fn task_log(
     State(state): State<AppState>,
@@ -279,7 +281,10 @@ pub enum CallbackStatus {
         (status = 400, body = ErrorBody),
         (status = 401, description = "missing or wrong callback token", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "the task has its result already, or another run started", body = ErrorBody)
+        (status = 409, description = "the task has its result already, or another run started", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)
     )
 )]
 pub async fn task_callback(

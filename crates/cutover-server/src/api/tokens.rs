@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use cutover_api::{CreateToken, ErrorBody, Page, Token, TokenCreated};
 use cutover_domain::{Access, DomainError, Role, check_label};
 
+use super::responses::{AuthErrors, ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -12,7 +13,7 @@ use crate::extract::{Json, Path};
 /// Every token of the workspace, revoked ones included. Owners only.
 #[utoipa::path(
     get, path = "/api/v1/tokens", tag = "tokens", security(("token" = [])),
-    responses((status = 200, body = Page<Token>), (status = 403, body = ErrorBody))
+    responses((status = 200, body = Page<Token>), AuthErrors)
 )]
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<Page<Token>>> {
     auth.require(Access::Administer)?;
@@ -36,8 +37,7 @@ fn environments(role: Role, names: Vec<String>) -> Result<Vec<String>, DomainErr
     request_body = CreateToken,
     responses(
         (status = 201, body = TokenCreated),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        WriteErrors,
         (status = 404, description = "some environments do not exist; `details.missing` lists them", body = ErrorBody)
     )
 )]
@@ -68,9 +68,8 @@ pub async fn create(
     params(("id" = String, Path, description = "Token id")),
     responses(
         (status = 200, body = Token),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)
+        ReadErrors,
+        (status = 409, description = "the workspace's last unscoped owner token cannot be revoked", body = ErrorBody)
     )
 )]
 pub async fn revoke(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<axum::Json<Token>> {

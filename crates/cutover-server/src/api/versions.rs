@@ -4,6 +4,7 @@ use cutover_api::{CreateVersion, ErrorBody, Page, Version};
 use cutover_domain::{Access, DomainError};
 use cutover_store::Publish;
 
+use super::responses::{ReadErrors, WriteErrors};
 use super::{PageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
@@ -14,8 +15,11 @@ use crate::extract::{Json, Path, Query};
 /// An artifact's versions, newest first, paged.
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), PageQuery),
-    responses((status = 200, body = Page<Version>), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        PageQuery
+    ),
+    responses((status = 200, body = Page<Version>), ReadErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -36,13 +40,13 @@ pub async fn list(
 /// environment another version owns, and nothing created, unless `"move": true`.
 #[utoipa::path(
     post, path = "/api/v1/artifacts/{key}/versions", tag = "versions", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded")),
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128)
+    ),
     request_body = CreateVersion,
     responses(
         (status = 201, body = Version),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        WriteErrors,
         (status = 409, description = "environments owned by other versions; `details.environments` lists them", body = ErrorBody)
     )
 )]
@@ -72,10 +76,10 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/artifacts/{key}/versions/{n}", tag = "versions", security(("token" = [])),
     params(
-        ("key" = String, Path, description = "Artifact key, percent-encoded"),
-        ("n" = i64, Path, description = "Version number, from 1")
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ("n" = i64, Path, description = "Version number, from 1", minimum = 1)
     ),
-    responses((status = 200, body = Version), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Version), ReadErrors)
 )]
 pub async fn show(
     State(state): State<AppState>,

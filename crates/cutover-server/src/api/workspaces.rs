@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use cutover_api::{CreateWorkspace, ErrorBody, Page, TokenCreated, WhoAmI, Workspace, WorkspaceCreated};
 use cutover_domain::{Access, WorkspaceName, check_label};
 
+use super::responses::{AuthErrors, Authenticated, CreateErrors};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
@@ -12,7 +13,7 @@ use crate::extract::Json;
 /// The token this request was made with, and its workspace.
 #[utoipa::path(
     get, path = "/api/v1/whoami", tag = "workspaces", security(("token" = [])),
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody))
+    responses((status = 200, body = WhoAmI), Authenticated)
 )]
 pub async fn whoami(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<WhoAmI>> {
     let workspace = state.store.get_workspace(auth.workspace_id()).await?;
@@ -31,7 +32,7 @@ fn require_admin(auth: &Auth) -> ApiResult<()> {
 /// Every workspace. Owners of the administrative workspace only.
 #[utoipa::path(
     get, path = "/api/v1/workspaces", tag = "workspaces", security(("token" = [])),
-    responses((status = 200, body = Page<Workspace>), (status = 403, body = ErrorBody))
+    responses((status = 200, body = Page<Workspace>), AuthErrors)
 )]
 pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<Page<Workspace>>> {
     require_admin(&auth)?;
@@ -45,9 +46,8 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
     request_body = CreateWorkspace,
     responses(
         (status = 201, body = WorkspaceCreated),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody)
+        CreateErrors,
+        (status = 409, description = "a workspace of that name exists (`conflict`)", body = ErrorBody)
     )
 )]
 pub async fn create(

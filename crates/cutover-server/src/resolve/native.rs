@@ -10,6 +10,7 @@ use utoipa::IntoParams;
 use super::{Assignment, LiveExperiment};
 use crate::AppState;
 use crate::api::artifact_path;
+use crate::api::responses::ReadErrors;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
@@ -18,7 +19,8 @@ use crate::extract::{Path, Query};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ResolveQuery {
-    /// The environment; optional for sdk tokens, which are bound to one.
+    /// The environment. Required, except that an sdk token (bound to one) may leave it out.
+    #[param(required = true, pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)]
     pub environment: Option<String>,
     /// Who is asking: picks the variant when an experiment runs on the artifact here.
     pub targeting_key: Option<String>,
@@ -47,8 +49,15 @@ pub fn environment_for(auth: &Auth, named: Option<&str>) -> ApiResult<String> {
 /// is pinned there.
 #[utoipa::path(
     get, path = "/api/v1/resolve/{key}", tag = "resolve", security(("token" = [])),
-    params(("key" = String, Path, description = "Artifact key, percent-encoded"), ResolveQuery),
-    responses((status = 200, body = Resolved), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(
+        ("key" = String, Path, description = "Artifact key, percent-encoded (`/` as `%2F`)", pattern = r"^[a-z0-9][a-z0-9._/-]{0,127}$", min_length = 1, max_length = 128),
+        ResolveQuery
+    ),
+    responses(
+        (status = 200, body = Resolved),
+        ReadErrors,
+        (status = 400, description = "bad path or query, no environment named, or `targeting_key_missing` while an experiment runs here", body = ErrorBody)
+    )
 )]
 pub async fn resolve(
     State(state): State<AppState>,

@@ -49,6 +49,19 @@ impl OfrepError {
     }
 }
 
+/// OFREP's error answer, as the OpenAPI document describes it ([`OfrepError`] writes it).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes OfrepError's body for the OpenAPI document")]
+pub struct OfrepErrorBody {
+    /// The flag, when the request was about one.
+    #[schema(nullable = false)]
+    key: Option<String>,
+    /// `PARSE_ERROR`, `INVALID_CONTEXT`, `TARGETING_KEY_MISSING`, `FLAG_NOT_FOUND` or `GENERAL`.
+    error_code: String,
+    error_details: String,
+}
+
 impl OfrepError {
     fn into_value(self) -> Value {
         let mut body = Map::new();
@@ -75,8 +88,26 @@ impl IntoResponse for OfrepError {
 /// `{"context": {"targetingKey"?, "environment"?, ...}}`: OFREP requires `context`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct EvaluationRequest {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evaluation_context)]
     pub context: Map<String, Value>,
+}
+
+/// The evaluation context as the document states it: `environment` names where to evaluate
+/// (an sdk token may leave it out: its environment is fixed); `targetingKey` picks a variant
+/// inside running experiments; other attributes are accepted and ignored.
+fn evaluation_context() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let environment = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(cutover_api::schema::ENVIRONMENT_NAME))
+        .min_length(Some(1))
+        .max_length(Some(63));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("environment", environment)
+        .required("environment")
+        // A string; the server ignores a targeting key of another type (as if none were sent).
+        .property("targetingKey", ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue))
 }
 
 /// A successful evaluation. `value` is absent when nothing is pinned (`reason: DISABLED`).
@@ -84,7 +115,7 @@ pub struct EvaluationRequest {
 pub struct EvaluationSuccess {
     pub key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(nullable = false)]
     pub value: Option<Value>,
     /// `STATIC`, `DISABLED` (and `SPLIT` inside experiments).
     pub reason: &'static str,
@@ -265,10 +296,12 @@ fn targeting_key<'a>(context: &'a Map<String, Value>, key: Option<&str>) -> Resu
     request_body = EvaluationRequest,
     responses(
         (status = 200, body = EvaluationSuccess),
-        (status = 400, description = "`errorCode` PARSE_ERROR, or INVALID_CONTEXT (no `context`, no environment)", body = Object),
-        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens"),
-        (status = 403, description = "the token may not evaluate in this environment"),
-        (status = 404, description = "`errorCode` FLAG_NOT_FOUND", body = Object)
+        (status = 400, description = "`errorCode` PARSE_ERROR, INVALID_CONTEXT (no `context`, no environment) or TARGETING_KEY_MISSING", body = OfrepErrorBody),
+        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens", body = OfrepErrorBody),
+        (status = 403, description = "the token may not evaluate in this environment", body = OfrepErrorBody),
+        (status = 404, description = "`errorCode` FLAG_NOT_FOUND", body = OfrepErrorBody),
+        (status = 413, description = "the body is larger than the server accepts", body = OfrepErrorBody),
+        (status = 503, description = "the workspace's flags cannot be loaded: the database does not answer", body = OfrepErrorBody)
     )
 )]
 pub async fn evaluate_flag(
@@ -343,9 +376,11 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     responses(
         (status = 200, body = BulkEvaluationSuccess, headers(("ETag" = String, description = "Revision of this answer"))),
         (status = 304, description = "nothing changed since the ETag in If-None-Match"),
-        (status = 400, description = "`errorCode` PARSE_ERROR, or INVALID_CONTEXT (no `context`, no environment)", body = Object),
-        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens"),
-        (status = 403, description = "the token may not evaluate in this environment")
+        (status = 400, description = "`errorCode` PARSE_ERROR, or INVALID_CONTEXT (no `context`, no environment)", body = OfrepErrorBody),
+        (status = 401, description = "missing or invalid token, or `Authorization` and `X-API-Key` carrying different tokens", body = OfrepErrorBody),
+        (status = 403, description = "the token may not evaluate in this environment", body = OfrepErrorBody),
+        (status = 413, description = "the body is larger than the server accepts", body = OfrepErrorBody),
+        (status = 503, description = "the workspace's flags cannot be loaded: the database does not answer", body = OfrepErrorBody)
     )
 )]
 pub async fn evaluate_flags(

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use crate::api::responses::ListErrors;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
@@ -30,11 +31,22 @@ pub struct StreamQuery {
     pub last_event_id: Option<i64>,
     /// `ofrep`: OFREP's event format (`event: message`, data `{"type": "refetchEvaluation",
     /// "etag", "lastModified"}`), as advertised in bulk evaluations' `eventStreams`.
+    #[param(pattern = r"^(cutover|ofrep)$")]
     pub format: Option<String>,
     /// A stream ticket, as advertised in bulk evaluations' `eventStreams`, for clients that
     /// cannot send headers (browsers' EventSource): it stands for the token that evaluated, in
     /// that evaluation's environment only, for 5 to 10 minutes. Never send the token itself here.
     pub ticket: Option<String>,
+}
+
+/// One event of the stream, as the document describes it: `id` the revision, `event` `change`
+/// (or `message` in the OFREP format), `data` its JSON.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the stream's events for the OpenAPI document")]
+pub struct StreamEvent {
+    id: String,
+    event: String,
+    data: String,
 }
 
 #[derive(Clone, Copy)]
@@ -116,8 +128,14 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
 /// or by the stream ticket of a bulk OFREP answer's `eventStreams` URL.
 #[utoipa::path(
     get, path = "/api/v1/stream", tag = "resolve", security(("token" = [])),
-    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay revisions after this one")),
-    responses((status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = String))
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Replay revisions after this one", pattern = r"^\s*[+-]?[0-9]{1,18}\s*$")
+    ),
+    responses(
+        (status = 200, description = "text/event-stream of change events", content_type = "text/event-stream", body = StreamEvent),
+        ListErrors
+    )
 )]
 pub async fn stream(
     State(state): State<AppState>,

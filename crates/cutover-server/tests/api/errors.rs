@@ -8,7 +8,11 @@ use serde_json::json;
 
 use crate::{TestApp, error};
 
-cutover_store::contract_tests!(malformed_requests_get_clear_4xx_answers, no_garbage_body_produces_a_500);
+cutover_store::contract_tests!(
+    malformed_requests_get_clear_4xx_answers,
+    no_garbage_body_produces_a_500,
+    bad_body_and_query_values_are_blamed_on_their_field
+);
 
 async fn malformed_requests_get_clear_4xx_answers(store: Store) {
     let app = TestApp::with_config(store, ServerConfig { max_body_bytes: 1024, ..ServerConfig::default() }).await;
@@ -97,4 +101,52 @@ async fn no_garbage_body_produces_a_500(store: Store) {
         let (status, _) = app.get(path).await;
         assert!(status.is_client_error(), "{path}: {status}");
     }
+}
+
+/// A value of the body or the query that breaks a naming rule is `invalid_field` naming the field
+/// it came from (not `invalid_path`, and not the rule's own name for it), and writes nothing.
+async fn bad_body_and_query_values_are_blamed_on_their_field(store: Store) {
+    let app = TestApp::new(store).await;
+    let invalid = |field: &str, message: &str| json!({"error": {"code": "invalid_field", "message": format!("{field}: {message}"), "details": {"field": field}}});
+    let empty_key = "must not be empty (must match ^[a-z0-9][a-z0-9._/-]{0,127}$)";
+    let empty_name = "must not be empty (must match ^[a-z0-9][a-z0-9_-]{0,62}$)";
+    let rollout = |artifact: &str, environment: &str| json!({"artifact": artifact, "environment": environment, "version": 1, "executor": {"type": "manual"}});
+    assert_eq!(
+        app.post("/api/v1/rollouts", rollout("", "production")).await,
+        (StatusCode::BAD_REQUEST, invalid("artifact", empty_key))
+    );
+    assert_eq!(
+        app.post("/api/v1/rollouts", rollout("greeting", "Prod")).await,
+        (
+            StatusCode::BAD_REQUEST,
+            invalid(
+                "environment",
+                "\"Prod\" must start with a lowercase letter or digit (must match ^[a-z0-9][a-z0-9_-]{0,62}$)"
+            )
+        )
+    );
+    assert_eq!(
+        app.post(
+            "/api/v1/environments/production/experiments",
+            json!({"artifact": "", "name": "x", "treatments": [2], "primary_metric": "clicks"})
+        )
+        .await,
+        (StatusCode::BAD_REQUEST, invalid("artifact", empty_key))
+    );
+    assert_eq!(
+        app.get("/api/v1/rollouts?environment=").await,
+        (StatusCode::BAD_REQUEST, invalid("environment", empty_name))
+    );
+    assert_eq!(
+        app.post("/api/v1/promote", json!({"artifact": "Greeting", "from": "staging", "to": ["production"]})).await,
+        (
+            StatusCode::BAD_REQUEST,
+            invalid(
+                "artifact",
+                "\"Greeting\" must start with a lowercase letter or digit (must match ^[a-z0-9][a-z0-9._/-]{0,127}$)"
+            )
+        )
+    );
+    assert_eq!(app.get("/api/v1/rollouts").await, (StatusCode::OK, json!({"items": []})));
+    assert_eq!(app.get("/api/v1/environments/production/experiments").await.0, StatusCode::NOT_FOUND);
 }

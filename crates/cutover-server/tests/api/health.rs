@@ -59,3 +59,27 @@ fn the_openapi_document_lists_every_route_of_the_api() {
     }
     assert!(document.to_json().unwrap().contains("\"openapi\":\"3.1.0\""));
 }
+
+#[test]
+fn every_operation_states_its_errors_and_names_each_parameter_once() {
+    let document: serde_json::Value = serde_json::from_str(&cutover_server::openapi().to_json().unwrap()).unwrap();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let mut seen: Vec<_> = parameters.iter().map(|p| (p["name"].clone(), p["in"].clone())).collect();
+            seen.sort_by_key(|(name, place)| format!("{name}{place}"));
+            let count = seen.len();
+            seen.dedup();
+            assert_eq!(seen.len(), count, "{method} {path} names a parameter twice");
+            if operation.get("security").is_some() {
+                assert!(responses.contains_key("401"), "{method} {path} does not list 401");
+            }
+            if operation.get("requestBody").is_some() && !path.starts_with("/ofrep") {
+                for status in ["400", "413"] {
+                    assert!(responses.contains_key(status), "{method} {path} does not list {status}");
+                }
+            }
+        }
+    }
+}
