@@ -10,9 +10,10 @@ mod audit;
 mod db;
 mod environments;
 mod error;
+mod events;
 mod experiments;
 mod health;
-mod measurements;
+mod leases;
 mod models;
 mod pins;
 mod rollouts;
@@ -31,9 +32,8 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use artifacts::Publish;
 pub use error::StoreError;
-pub use measurements::ExposureFlush;
+pub use events::ExposureFlush;
 pub use models::*;
-pub use rollouts::{MAX_TASK_LOG_BYTES, bound_log};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -2,8 +2,9 @@
 
 mod artifacts;
 mod environments;
+mod events;
 mod experiments;
-mod measurements;
+mod migrations;
 mod pins;
 mod plans;
 mod rollouts;
