@@ -267,6 +267,40 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
+    /// `/readyz` only, once the engine runs: the state of each background reconciler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<HealthDetails>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct HealthDetails {
+    /// By reconciler name (`rollouts`).
+    pub engine: std::collections::BTreeMap<String, ReconcilerHealth>,
+}
+
+/// What one background reconciler is doing. A throttled one keeps failing and waits longer
+/// before each retry (up to a minute); the server stays ready, since resolve and the API work.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReconcilerHealth {
+    pub state: ReconcilerState,
+    /// The last failure, when throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Failed passes in a row, when throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// When the next pass runs, when throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcilerState {
+    /// Its last pass succeeded (or none has run yet).
+    Ok,
+    /// Its last passes failed; it backs off before the next.
+    Throttled,
 }
 
 /// One interval during which a version owned an environment.

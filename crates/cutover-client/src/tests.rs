@@ -475,15 +475,18 @@ async fn an_illegal_transition_is_a_409_naming_the_status() {
 async fn results_are_read_from_the_experiment_s_route() {
     let results = r#"{"experiment":"x1","status":"running","exposures":3,
         "sample_ratio":{"observed":[2,1],"expected_weights":[0.5,0.5],"chi_squared":0.33,"p_value":0.56,"mismatch":false,"threshold":0.001},
-        "metrics":[{"metric":"checkout","primary":true,"kind":"conversion","variants":[
+        "metrics":[{"metric":"checkout","primary":true,"kind":"conversion","direction":"higher_is_better","guardrail_violated":false,"variants":[
             {"variant":"control","version":1,"exposures":2,"conversions":1,"events":1,"conversion_rate":0.5},
             {"variant":"treatment-1","version":2,"exposures":1,"conversions":1,"events":2,"conversion_rate":1.0,
-             "lift":{"absolute":0.5,"absolute_interval":{"low":-0.2,"high":1.2},"relative":1.0,"relative_interval":null,"p_value":0.4,"test":"two_proportion_z"}}]}]}"#;
+             "lift":{"absolute":0.5,"absolute_interval":{"low":-0.2,"high":1.2},"relative":1.0,"relative_interval":null,"p_value":0.4,"test":"two_proportion_z",
+             "verdict":"inconclusive","guardrail_violated":false,"users_needed_per_variant":13,"additional_users_needed":23}}]}]}"#;
     let (url, request) = respond_once("200 OK", results).await;
     let answer = Client::new(&url, None).unwrap().experiment_results("x1").await.unwrap();
     assert_eq!(answer.sample_ratio.observed, [2, 1]);
     let treatment = &answer.metrics[0].variants[1];
     assert_eq!(treatment.lift.clone().flatten().map(|lift| lift.p_value), Some(Some(0.4)));
+    let lift = treatment.lift.clone().flatten().unwrap();
+    assert_eq!((lift.verdict.as_str(), lift.additional_users_needed), ("inconclusive", Some(23)));
     assert!(request.await.unwrap().starts_with("GET /api/v1/experiments/x1/results HTTP/1.1"));
 }
 

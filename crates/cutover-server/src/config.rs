@@ -245,6 +245,7 @@ impl ServerConfig {
             lease: Duration::from_secs(self.engine_lease_seconds.max(1)),
             tick: Duration::from_millis(self.engine_tick_ms.max(10)),
             shutdown_deadline: Duration::from_secs(self.engine_shutdown_seconds),
+            ..crate::engine::EngineConfig::default()
         }
     }
 

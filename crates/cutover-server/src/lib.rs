@@ -42,6 +42,8 @@ pub struct AppState {
     pub exposures: Arc<resolve::exposures::Exposures>,
     /// Wakes the engine's reconcilers after a change they act on (a new rollout, a control).
     pub engine_wake: Arc<tokio::sync::Notify>,
+    /// What each reconciler is doing (throttled after failures), for `/readyz` and `/metrics`.
+    pub engine_health: Arc<engine::health::EngineHealth>,
     /// Turns true when the server starts shutting down; long-lived streams end then.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// What clients may ask the engine to run, and where webhooks may go.
@@ -56,9 +58,20 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::default());
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
         let engine_wake = Arc::new(tokio::sync::Notify::new());
+        let engine_health = Arc::new(engine::health::EngineHealth::new(&metrics));
         let admission = Arc::new(engine::admission::Admission::from_config(&config));
         store.on_commit(effects::AfterCommit::new(&resolver, &engine_wake));
-        Self { store, config: Arc::new(config), metrics, resolver, exposures, engine_wake, shutdown, admission }
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics,
+            resolver,
+            exposures,
+            engine_wake,
+            engine_health,
+            shutdown,
+            admission,
+        }
     }
 
     /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
@@ -71,7 +84,13 @@ impl AppState {
             self.config.public_url(),
             self.admission.clone(),
         )?;
-        Ok(engine::spawn(Arc::new(rollouts), self.engine_wake.clone(), config, self.shutdown.subscribe()))
+        Ok(engine::spawn(
+            Arc::new(rollouts),
+            self.engine_wake.clone(),
+            config,
+            self.engine_health.clone(),
+            self.shutdown.subscribe(),
+        ))
     }
 }
 

@@ -1,5 +1,7 @@
-//! Prometheus metrics: request counts and latency by route and status, served at `/metrics`.
+//! Prometheus metrics: request counts and latency by route and status, exposures, and the
+//! engine's failed passes and backoff, served at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,6 +10,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -18,6 +21,12 @@ struct RequestLabels {
     method: String,
     route: String,
     status: u16,
+}
+
+/// Labels of the engine's metrics: which reconciler.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcilerLabels {
+    pub reconciler: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -35,6 +44,10 @@ pub struct Metrics {
     pub exposures_dropped: Counter,
     /// Exposures the database refused on their own (a value it cannot hold), set aside.
     pub exposures_rejected: Counter,
+    /// Reconciler passes that failed.
+    pub engine_pass_failures: Family<ReconcilerLabels, Counter>,
+    /// How long a reconciler waits before its next pass after failures (0 when healthy).
+    pub engine_backoff: Family<ReconcilerLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -63,7 +76,29 @@ impl Default for Metrics {
             "Exposures the database refused on their own, set aside so that they do not hold up the others",
             exposures_rejected.clone(),
         );
-        Self { registry, requests, latency, exposures_recorded, exposures_dropped, exposures_rejected }
+        let engine_pass_failures = Family::<ReconcilerLabels, Counter>::default();
+        registry.register(
+            "engine_pass_failures",
+            "Reconciler passes that failed, by reconciler",
+            engine_pass_failures.clone(),
+        );
+        let engine_backoff = Family::<ReconcilerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "engine_backoff",
+            "How long a reconciler waits before its next pass after failed ones; 0 when its last pass succeeded",
+            Unit::Seconds,
+            engine_backoff.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            exposures_recorded,
+            exposures_dropped,
+            exposures_rejected,
+            engine_pass_failures,
+            engine_backoff,
+        }
     }
 }
 

@@ -1,186 +1,16 @@
 //! End to end: the real `cutover` binary serving on a free port with its own data directory, and
-//! the same binary as the CLI against it. Each test starts its own server; [`Server`] kills it
-//! when dropped, also when the test panics.
+//! the same binary as the CLI against it. Each test starts its own server (`support::Server`,
+//! killed when dropped, also when the test panics).
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cutover_api::CreateEnvironment;
 use cutover_client::{Client, ClientError};
 use serde_json::Value;
-use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Every variable the binary reads; the tests set what they need and nothing leaks in.
-const CUTOVER_VARS: &[&str] = &[
-    "CUTOVER_SERVER",
-    "CUTOVER_TOKEN",
-    "CUTOVER_OUTPUT",
-    "CUTOVER_DATA_DIR",
-    "CUTOVER_CONFIG",
-    "CUTOVER_LISTEN",
-    "CUTOVER_DATABASE_URL",
-    "CUTOVER_NO_MIGRATE",
-    "CUTOVER_MAX_BODY_BYTES",
-    "CUTOVER_MAX_ENVIRONMENTS",
-    "CUTOVER_MAX_CONNECTIONS",
-];
-
-/// A `cutover` command with a clean environment.
-fn cutover_command() -> Command {
-    let mut command = Command::new(BIN);
-    for var in CUTOVER_VARS {
-        command.env_remove(var);
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().expect("local address").port()
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    owner_token: String,
-    data_dir: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Self {
-        Self::start_with_config("")
-    }
-
-    /// A server reading `config` (TOML, possibly empty) as its configuration file.
-    fn start_with_config(config: &str) -> Self {
-        let data_dir = tempfile::tempdir().expect("a data directory");
-        let port = free_port();
-        let config_file = data_dir.path().join("cutover.toml");
-        std::fs::write(&config_file, config).expect("writing the configuration file");
-        let log = |name: &str| File::create(data_dir.path().join(name)).expect("a log file");
-        let child = cutover_command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-            .arg(&config_file)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .stdout(log("server.stdout"))
-            .stderr(log("server.stderr"))
-            .spawn()
-            .expect("starting cutover serve");
-        let mut server = Self { child, url: format!("http://127.0.0.1:{port}"), owner_token: String::new(), data_dir };
-        server.wait_until_healthy(port);
-        let token_file = server.data_dir.path().join("cutover-owner-token");
-        server.owner_token = std::fs::read_to_string(&token_file)
-            .unwrap_or_else(|err| panic!("reading {}: {err}", token_file.display()))
-            .trim()
-            .to_owned();
-        assert!(!server.owner_token.is_empty(), "the owner token file is empty");
-        server
-    }
-
-    fn wait_until_healthy(&mut self, port: u16) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("checking the server") {
-                panic!("the server exited with {status}\n{}", self.logs());
-            }
-            if healthz(port) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no healthy server after {STARTUP_TIMEOUT:?}\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn logs(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.data_dir.path().join(name)).unwrap_or_default();
-        format!("--- server stdout ---\n{}\n--- server stderr ---\n{}", read("server.stdout"), read("server.stderr"))
-    }
-
-    /// Runs `cutover ARGS` as the owner.
-    fn cutover(&self, args: &[&str]) -> Output {
-        self.cutover_as(&self.owner_token, args)
-    }
-
-    fn cutover_as(&self, token: &str, args: &[&str]) -> Output {
-        cutover_command()
-            .env("CUTOVER_SERVER", &self.url)
-            .env("CUTOVER_TOKEN", token)
-            .args(args)
-            .output()
-            .expect("running cutover")
-    }
-
-    /// Runs `cutover --output json ARGS` as the owner, expecting success and JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let output = self.cutover(&all);
-        stdout_json(&succeeded(&output, args))
-    }
-
-    /// The error the server gives `token` for `call`, asked through the client library, so that
-    /// tests can check the CLI passes the server's own words on.
-    fn api_error<F, Fut, T>(&self, token: &str, call: F) -> ClientError
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-        T: std::fmt::Debug,
-    {
-        let client = Client::new(&self.url, Some(token.to_owned())).expect("a client");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        runtime.block_on(call(client)).expect_err("the server should refuse")
-    }
-}
-
-/// One `GET /healthz` over a plain socket: true on `200` with `{"status":"ok"}`.
-fn healthz(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") && response.replace(' ', "").contains(r#""status":"ok""#)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The output's stdout, after checking the command succeeded.
-fn succeeded(output: &Output, args: &[&str]) -> String {
-    assert!(
-        output.status.success(),
-        "cutover {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
-
-fn stdout_json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|err| panic!("not JSON ({err}):\n{stdout}"))
-}
+use support::{STARTUP_TIMEOUT, Server, cutover_command, free_port, healthz, stdout_json, succeeded, text};
 
 fn names(page: &Value, field: &str) -> Vec<String> {
     page["items"]
@@ -193,7 +23,7 @@ fn names(page: &Value, field: &str) -> Vec<String> {
 
 #[test]
 fn environments_can_be_created_listed_and_shown() {
-    let server = Server::start();
+    let server = Server::fresh();
     let args = [
         "env",
         "create",
@@ -231,7 +61,7 @@ fn environments_can_be_created_listed_and_shown() {
 
 #[test]
 fn versions_are_published_listed_and_shown() {
-    let server = Server::start();
+    let server = Server::fresh();
     let artifact = server.json(&["artifact", "create", "prompts/welcome", "--type", "string", "--kind", "prompt"]);
     assert_eq!(artifact["key"], "prompts/welcome");
     assert_eq!(artifact["value_type"], "string");
@@ -242,7 +72,7 @@ fn versions_are_published_listed_and_shown() {
     assert_eq!(first["message"], "first");
 
     // For a string artifact the file's text is the content, as is.
-    let file = server.data_dir.path().join("welcome.txt");
+    let file = server.data_dir.join("welcome.txt");
     std::fs::write(&file, "Hello {{name}}\n").expect("writing the content file");
     let path = file.to_str().expect("a UTF-8 path");
     let second = server.json(&["version", "create", "prompts/welcome", "--content-file", path]);
@@ -270,7 +100,7 @@ fn versions_are_published_listed_and_shown() {
 
 #[test]
 fn a_viewer_token_cannot_write_and_the_cli_says_what_the_server_said() {
-    let server = Server::start();
+    let server = Server::fresh();
     let args = ["token", "create", "dashboard", "--role", "viewer"];
     let table = succeeded(&server.cutover(&args), &args);
     assert!(table.contains("not shown again"), "{table}");
@@ -304,12 +134,12 @@ fn a_viewer_token_cannot_write_and_the_cli_says_what_the_server_said() {
 
 #[test]
 fn an_invalid_environment_name_is_refused_with_the_server_message() {
-    let server = Server::start();
+    let server = Server::fresh();
     let output = server.cutover(&["env", "create", "Not Valid"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     let stderr = text(&output.stderr);
-    let expected = server.api_error(&server.owner_token, |client| async move {
+    let expected = server.api_error(&server.owner_token(), |client| async move {
         let body = CreateEnvironment { name: "Not Valid".into(), ..CreateEnvironment::default() };
         client.create_environment(&body).await
     });
@@ -323,7 +153,7 @@ fn an_invalid_environment_name_is_refused_with_the_server_message() {
 
 #[test]
 fn every_read_can_print_json() {
-    let server = Server::start();
+    let server = Server::fresh();
     server.json(&["artifact", "create", "flags/checkout", "--type", "boolean"]);
     server.json(&["version", "create", "flags/checkout", "--content", "true"]);
     for args in [
@@ -441,7 +271,7 @@ fn release_setup(server: &Server) {
 
 #[test]
 fn pins_move_promote_and_show_their_history() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
 
@@ -524,7 +354,7 @@ fn pins_move_promote_and_show_their_history() {
 
 #[test]
 fn if_match_refuses_a_stale_revision_and_unpin_takes_an_artifact_out() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
     server.json(&["pin", KEY, "production", "1"]);
@@ -565,7 +395,7 @@ fn if_match_refuses_a_stale_revision_and_unpin_takes_an_artifact_out() {
 
 #[test]
 fn rollback_returns_to_the_previous_version() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
     server.json(&["pin", KEY, "production", "1"]);
@@ -602,7 +432,7 @@ fn rollback_returns_to_the_previous_version() {
 
 #[test]
 fn rollback_with_nothing_to_roll_back_to_fails_and_changes_nothing() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
 
@@ -623,7 +453,7 @@ fn rollback_with_nothing_to_roll_back_to_fails_and_changes_nothing() {
 
 #[test]
 fn versions_are_published_into_environments_and_given_sets_of_them() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
 
@@ -680,7 +510,7 @@ fn exits_with(server: &Server, code: i32, args: &[&str]) -> String {
 
 #[test]
 fn an_experiment_runs_from_create_to_a_pinned_winner() {
-    let server = Server::start();
+    let server = Server::fresh();
     const KEY: &str = "prompts/welcome";
     server.json(&["env", "create", "production"]);
     server.json(&["artifact", "create", KEY, "--type", "string"]);
@@ -775,7 +605,7 @@ fn an_experiment_runs_from_create_to_a_pinned_winner() {
     // Events: one on the command line, more from a file; an unknown user is accepted, not counted.
     let accepted = server.json(&["event", "send", "--metric", "checkout", "--targeting-key", &treated_user]);
     assert_eq!(accepted, serde_json::json!({"received": 1, "attributed": 1}));
-    let file = server.data_dir.path().join("events.json");
+    let file = server.data_dir.join("events.json");
     let events = serde_json::json!([
         {"metric": "revenue", "targeting_key": treated_user, "value": 12.5},
         {"metric": "revenue", "targeting_key": control_user, "value": 10.0},
@@ -844,7 +674,7 @@ fn an_experiment_runs_from_create_to_a_pinned_winner() {
 
 #[test]
 fn completing_with_a_winner_prints_the_pin_change() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
     server.json(&["pin", KEY, "production", "1"]);
@@ -894,7 +724,7 @@ fn completing_with_a_winner_prints_the_pin_change() {
 /// A server whose engine looks at rollouts every 50 ms instead of every second; `production` has
 /// targets t-0, t-1, t-2; `greeting` has versions 1 and 2, and 1 is pinned in `production`.
 fn rollout_setup() -> Server {
-    let server = Server::start_with_config(
+    let server = Server::fresh_with_config(
         "engine_tick_ms = 50\n\
          [executors.apply]\nprogram = [\"sh\", \"-c\", \"echo applied to $CUTOVER_TARGET; exit 0\"]\n\
          [executors.no-luck]\nprogram = [\"sh\", \"-c\", \"echo no luck >&2; exit 7\"]\n",
@@ -1093,7 +923,7 @@ fn local(vars: &[(&str, &str)], args: &[&str]) -> Output {
 
 #[test]
 fn a_refused_token_names_the_server_that_refused_it_and_the_first_start_says_how_to_reach_it() {
-    let server = Server::start();
+    let server = Server::fresh();
     let output = server.cutover_as("not-this-servers-token", &["env", "create", "staging"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
@@ -1103,7 +933,7 @@ fn a_refused_token_names_the_server_that_refused_it_and_the_first_start_says_how
             "error: the server at {url} refused the token: invalid or revoked token\n  code: unauthorized (HTTP \
              401)\n  a token works only with the server that issued it: check --server / CUTOVER_SERVER and --token \
              / CUTOVER_TOKEN\n",
-            url = server.url
+            url = server.base
         )
     );
 
@@ -1114,23 +944,23 @@ fn a_refused_token_names_the_server_that_refused_it_and_the_first_start_says_how
         stdout_json(&text(&output.stderr)),
         serde_json::json!({"error": {
             "code": "unauthorized",
-            "message": format!("the server at {} refused the token: invalid or revoked token", server.url)
+            "message": format!("the server at {} refused the token: invalid or revoked token", server.base)
         }})
     );
 
     // The test server listens on a free port, not the CLI's default: its first start says how
     // to point the CLI at it.
-    let printed = std::fs::read_to_string(server.data_dir.path().join("server.stdout")).expect("server stdout");
-    assert!(printed.contains(&format!("export CUTOVER_SERVER={}\n", server.url)), "{printed}");
-    assert!(printed.contains(&format!("`--server {}`", server.url)), "{printed}");
+    let printed = std::fs::read_to_string(server.data_dir.join("server.stdout")).expect("server stdout");
+    assert!(printed.contains(&format!("export CUTOVER_SERVER={}\n", server.base)), "{printed}");
+    assert!(printed.contains(&format!("`--server {}`", server.base)), "{printed}");
 }
 
 #[test]
 fn a_server_without_a_scheme_and_versions_written_v2_are_understood() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     const KEY: &str = "prompts/welcome";
-    let bare = server.url.trim_start_matches("http://");
+    let bare = server.base.trim_start_matches("http://");
     let args = ["--server", bare, "--output", "json", "pin", KEY, "production", "v2"];
     let pinned = stdout_json(&succeeded(&server.cutover(&args), &args));
     assert_eq!(changes(&pinned), [("production".to_owned(), None, Some(2))]);
@@ -1217,12 +1047,12 @@ fn help_and_usage_show_what_applies_and_the_binary_has_a_version() {
 
 #[test]
 fn under_json_output_a_refusal_is_the_api_error_on_stderr() {
-    let server = Server::start();
+    let server = Server::fresh();
     let output = server.cutover(&["--output", "json", "env", "show", "nowhere"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     let expected =
-        server.api_error(&server.owner_token, |client| async move { client.get_environment("nowhere").await });
+        server.api_error(&server.owner_token(), |client| async move { client.get_environment("nowhere").await });
     let ClientError::Api { code, message, details, .. } = expected else { panic!("a refusal") };
     let mut error = serde_json::json!({"code": code, "message": message});
     if let Some(details) = details {
@@ -1233,7 +1063,7 @@ fn under_json_output_a_refusal_is_the_api_error_on_stderr() {
 
 #[test]
 fn an_editor_publishing_into_a_protected_environment_learns_it_lacks_the_right_first() {
-    let server = Server::start();
+    let server = Server::fresh();
     server.json(&["env", "create", "production", "--protected"]);
     server.json(&["env", "create", "staging"]);
     server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
@@ -1275,7 +1105,7 @@ fn an_editor_publishing_into_a_protected_environment_learns_it_lacks_the_right_f
 
 #[test]
 fn rollback_goes_to_a_chosen_version_and_asks_before_touching_a_protected_environment() {
-    let server = Server::start();
+    let server = Server::fresh();
     release_setup(&server);
     server.json(&["env", "update", "production", "--protected", "true"]);
     const KEY: &str = "prompts/welcome";
@@ -1317,7 +1147,7 @@ fn rollback_goes_to_a_chosen_version_and_asks_before_touching_a_protected_enviro
 
 #[test]
 fn versions_are_diffed_by_line_or_field_and_shown_raw() {
-    let server = Server::start();
+    let server = Server::fresh();
     server.json(&["env", "create", "production"]);
     server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
     for text in
@@ -1384,7 +1214,7 @@ fn first_column(table: &str) -> Vec<String> {
 
 #[test]
 fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
-    let server = Server::start();
+    let server = Server::fresh();
     const KEY: &str = "greeting";
     server.json(&["env", "create", "production", "--target", "t-0"]);
     server.json(&["env", "create", "staging", "--target", "t-0"]);
@@ -1445,7 +1275,7 @@ fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
     assert!(stderr.starts_with("error: no experiment id starts with \"ffffffff\""), "{stderr}");
 
     // Rollouts alike: made through the API, so that this test does not depend on `rollout start`.
-    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let client = Client::new(&server.base, Some(server.owner_token())).expect("a client");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let rollout = runtime
         .block_on(client.create_rollout(&cutover_api::CreateRollout {
@@ -1466,7 +1296,7 @@ fn experiment_and_rollout_ids_are_taken_by_unique_prefix_and_shown_short() {
 
 #[test]
 fn status_shows_what_is_live_where_and_what_is_under_way() {
-    let server = Server::start();
+    let server = Server::fresh();
     let empty = server.table(&["status"]);
     assert_eq!(empty, "no environments yet: `cutover env create NAME` makes one\n");
     for env in ["dev", "staging", "production"] {
@@ -1484,7 +1314,7 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
     args.extend(["--treatment", "3", "--primary-metric", "checkout"]);
     let experiment = server.json(&args)["id"].as_str().expect("an id").to_owned();
     server.json(&["experiment", "start", &experiment]);
-    let client = Client::new(&server.url, Some(server.owner_token.clone())).expect("a client");
+    let client = Client::new(&server.base, Some(server.owner_token())).expect("a client");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let rollout = runtime
         .block_on(client.create_rollout(&cutover_api::CreateRollout {
@@ -1524,7 +1354,7 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
 
 #[test]
 fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() {
-    let server = Server::start();
+    let server = Server::fresh();
     server.json(&["env", "create", "production"]);
     server.json(&["artifact", "create", "prompts/welcome", "--type", "string"]);
     server.json(&["version", "create", "prompts/welcome", "--text", "hello"]);

@@ -9,6 +9,7 @@
 //!   closed on an incomplete read.
 //! - [`startable`]: which operations may start now.
 //! - [`RolloutControl`]: stop, resume, cancel, release, retry.
+//! - [`TaskLog`], [`bound_log`]: a task's output kept within [`MAX_TASK_LOG_BYTES`], one marker.
 //!
 //! `docs/rollouts.md` states the rules these functions hold.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@
 mod controls;
 mod derive;
 mod executor;
+mod log;
 mod operation;
 mod policy;
 mod schedule;
@@ -27,6 +29,7 @@ pub use executor::{
     CallbackToken, DEFAULT_TASK_TIMEOUT_SECONDS, ExecutorRequest, ExecutorSpec, MAX_STEPS, MAX_TASK_TIMEOUT_SECONDS,
     WebhookSecret, check_executor_name, parse_steps,
 };
+pub use log::{MAX_TASK_LOG_BYTES, TaskLog, bound_log};
 pub use operation::OperationRow;
 pub use policy::{FailureBudget, MaxParallel, OnFailure, RolloutPolicy};
 pub use schedule::startable;

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use cutover_api::Health;
+use cutover_api::{Health, HealthDetails};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into() })
+    axum::Json(Health { status: "ok".into(), details: None })
 }
 
 /// Readiness: the database answers.
@@ -22,7 +22,11 @@ pub async fn healthz() -> axum::Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Health>> {
     // While the store knows the database is down, `ping` fails at once: no wait for a timeout.
     match state.store.ping().await {
-        Ok(()) => Ok(axum::Json(Health { status: "ready".into() })),
+        Ok(()) => {
+            let engine = state.engine_health.report();
+            let details = (!engine.is_empty()).then_some(HealthDetails { engine });
+            Ok(axum::Json(Health { status: "ready".into(), details }))
+        }
         Err(e) => {
             tracing::debug!(error = %e, "readiness check failed");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not reachable"))

@@ -73,7 +73,6 @@ pub async fn create(
         executor,
     };
     let made = state.store.create_rollout(auth.workspace_id(), &auth.actor(), &auth.authority(), &new).await?;
-    state.engine_wake.notify_one();
     Ok((StatusCode::CREATED, axum::Json(convert::rollout_detail(made))))
 }
 
@@ -117,7 +116,6 @@ pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<Stri
 async fn control(state: &AppState, auth: &Auth, id: &str, control: RolloutControl) -> ApiResult<axum::Json<Rollout>> {
     auth.require(Access::Write)?;
     let after = state.store.rollout_control(auth.workspace_id(), &auth.actor(), &auth.authority(), id, control).await?;
-    state.engine_wake.notify_one();
     Ok(axum::Json(convert::rollout_detail(after)))
 }
 
@@ -184,7 +182,6 @@ async fn report(
         .store
         .report_task(auth.workspace_id(), &auth.actor(), &auth.authority(), task, succeeded, &message)
         .await?;
-    state.engine_wake.notify_one();
     Ok(axum::Json(convert::rollout_task(task)))
 }
 
@@ -324,7 +321,6 @@ pub async fn task_callback(
                 .then(|| if message.is_empty() { "failed by the receiver".to_owned() } else { message.clone() });
             let outcome = TaskOutcome { succeeded, exit_code: None, error, log };
             let task = state.store.webhook_result(&task, &hash, &outcome).await?;
-            state.engine_wake.notify_one();
             task
         }
     };

@@ -15,7 +15,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use cutover_store::{MAX_TASK_LOG_BYTES, TaskOutcome};
+use cutover_domain::rollouts::TaskLog;
+use cutover_store::TaskOutcome;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
@@ -56,33 +57,17 @@ fn content_bytes(context: &TaskContext) -> Vec<u8> {
     }
 }
 
-/// Keeps the first and the last bytes of a stream, at most [`MAX_TASK_LOG_BYTES`] in all.
-async fn capture(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
-    let half = MAX_TASK_LOG_BYTES / 2;
-    let (mut head, mut tail, mut dropped) = (Vec::new(), std::collections::VecDeque::new(), 0_usize);
+/// A stream's output, bounded as it arrives (a program may print far more than is kept).
+async fn capture(mut stream: impl AsyncRead + Unpin) -> TaskLog {
+    let mut log = TaskLog::default();
     let mut chunk = [0_u8; 8192];
     loop {
-        let n = match stream.read(&mut chunk).await {
+        match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &byte in &chunk[..n] {
-            if head.len() < half {
-                head.push(byte);
-            } else {
-                tail.push_back(byte);
-                if tail.len() > half {
-                    tail.pop_front();
-                    dropped += 1;
-                }
-            }
+            Ok(n) => log.push(&chunk[..n]),
         }
     }
-    if dropped > 0 {
-        head.extend_from_slice(format!("\n[… {dropped} bytes cut …]\n").as_bytes());
-    }
-    head.extend(tail);
-    head
+    log
 }
 
 /// Runs a `command` task with the declared executor. `stop` turning true kills the program and
@@ -145,15 +130,13 @@ pub async fn run_command(
     };
     let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s)));
     let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s)));
-    let log = |out: Vec<u8>, err: Vec<u8>| {
-        let mut log = String::from_utf8_lossy(&out).into_owned();
-        if !err.is_empty() {
-            if !log.is_empty() && !log.ends_with('\n') {
-                log.push('\n');
-            }
-            log.push_str(&String::from_utf8_lossy(&err));
+    // Stdout then stderr, bounded together: one marker however much either printed.
+    let log = |mut out: TaskLog, err: TaskLog| {
+        if !err.is_empty() && !out.is_empty() && !out.ends_with(b'\n') {
+            out.push(b"\n");
         }
-        cutover_store::bound_log(&log)
+        out.append(err);
+        out.into_string()
     };
     enum Ended {
         Exited(std::io::Result<std::process::ExitStatus>),
@@ -170,14 +153,16 @@ pub async fn run_command(
         let _ = child.kill().await;
     }
     // Output left in the pipes is read; a grandchild holding them open is not waited for long.
-    let drain = |handle: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
-        let Some(handle) = handle else { return Vec::new() };
+    let drain = |handle: Option<tokio::task::JoinHandle<TaskLog>>| async move {
+        let Some(handle) = handle else { return TaskLog::default() };
         let abort = handle.abort_handle();
         match tokio::time::timeout(Duration::from_secs(2), handle).await {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(_) => {
                 abort.abort();
-                b"[output still open after the program ended: not read]".to_vec()
+                let mut log = TaskLog::default();
+                log.push(b"[output still open after the program ended: not read]");
+                log
             }
         }
     };

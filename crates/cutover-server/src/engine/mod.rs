@@ -1,13 +1,16 @@
 //! The engine: reconcilers that drive background work from database rows (rule 6 of the
 //! design). Each reconciler reads state, acts idempotently, and holds a lease per unit of work so
 //! that with several replicas exactly one drives each; it wakes on change notifications and on a
-//! timer, and stops within a deadline at shutdown.
+//! timer, and stops within a deadline at shutdown. A pass that fails is retried after a backoff
+//! that doubles with each failure in a row (from one tick up to [`EngineConfig::max_backoff`]) and
+//! is reported in `/readyz` and `/metrics` ([`health`]); a success resets it.
 //!
 //! Rollouts are the first reconciler ([`rollouts`]); the queue and pools will run on the same
 //! runner with their own leases.
 
 pub mod admission;
 pub mod executors;
+pub mod health;
 pub mod rollouts;
 pub mod webhook;
 
@@ -15,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use self::health::{EngineHealth, backoff};
 
 /// One kind of background work.
 pub trait Reconciler: Send + Sync + 'static {
@@ -39,6 +45,8 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// How long shutdown waits for running work before interrupting it.
     pub shutdown_deadline: Duration,
+    /// The longest wait between passes of a reconciler whose passes keep failing.
+    pub max_backoff: Duration,
 }
 
 impl Default for EngineConfig {
@@ -47,32 +55,165 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(15),
             tick: Duration::from_secs(1),
             shutdown_deadline: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(60),
         }
     }
 }
 
 /// Runs `reconciler` on every `wake` and every tick until `shutdown` turns true, then shuts it
-/// down within the deadline.
+/// down within the deadline. After a failed pass, neither the tick nor a wake runs the next one
+/// before the backoff delay is over (a wake meanwhile is kept, and runs it then).
 pub fn spawn<R: Reconciler>(
     reconciler: Arc<R>,
     wake: Arc<Notify>,
     config: EngineConfig,
+    health: Arc<EngineHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let name = reconciler.name();
+        health.succeeded(name);
         let mut timer = tokio::time::interval(config.tick);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures: u32 = 0;
+        let mut retry_at: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = timer.tick() => {}
-                () = wake.notified() => {}
-                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            match retry_at {
+                None => tokio::select! {
+                    _ = timer.tick() => {}
+                    () = wake.notified() => {}
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                },
+                Some(at) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                },
             }
-            if let Err(e) = reconciler.reconcile().await {
-                tracing::warn!(reconciler = reconciler.name(), error = %e, "reconcile failed; will retry");
+            match reconciler.reconcile().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(reconciler = name, failures, "reconcile succeeded again");
+                        health.succeeded(name);
+                    }
+                    failures = 0;
+                    retry_at = None;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = backoff(config.tick, config.max_backoff, failures);
+                    tracing::warn!(reconciler = name, error = %e, failures, retry_in_ms = delay.as_millis(), "reconcile failed; backing off");
+                    health.failed(name, &e, failures, delay);
+                    retry_at = Some(Instant::now() + delay);
+                }
             }
+            // The next tick is a full tick after this pass, not one missed while it ran.
+            timer.reset();
         }
         reconciler.shutdown(config.shutdown_deadline).await;
-        tracing::info!(reconciler = reconciler.name(), "stopped");
+        tracing::info!(reconciler = name, "stopped");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use cutover_api::ReconcilerState;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// Fails its first `failures` passes, then succeeds; records when each pass ran.
+    struct Flaky {
+        failures: u32,
+        passes: Mutex<Vec<Instant>>,
+    }
+
+    impl Reconciler for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        async fn reconcile(&self) -> anyhow::Result<()> {
+            let mut passes = self.passes.lock().unwrap();
+            passes.push(Instant::now());
+            if passes.len() as u32 <= self.failures {
+                anyhow::bail!("the database said no");
+            }
+            Ok(())
+        }
+
+        async fn shutdown(&self, _deadline: Duration) {}
+    }
+
+    fn gaps(passes: &[Instant]) -> Vec<u64> {
+        passes.windows(2).map(|pair| (pair[1] - pair[0]).as_secs()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_reconciler_backs_off_exponentially_and_recovers_on_success() {
+        let reconciler = Arc::new(Flaky { failures: 8, passes: Mutex::default() });
+        let metrics = Metrics::default();
+        let health = Arc::new(EngineHealth::new(&metrics));
+        let wake = Arc::new(Notify::new());
+        let (stop, shutdown) = watch::channel(false);
+        let config = EngineConfig {
+            tick: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            ..EngineConfig::default()
+        };
+        let handle = spawn(reconciler.clone(), wake.clone(), config, health.clone(), shutdown);
+
+        // The first pass runs at once and fails: throttled for one tick.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let report = health.report();
+        assert_eq!(report["flaky"].state, ReconcilerState::Throttled);
+        assert_eq!(report["flaky"].error.as_deref(), Some("the database said no"));
+        assert_eq!(report["flaky"].failures, Some(1));
+        assert_eq!(report["flaky"].retry_in_ms, Some(500));
+
+        // Eight failures in a row: 1, 2, 4 … 60 s apart (capped), then ticks again once it succeeds.
+        tokio::time::sleep(Duration::from_secs(1 + 2 + 4 + 8 + 16 + 32 + 60 + 60 + 2)).await;
+        let passes = reconciler.passes.lock().unwrap().clone();
+        assert_eq!(gaps(&passes), [1, 2, 4, 8, 16, 32, 60, 60, 1, 1]);
+        let report = health.report();
+        assert_eq!(report["flaky"].state, ReconcilerState::Ok);
+        assert_eq!(report["flaky"].error, None);
+
+        let text = metrics.encode();
+        assert!(text.contains("cutover_engine_pass_failures_total{reconciler=\"flaky\"} 8\n"), "{text}");
+        assert!(text.contains("cutover_engine_backoff_seconds{reconciler=\"flaky\"} 0.0\n"), "{text}");
+
+        stop.send_replace(true);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_during_the_backoff_runs_the_next_pass_only_when_the_delay_is_over() {
+        let reconciler = Arc::new(Flaky { failures: u32::MAX, passes: Mutex::default() });
+        let metrics = Metrics::default();
+        let health = Arc::new(EngineHealth::new(&metrics));
+        let wake = Arc::new(Notify::new());
+        let (stop, shutdown) = watch::channel(false);
+        let config = EngineConfig {
+            tick: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(60),
+            ..EngineConfig::default()
+        };
+        let handle = spawn(reconciler.clone(), wake.clone(), config, health.clone(), shutdown);
+
+        // Passes at 0 (fails: 10 s), 10 (fails: 20 s); the next is due at 30.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(reconciler.passes.lock().unwrap().len(), 2, "a wake does not cut the backoff short");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(gaps(&reconciler.passes.lock().unwrap()), [10, 20]);
+        let text = metrics.encode();
+        assert!(text.contains("cutover_engine_backoff_seconds{reconciler=\"flaky\"} 40.0\n"), "{text}");
+
+        // Shutdown is not held up by the backoff.
+        stop.send_replace(true);
+        handle.await.unwrap();
+    }
 }

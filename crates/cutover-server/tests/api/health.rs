@@ -1,15 +1,81 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
+use cutover_server::engine::{EngineConfig, Reconciler};
 use cutover_store::Store;
 use serde_json::json;
 
 use crate::TestApp;
 
-cutover_store::contract_tests!(health_and_readiness_answer, metrics_count_requests_by_route_and_status);
+cutover_store::contract_tests!(
+    health_and_readiness_answer,
+    metrics_count_requests_by_route_and_status,
+    a_failing_reconciler_shows_as_throttled_in_readiness_and_metrics,
+);
 
 async fn health_and_readiness_answer(store: Store) {
     let app = TestApp::new(store).await;
     assert_eq!(app.call(Method::GET, "/healthz", None, None).await, (StatusCode::OK, json!({"status": "ok"})));
     assert_eq!(app.call(Method::GET, "/readyz", None, None).await, (StatusCode::OK, json!({"status": "ready"})));
+}
+
+/// Fails every pass, as the rollout reconciler does when it cannot list the live rollouts.
+struct Failing;
+
+impl Reconciler for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        Err(anyhow::anyhow!("cannot list live rollouts").context("rollouts"))
+    }
+
+    async fn shutdown(&self, _deadline: Duration) {}
+}
+
+async fn a_failing_reconciler_shows_as_throttled_in_readiness_and_metrics(store: Store) {
+    let app = TestApp::new(store).await;
+    // A long tick: the first pass runs at once and fails, the next is a minute away.
+    let config = EngineConfig { tick: Duration::from_secs(60), ..EngineConfig::default() };
+    let engine = cutover_server::engine::spawn(
+        Arc::new(Failing),
+        app.state.engine_wake.clone(),
+        config,
+        app.state.engine_health.clone(),
+        app.state.shutdown.subscribe(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, mut body) = loop {
+        let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
+        if body["details"]["engine"]["failing"]["state"] == "throttled" || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Ready all the same: resolve and the API work while a reconciler backs off.
+    assert_eq!(status, StatusCode::OK);
+    let retry_in_ms = body["details"]["engine"]["failing"]["retry_in_ms"].take().as_u64().unwrap();
+    assert!(retry_in_ms > 0 && retry_in_ms <= 60_000, "{retry_in_ms}");
+    assert_eq!(
+        body,
+        json!({"status": "ready", "details": {"engine": {"failing": {
+            "state": "throttled",
+            "error": "rollouts: cannot list live rollouts",
+            "failures": 1,
+            "retry_in_ms": null,
+        }}}})
+    );
+
+    let (status, body) = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert!(text.contains("cutover_engine_pass_failures_total{reconciler=\"failing\"} 1\n"), "{text}");
+    assert!(text.contains("cutover_engine_backoff_seconds{reconciler=\"failing\"} 60.0\n"), "{text}");
+
+    app.state.shutdown.send_replace(true);
+    engine.await.unwrap();
 }
 
 async fn metrics_count_requests_by_route_and_status(store: Store) {

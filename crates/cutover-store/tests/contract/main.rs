@@ -3,8 +3,9 @@
 mod artifacts;
 mod effects;
 mod environments;
+mod events;
 mod experiments;
-mod measurements;
+mod migrations;
 mod pins;
 mod plans;
 mod rollouts;

@@ -1,5 +1,5 @@
-//! What experiments measure: exposures (which variant each user saw) and metric events, kept as
-//! running totals so that results read a handful of rows whatever the traffic.
+//! Experiment events: exposures (which variant each user saw) and metric events
+//! (`POST /api/v1/events`), kept as running totals so that results read a handful of rows whatever the traffic.
 //!
 //! Every total moves in the same transaction as the rows it counts, so a crash or a failed batch
 //! leaves the totals exactly consistent with the rows: never half a batch.
