@@ -320,8 +320,7 @@ pub async fn task_callback(
             let error = (!succeeded)
                 .then(|| if message.is_empty() { "failed by the receiver".to_owned() } else { message.clone() });
             let outcome = TaskOutcome { succeeded, exit_code: None, error, log };
-            let task = state.store.webhook_result(&task, &hash, &outcome).await?;
-            task
+            state.store.webhook_result(&task, &hash, &outcome).await?
         }
     };
     Ok(axum::Json(convert::rollout_task(task)))
