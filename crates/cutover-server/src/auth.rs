@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(|| ApiError::unauthorized("missing token: send Authorization: Bearer <token>"))?;
         let invalid = || ApiError::unauthorized("invalid or revoked token");
         let secret = TokenSecret::parse(presented).ok_or_else(invalid)?;
-        let principal = state.resolver.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
+        let principal = state.tokens.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
         Ok(Self(principal))
     }
 }

@@ -14,16 +14,22 @@ use cutover_store::effects::{CommitHook, Effect, Effects};
 use tokio::sync::Notify;
 
 use crate::resolve::Resolver;
+use crate::tokens::TokenCache;
 
 /// Acts on committed effects. Holds weak references: the store outlives no server of its own.
 pub struct AfterCommit {
     pub resolver: Weak<Resolver>,
+    pub tokens: Weak<TokenCache>,
     pub engine_wake: Weak<Notify>,
 }
 
 impl AfterCommit {
-    pub fn new(resolver: &Arc<Resolver>, engine_wake: &Arc<Notify>) -> Arc<Self> {
-        Arc::new(Self { resolver: Arc::downgrade(resolver), engine_wake: Arc::downgrade(engine_wake) })
+    pub fn new(resolver: &Arc<Resolver>, tokens: &Arc<TokenCache>, engine_wake: &Arc<Notify>) -> Arc<Self> {
+        Arc::new(Self {
+            resolver: Arc::downgrade(resolver),
+            tokens: Arc::downgrade(tokens),
+            engine_wake: Arc::downgrade(engine_wake),
+        })
     }
 }
 
@@ -39,9 +45,9 @@ impl CommitHook for AfterCommit {
                         }
                     }
                     Effect::Tokens(workspace_id) => {
-                        let Some(resolver) = self.resolver.upgrade() else { continue };
+                        let Some(tokens) = self.tokens.upgrade() else { continue };
                         // Forgets the tokens it cannot check: a revoked token must not stay cached.
-                        if let Err(e) = resolver.revalidate_tokens(Some(workspace_id), true).await {
+                        if let Err(e) = tokens.revalidate(Some(workspace_id), true).await {
                             tracing::warn!(error = %e, workspace_id, "could not check cached tokens; forgot them");
                         }
                     }

@@ -6,7 +6,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use cutover_domain::{DomainError, FieldError};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -118,4 +120,95 @@ pub fn field<T>(field: &'static str, parsed: Result<T, DomainError>) -> Result<T
     parsed.map_err(|error| match error {
         DomainError::Invalid(FieldError { message, .. }) => DomainError::invalid(field, message),
     })
+}
+
+/// `?limit=&cursor=` of a paged list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^b[+-]?[0-9]{1,18}$")]
+    pub cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of a list ordered by key (artifacts).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyPageQuery {
+    /// Items per page, 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^a[\s\S]+$")]
+    pub cursor: Option<String>,
+}
+
+impl KeyPageQuery {
+    pub fn parse(
+        &self,
+    ) -> Result<(cutover_domain::PageLimit, Option<cutover_domain::Cursor>), cutover_domain::DomainError> {
+        PageQuery { limit: self.limit, cursor: self.cursor.clone() }.parse()
+    }
+}
+
+impl PageQuery {
+    pub fn parse(
+        &self,
+    ) -> Result<(cutover_domain::PageLimit, Option<cutover_domain::Cursor>), cutover_domain::DomainError> {
+        let limit = cutover_domain::PageLimit::parse(self.limit)?;
+        let cursor = self.cursor.as_deref().map(cutover_domain::Cursor::parse).transpose()?;
+        Ok((limit, cursor))
+    }
+}
+
+/// A free-text field, checked, or empty when absent.
+pub fn text(field: &'static str, value: Option<String>) -> Result<String, cutover_domain::DomainError> {
+    let value = value.unwrap_or_default();
+    cutover_domain::check_text(field, &value)?;
+    Ok(value)
+}
+
+/// An environment name from the path; one that breaks the naming rule cannot exist.
+pub fn environment_path(name: &str) -> Result<cutover_domain::EnvironmentName, crate::error::ApiError> {
+    cutover_domain::EnvironmentName::parse(name)
+        .map_err(|e| crate::error::ApiError::bad_request("invalid_path", format!("environment {e}")))
+}
+
+/// An artifact key from the (percent-decoded) path.
+pub fn artifact_path(key: &str) -> Result<cutover_domain::ArtifactKey, crate::error::ApiError> {
+    cutover_domain::ArtifactKey::parse(key)
+        .map_err(|e| crate::error::ApiError::bad_request("invalid_path", format!("artifact {e}")))
+}
+
+/// A list of environment names from a request: at most
+/// [`limits::MAX_ENVIRONMENTS_PER_REQUEST`](cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST),
+/// each valid (400 naming every bad one), duplicates dropped, order kept.
+pub fn environment_names(field: &'static str, names: Vec<String>) -> Result<Vec<String>, cutover_domain::DomainError> {
+    use cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST;
+    if names.len() > MAX_ENVIRONMENTS_PER_REQUEST {
+        return Err(cutover_domain::DomainError::invalid(
+            field,
+            format!("must list at most {MAX_ENVIRONMENTS_PER_REQUEST} environments"),
+        ));
+    }
+    let invalid: Vec<_> =
+        names.iter().filter(|n| cutover_domain::EnvironmentName::parse(n).is_err()).map(|n| format!("{n:?}")).collect();
+    if !invalid.is_empty() {
+        return Err(cutover_domain::DomainError::invalid(
+            field,
+            format!("invalid environment names: {}", invalid.join(", ")),
+        ));
+    }
+    let mut unique = Vec::with_capacity(names.len());
+    for name in names {
+        if !unique.contains(&name) {
+            unique.push(name);
+        }
+    }
+    Ok(unique)
 }

@@ -13,8 +13,11 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+mod openapi;
 pub mod resolve;
+pub mod router;
 mod startup;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::ServerConfig;
+pub use openapi::openapi;
 pub use startup::{migrate, run};
 
 use crate::error::ApiError;
@@ -38,6 +42,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub resolver: Arc<resolve::Resolver>,
+    /// Tokens seen, by hash: authentication without a database round trip.
+    pub tokens: Arc<tokens::TokenCache>,
     /// First exposures of users to experiment variants, buffered for the database.
     pub exposures: Arc<resolve::exposures::Exposures>,
     /// Wakes the engine's reconcilers after a change they act on (a new rollout, a control).
@@ -53,19 +59,21 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let token_ttl = std::time::Duration::from_secs(config.token_cache_seconds);
-        let resolver = Arc::new(resolve::Resolver::new(store.clone(), token_ttl));
+        let tokens = Arc::new(tokens::TokenCache::new(store.clone(), token_ttl));
+        let resolver = Arc::new(resolve::Resolver::new(store.clone()));
         let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
         let metrics = Arc::new(metrics::Metrics::default());
         let exposures = Arc::new(resolve::exposures::Exposures::new(&metrics));
         let engine_wake = Arc::new(tokio::sync::Notify::new());
         let engine_health = Arc::new(engine::health::EngineHealth::new(&metrics));
         let admission = Arc::new(engine::admission::Admission::from_config(&config));
-        store.on_commit(effects::AfterCommit::new(&resolver, &engine_wake));
+        store.on_commit(effects::AfterCommit::new(&resolver, &tokens, &engine_wake));
         Self {
             store,
             config: Arc::new(config),
             metrics,
             resolver,
+            tokens,
             exposures,
             engine_wake,
             engine_health,
@@ -94,14 +102,9 @@ impl AppState {
     }
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::router().into_openapi()
-}
-
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let (router, _) = api::router().split_for_parts();
+    let (router, _) = router::router().split_for_parts();
     router
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(not_found)

@@ -75,6 +75,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
     let refresher = crate::resolve::notify::spawn(
         store.clone(),
         state.resolver.clone(),
+        state.tokens.clone(),
         state.engine_wake.clone(),
         state.shutdown.subscribe(),
     );

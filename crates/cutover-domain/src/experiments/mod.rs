@@ -16,3 +16,8 @@ pub use definition::{
     MIN_VARIANTS, NewExperiment, Variant, Variants,
 };
 pub use lifecycle::{ExperimentAction, ExperimentStatus, IllegalTransition, Lifecycle};
+
+/// How a variant is named in answers and results: `control`, `treatment-1`, `treatment-2`…
+pub fn variant_key(index: usize) -> String {
+    if index == 0 { "control".to_owned() } else { format!("treatment-{index}") }
+}

@@ -5,12 +5,12 @@ use cutover_domain::{Access, ArtifactKey, ArtifactKind, ValueType};
 use cutover_store::{ArtifactChanges, NewArtifact};
 
 use super::responses::{CreateErrors, ListErrors, ReadErrors, WriteErrors};
-use super::{KeyPageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
+use crate::extract::{KeyPageQuery, artifact_path, text};
 
 /// Artifacts ordered by key, paged.
 #[utoipa::path(

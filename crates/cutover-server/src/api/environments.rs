@@ -5,12 +5,12 @@ use cutover_domain::{Access, DeploymentTarget, DeploymentTargets, DomainError, E
 use cutover_store::{EnvironmentChanges, NewEnvironment};
 
 use super::responses::{AuthErrors, CreateErrors, ReadErrors, WriteErrors};
-use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
+use crate::extract::{environment_path, text};
 
 fn targets(targets: Vec<Target>) -> Result<DeploymentTargets, DomainError> {
     let parsed = targets

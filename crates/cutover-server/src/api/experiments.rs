@@ -10,12 +10,12 @@ use cutover_domain::{Access, ArtifactKey, ExperimentAction, ExperimentStatus};
 use cutover_store::{ExperimentChanges, ExperimentSpec};
 
 use super::responses::{ReadErrors, WriteErrors};
-use super::{environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, field};
+use crate::extract::{environment_path, text};
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

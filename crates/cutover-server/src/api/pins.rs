@@ -8,12 +8,12 @@ use cutover_domain::{Access, DomainError, EnvironmentName};
 
 use super::params::IfMatchHeader;
 use super::responses::{ReadErrors, WriteErrors};
-use super::{PageQuery, artifact_path, environment_names, environment_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, field};
+use crate::extract::{PageQuery, artifact_path, environment_names, environment_path, text};
 
 /// `If-Match: <revision>` (quotes allowed), if sent.
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {

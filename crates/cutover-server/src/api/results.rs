@@ -15,7 +15,6 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiResult;
 use crate::extract::Path;
-use crate::resolve::LiveExperiment;
 
 /// Per variant: exposures, conversions, conversion rate (or mean for metrics whose events carry
 /// values), and against the control the absolute and relative lift with 95% confidence intervals
@@ -95,7 +94,7 @@ fn metric_result(totals: &ExperimentTotals, metric: &str, primary: bool, sums: &
                 })
             });
             VariantMetricResult {
-                variant: LiveExperiment::variant_key(i),
+                variant: cutover_domain::experiments::variant_key(i),
                 version: totals.experiment.variants.versions().get(i).copied().unwrap_or_default(),
                 exposures: n,
                 conversions: sums[i].conversions,

@@ -23,7 +23,7 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
 
 /// The environments a token is limited to; an sdk token is bound to exactly one.
 fn environments(role: Role, names: Vec<String>) -> Result<Vec<String>, DomainError> {
-    let names = super::environment_names("environments", names)?;
+    let names = crate::extract::environment_names("environments", names)?;
     if role == Role::Sdk && names.len() != 1 {
         return Err(DomainError::invalid("environments", "an sdk token is bound to exactly one environment"));
     }

@@ -5,12 +5,12 @@ use cutover_domain::{Access, DomainError};
 use cutover_store::Publish;
 
 use super::responses::{ReadErrors, WriteErrors};
-use super::{PageQuery, artifact_path, text};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::convert;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
+use crate::extract::{PageQuery, artifact_path, text};
 
 /// An artifact's versions, newest first, paged.
 #[utoipa::path(
@@ -59,7 +59,7 @@ pub async fn create(
     auth.require(Access::Write)?;
     let key = artifact_path(key.as_str())?;
     let message = text("message", body.message)?;
-    let environments = super::environment_names("environments", body.environments.unwrap_or_default())?;
+    let environments = crate::extract::environment_names("environments", body.environments.unwrap_or_default())?;
     let publish = Publish {
         content: body.content,
         message: &message,

@@ -15,11 +15,10 @@ pub mod ticket;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cutover_domain::{Coverage, ExperimentSeed, ExperimentStatus, TokenHash, ValueType, Variants};
-use cutover_store::{ChangeRecord, Principal, Store, StoreError};
+use cutover_domain::{Coverage, ExperimentSeed, ExperimentStatus, ValueType, Variants};
+use cutover_store::{ChangeRecord, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -70,11 +69,6 @@ impl LiveExperiment {
     pub fn version(&self, index: usize) -> i64 {
         self.variants.versions().get(index).copied().unwrap_or_default()
     }
-
-    /// How a variant is named in answers: `control`, `treatment-1`, `treatment-2`...
-    pub fn variant_key(index: usize) -> String {
-        if index == 0 { "control".to_owned() } else { format!("treatment-{index}") }
-    }
 }
 
 /// Everything resolve needs for one workspace, as of `revision`.
@@ -99,37 +93,17 @@ impl WorkspaceView {
     }
 }
 
-/// A token as last checked against the database.
-struct CachedToken {
-    principal: Arc<Principal>,
-    checked: Instant,
-    /// A background check is under way: one at a time per token.
-    checking: bool,
-}
-
 pub struct Resolver {
     store: Store,
     views: ArcSwap<HashMap<String, Arc<WorkspaceView>>>,
-    /// By token hash. Shared with the background checks.
-    tokens: Arc<Mutex<HashMap<String, CachedToken>>>,
-    /// How long a cached token is trusted before it is checked again: revocations normally
-    /// arrive as notices at once, this bounds the damage of a missed one.
-    token_ttl: Duration,
     streams: Mutex<HashMap<String, broadcast::Sender<Arc<ChangeRecord>>>>,
     /// Serialises rebuilds so that a view's revision only moves forward.
     rebuilding: tokio::sync::Mutex<()>,
 }
 
 impl Resolver {
-    pub fn new(store: Store, token_ttl: Duration) -> Self {
-        Self {
-            store,
-            views: ArcSwap::default(),
-            tokens: Arc::default(),
-            token_ttl,
-            streams: Mutex::default(),
-            rebuilding: tokio::sync::Mutex::new(()),
-        }
+    pub fn new(store: Store) -> Self {
+        Self { store, views: ArcSwap::default(), streams: Mutex::default(), rebuilding: tokio::sync::Mutex::new(()) }
     }
 
     /// Builds every workspace's view: at start-up, and on the backstop timer.
@@ -206,102 +180,4 @@ impl Resolver {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         streams.entry(workspace_id.to_owned()).or_insert_with(|| broadcast::channel(1_024).0).subscribe()
     }
-
-    /// The principal of a token, from the cache or the store.
-    ///
-    /// A cached token is answered from memory, always: once it is older than the token TTL, it
-    /// is checked again in the background, and forgotten if the database no longer knows it. If
-    /// the database cannot be asked, the token stays valid until it can (resolve outlives the
-    /// database); revocations made meanwhile are applied by [`Resolver::revalidate_tokens`] when
-    /// it answers again.
-    pub async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Arc<Principal>>, StoreError> {
-        if let Some(principal) = self.cached(hash) {
-            return Ok(Some(principal));
-        }
-        let Some(principal) = self.store.authenticate(hash).await? else { return Ok(None) };
-        let principal = Arc::new(principal);
-        let entry = CachedToken { principal: principal.clone(), checked: Instant::now(), checking: false };
-        lock(&self.tokens).insert(hash.as_str().to_owned(), entry);
-        Ok(Some(principal))
-    }
-
-    /// The cached principal of a token; starts a background check when it is due.
-    fn cached(&self, hash: &TokenHash) -> Option<Arc<Principal>> {
-        let mut tokens = lock(&self.tokens);
-        let entry = tokens.get_mut(hash.as_str())?;
-        if entry.checked.elapsed() >= self.token_ttl && !entry.checking {
-            entry.checking = true;
-            let (store, tokens, hash) = (self.store.clone(), self.tokens.clone(), hash.clone());
-            tokio::spawn(async move {
-                let found = store.authenticate(&hash).await;
-                let mut tokens = lock(&tokens);
-                match found {
-                    // Only if still cached: a revocation handled meanwhile must not be undone.
-                    Ok(Some(principal)) => {
-                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
-                            *entry = CachedToken {
-                                principal: Arc::new(principal),
-                                checked: Instant::now(),
-                                checking: false,
-                            };
-                        }
-                    }
-                    Ok(None) => {
-                        tokens.remove(hash.as_str());
-                    }
-                    // Not asked: keep trusting it, and check again on a later use.
-                    Err(_) => {
-                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
-                            entry.checking = false;
-                        }
-                    }
-                }
-            });
-        }
-        Some(entry.principal.clone())
-    }
-
-    /// Checks every cached token (of one workspace, or all) against the store: refreshes those it
-    /// knows, forgets those it does not. On an error the rest stay cached and the error is
-    /// returned, to try again later; with `forget_unchecked`, they are forgotten instead (after a
-    /// token notice, when a revoked token must not outlive a failed check).
-    pub async fn revalidate_tokens(
-        &self,
-        workspace_id: Option<&str>,
-        forget_unchecked: bool,
-    ) -> Result<(), StoreError> {
-        let hashes: Vec<String> = lock(&self.tokens)
-            .iter()
-            .filter(|(_, entry)| workspace_id.is_none_or(|id| entry.principal.workspace.id == id))
-            .map(|(hash, _)| hash.clone())
-            .collect();
-        for (i, hash) in hashes.iter().enumerate() {
-            let found = self.store.authenticate(&TokenHash::from_stored(hash.clone())).await;
-            let mut tokens = lock(&self.tokens);
-            match found {
-                Ok(Some(principal)) => {
-                    if let Some(entry) = tokens.get_mut(hash) {
-                        *entry =
-                            CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
-                    }
-                }
-                Ok(None) => {
-                    tokens.remove(hash);
-                }
-                Err(e) => {
-                    if forget_unchecked {
-                        for unchecked in &hashes[i..] {
-                            tokens.remove(unchecked);
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -7,12 +7,12 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::{Assignment, LiveExperiment};
+use super::Assignment;
 use crate::AppState;
-use crate::api::artifact_path;
 use crate::api::responses::ReadErrors;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::artifact_path;
 use crate::extract::{Path, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -105,7 +105,7 @@ pub async fn resolve(
             Some(experiment.version(index)),
             experiment.values.get(index).cloned(),
             Some(experiment.id.to_string()),
-            Some(LiveExperiment::variant_key(index)),
+            Some(cutover_domain::experiments::variant_key(index)),
         ),
         None => {
             let live = view.get(&environment, key.as_str());

@@ -11,6 +11,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 
 use super::Resolver;
+use crate::tokens::TokenCache;
 
 /// The channel writes announce their effects on, inside their transactions.
 pub use cutover_store::effects::CHANNEL;
@@ -28,6 +29,7 @@ const RESYNC_RETRY: Duration = Duration::from_secs(1);
 pub fn spawn(
     store: Store,
     resolver: Arc<Resolver>,
+    tokens: Arc<TokenCache>,
     engine_wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -78,7 +80,7 @@ pub fn spawn(
                         }
                         Some(Effect::Tokens(workspace_id)) => {
                             // Forgets what it cannot check: a revoked token must not stay cached.
-                            if let Err(e) = resolver.revalidate_tokens(Some(&workspace_id), true).await {
+                            if let Err(e) = tokens.revalidate(Some(&workspace_id), true).await {
                                 tracing::warn!(error = %e, workspace_id, "checking tokens after a notice failed");
                             }
                         }
@@ -98,15 +100,15 @@ pub fn spawn(
                 },
             }
             if resync_due {
-                resync_due = !resync(&resolver).await;
+                resync_due = !resync(&resolver, &tokens).await;
             }
         }
     })
 }
 
 /// Checks every cached token and rebuilds every view; false when the database did not answer.
-async fn resync(resolver: &Resolver) -> bool {
-    let checked = resolver.revalidate_tokens(None, false).await;
+async fn resync(resolver: &Resolver, tokens: &TokenCache) -> bool {
+    let checked = tokens.revalidate(None, false).await;
     let loaded = match checked {
         Ok(()) => resolver.load_all().await,
         Err(e) => Err(e),

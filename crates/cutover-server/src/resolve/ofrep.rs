@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::exposures::Exposures;
 use super::native::environment_for;
 use super::ticket::{self, TicketKey};
-use super::{Assignment, LiveExperiment, WorkspaceView};
+use super::{Assignment, WorkspaceView};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -268,7 +268,7 @@ fn evaluate(
             "version": version,
             "revision": view.revision,
             "experiment": &*experiment.id,
-            "experimentVariant": LiveExperiment::variant_key(index),
+            "experimentVariant": cutover_domain::experiments::variant_key(index),
         }),
     }))
 }

@@ -129,16 +129,7 @@ fn render(status: &Status) -> String {
         sections.push("no rollouts in progress".to_owned());
     } else {
         let short = ids::short_ids(status.rollouts.iter().map(|r| r.id.as_str()));
-        let rows = status.rollouts.iter().zip(short).map(|(rollout, id)| {
-            [
-                id,
-                rollout.artifact.clone(),
-                rollout.environment.clone(),
-                rollout.version.to_string(),
-                rollout.state.clone(),
-                rollout.created_at.clone(),
-            ]
-        });
+        let rows = status.rollouts.iter().zip(short).map(|(rollout, id)| super::rollout::row(rollout, id));
         sections.push(output::table(["ROLLOUT", "ARTIFACT", "ENVIRONMENT", "VERSION", "STATE", "STARTED"], rows));
     }
     sections.join("\n\n")

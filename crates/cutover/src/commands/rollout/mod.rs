@@ -186,16 +186,7 @@ pub async fn run(context: &Context, mut command: RolloutCommand) -> anyhow::Resu
                 return output::emit(&format!("no {state}rollouts{env}"));
             }
             let short = ids::short_ids(page.items.iter().map(|rollout| rollout.id.as_str()));
-            let rows = page.items.iter().zip(short).map(|(rollout, id)| {
-                [
-                    id,
-                    rollout.artifact.clone(),
-                    rollout.environment.clone(),
-                    rollout.version.to_string(),
-                    rollout.state.clone(),
-                    rollout.created_at.clone(),
-                ]
-            });
+            let rows = page.items.iter().zip(short).map(|(rollout, id)| row(rollout, id));
             output::emit(&output::table(["ID", "ARTIFACT", "ENVIRONMENT", "VERSION", "STATE", "CREATED"], rows))
         }
         RolloutCommand::Show { id } => show::rollout(context, &client.get_rollout(&id).await?),
@@ -263,6 +254,18 @@ async fn start(context: &Context, args: StartArgs) -> anyhow::Result<()> {
         OutputFormat::Table => output::emit(&started)?,
     }
     watch::watch(context, &made.id).await
+}
+
+/// A rollout as one table row: its (short) id, artifact, environment, version, state, creation.
+pub fn row(rollout: &Rollout, id: String) -> [String; 6] {
+    [
+        id,
+        rollout.artifact.clone(),
+        rollout.environment.clone(),
+        rollout.version.to_string(),
+        rollout.state.clone(),
+        rollout.created_at.clone(),
+    ]
 }
 
 /// The rollout after a control: its new state.

@@ -1,0 +1,53 @@
+//! The OpenAPI document: its frame (title, tags, security schemes) here; every operation comes
+//! from the routes registered with it in [`crate::router`], so the document cannot drift from
+//! the router. `GET /api/v1/openapi.json` serves it; a snapshot test locks it.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cutover",
+        description = "Release control plane: which version of each artifact is live in each environment.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&TokenAuth),
+    components(schemas(cutover_api::ErrorBody, cutover_api::ErrorDetail)),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "workspaces", description = "Tenants"),
+        (name = "environments", description = "Named stages and their deployment targets"),
+        (name = "artifacts", description = "Versioned things"),
+        (name = "versions", description = "Immutable content of an artifact"),
+        (name = "tokens", description = "API credentials"),
+        (name = "audit", description = "Who changed what"),
+        (name = "pins", description = "Which version is live in each environment"),
+        (name = "experiments", description = "Splitting an environment between versions"),
+        (name = "rollouts", description = "Applying a version to every deployment target of an environment"),
+        (name = "resolve", description = "What is live, read fast, and the change stream"),
+        (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                    utoipa::openapi::security::ApiKeyValue::new("X-API-Key"),
+                )),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    crate::router::router().into_openapi()
+}
