@@ -81,6 +81,9 @@ pub struct WorkspaceView {
     pub live: HashMap<String, HashMap<String, Arc<LiveValue>>>,
     /// environment → artifact key → running or paused experiment.
     pub experiments: HashMap<String, HashMap<String, Arc<LiveExperiment>>>,
+    /// environment → the bulk answer's `flags` array, encoded once per revision, for each
+    /// environment where no experiment runs or is paused: the same bytes for every caller.
+    pub static_flags: HashMap<String, axum::body::Bytes>,
 }
 
 impl WorkspaceView {
@@ -151,6 +154,12 @@ impl Resolver {
             };
             view.experiments.entry(experiment.environment).or_default().insert(experiment.artifact, Arc::new(live));
         }
+        view.static_flags = view
+            .environments
+            .iter()
+            .filter(|environment| !view.experiments.contains_key(*environment))
+            .map(|environment| (environment.clone(), ofrep::encode_flags(view.live.get(environment))))
+            .collect();
         let view = Arc::new(view);
         self.views.rcu(|views| {
             let mut views = HashMap::clone(views);

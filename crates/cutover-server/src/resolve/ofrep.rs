@@ -6,7 +6,9 @@
 //! `variant` is `v{n}`, `reason` is `STATIC` (or `DISABLED` with no value when nothing is pinned,
 //! so that the client's default applies).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -20,7 +22,7 @@ use utoipa::ToSchema;
 use super::exposures::Exposures;
 use super::native::environment_for;
 use super::ticket::{self, TicketKey};
-use super::{Assignment, WorkspaceView};
+use super::{Assignment, LiveValue, WorkspaceView};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -209,6 +211,25 @@ pub fn encode_static(key: &str, environment: &str, version: i64, value: &Value, 
         metadata: json!({"environment": environment, "version": version, "revision": revision}),
     };
     serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
+}
+
+/// The `flags` array of a bulk answer where nothing but pins decides: each pinned flag's answer,
+/// already encoded, by key, joined. Built once per revision and environment.
+pub fn encode_flags(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Bytes {
+    let mut keys: Vec<&String> = live.map(|pins| pins.keys().collect()).unwrap_or_default();
+    keys.sort_unstable();
+    let mut out = Vec::with_capacity(2 + keys.len() * 128);
+    out.push(b'[');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if let Some(value) = live.and_then(|pins| pins.get(key)) {
+            out.extend_from_slice(&value.ofrep);
+        }
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 /// Evaluates one flag. `Ok(None)`: no such flag. Inside a running experiment, the targeting key
@@ -411,17 +432,12 @@ pub async fn evaluate_flags(
     if not_modified(&parts.headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    let mut keys: Vec<&String> = view.live.get(&environment).map(|pins| pins.keys().collect()).unwrap_or_default();
-    keys.extend(view.experiments.get(&environment).into_iter().flat_map(|experiments| experiments.keys()));
-    keys.sort_unstable();
-    keys.dedup();
-    let flags = keys
-        .into_iter()
-        .filter_map(|key| match evaluate(&state.exposures, &view, &environment, key, targeting_key) {
-            Ok(success) => success.map(|s| serde_json::to_value(s).unwrap_or_default()),
-            Err(failure) => Some(failure.into_value()),
-        })
-        .collect();
+    // Shared bytes where only pins decide; otherwise each pinned flag's encoded answer with the
+    // experiments' per-user answers spliced in.
+    let flags = match view.static_flags.get(&environment) {
+        Some(shared) => shared.clone(),
+        None => splice_flags(&state, &view, &environment, targeting_key),
+    };
     // EventSource cannot send headers: the URL carries its own credential (ADR 0008), a ticket
     // bound to this token, workspace and environment; never the token itself.
     let ticket = TicketKey::from_secret(state.config.secret_key.as_deref()).issue(
@@ -435,9 +451,48 @@ pub async fn evaluate_flags(
         "endpoint": {"requestUri": format!("/api/v1/stream?format=ofrep&ticket={ticket}")},
         "inactivityDelaySec": 120,
     })];
-    let mut response = axum::Json(BulkEvaluationSuccess { flags, event_streams }).into_response();
+    // `{"flags": …, "eventStreams": …}`, as `BulkEvaluationSuccess` serialises, from its parts.
+    let mut body = Vec::with_capacity(flags.len() + 256);
+    body.extend_from_slice(b"{\"flags\":");
+    body.extend_from_slice(&flags);
+    body.extend_from_slice(b",\"eventStreams\":");
+    serde_json::to_writer(&mut body, &event_streams)
+        .map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "encoding"))?;
+    body.push(b'}');
+    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     response.headers_mut().insert(header::ETAG, etag_header);
     Ok(response)
+}
+
+/// The `flags` array of an environment with experiments: pinned flags from their encoded
+/// answers, flags in an experiment evaluated for this caller, by key.
+fn splice_flags(state: &AppState, view: &WorkspaceView, environment: &str, targeting_key: Option<&str>) -> Bytes {
+    let live = view.live.get(environment);
+    let experiments = view.experiments.get(environment);
+    let mut keys: Vec<&String> = live.map(|pins| pins.keys().collect()).unwrap_or_default();
+    keys.extend(experiments.into_iter().flat_map(|experiments| experiments.keys()));
+    keys.sort_unstable();
+    keys.dedup();
+    let mut out = Vec::with_capacity(2 + keys.len() * 128);
+    out.push(b'[');
+    let mut first = true;
+    for key in keys {
+        let encoded = match (experiments.and_then(|x| x.get(key)), live.and_then(|pins| pins.get(key))) {
+            (None, Some(pinned)) => Some(pinned.ofrep.to_vec()),
+            _ => match evaluate(&state.exposures, view, environment, key, targeting_key) {
+                Ok(success) => success.and_then(|s| serde_json::to_vec(&s).ok()),
+                Err(failure) => serde_json::to_vec(&failure.into_value()).ok(),
+            },
+        };
+        let Some(encoded) = encoded else { continue };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&encoded);
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 /// The single-flag route. Its key is the rest of the path, so that keys with `/` work as the
@@ -461,4 +516,32 @@ pub fn no_route(status: StatusCode, method: &axum::http::Method, path: &str) -> 
         format!("no OFREP route for {method} {path}")
     };
     OfrepError::new(status, None, "GENERAL", details).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(version: i64, value: Value, key: &str) -> Arc<LiveValue> {
+        let ofrep = encode_static(key, "prod", version, &value, 9);
+        Arc::new(LiveValue { version, value, ofrep })
+    }
+
+    #[test]
+    fn the_shared_flags_array_is_every_pinned_answer_by_key() {
+        let mut pins = HashMap::new();
+        pins.insert("b/two".to_owned(), live(2, json!({"n": 2}), "b/two"));
+        pins.insert("a".to_owned(), live(1, json!("hi"), "a"));
+        let encoded: Value = serde_json::from_slice(&encode_flags(Some(&pins))).unwrap();
+        assert_eq!(
+            encoded,
+            json!([
+                {"key": "a", "value": "hi", "reason": "STATIC", "variant": "v1",
+                 "metadata": {"environment": "prod", "version": 1, "revision": 9}},
+                {"key": "b/two", "value": {"n": 2}, "reason": "STATIC", "variant": "v2",
+                 "metadata": {"environment": "prod", "version": 2, "revision": 9}}
+            ])
+        );
+        assert_eq!(&encode_flags(None)[..], b"[]");
+    }
 }
