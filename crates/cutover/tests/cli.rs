@@ -1392,3 +1392,49 @@ fn publishing_the_latest_content_again_is_pointed_out_and_if_changed_skips_it() 
     assert_eq!(stdout_json(&succeeded(&output, &["version", "create"]))["number"], 3);
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
 }
+
+#[test]
+fn the_audit_log_shows_what_changed_filters_by_actor_name_and_pages() {
+    let server = Server::fresh();
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "greeting", "--type", "string"]);
+    for text in ["one", "two"] {
+        server.json(&["version", "create", "greeting", "--text", text]);
+    }
+    server.json(&["pin", "greeting", "production", "1", "--reason", "launch"]);
+    server.json(&["pin", "greeting", "production", "2", "--reason", "better copy"]);
+
+    let table = server.table(&["audit", "--object-type", "artifact", "--actor", "owner"]);
+    assert!(table.lines().next().is_some_and(|header| header.contains("CHANGE")), "{table}");
+    let moves: Vec<&str> = table.lines().filter(|line| line.contains("pin.set")).collect();
+    assert_eq!(moves.len(), 2, "{table}");
+    assert!(moves[0].contains("production: v1 → v2 (better copy)"), "{table}");
+    assert!(moves[1].contains("production: - → v1 (launch)"), "{table}");
+    // The name shown in the table finds the events; one that made none finds nothing.
+    assert!(!server.json(&["audit", "--actor", "owner"])["items"].as_array().unwrap().is_empty());
+    assert_eq!(server.json(&["audit", "--actor", "nobody"])["items"], serde_json::json!([]));
+
+    // An unknown type is refused before asking the server.
+    let output = server.cutover(&["audit", "--object-type", "version"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("possible values: workspace, environment, artifact"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // Pages: one at a time with --cursor, or all of them.
+    let ids = |page: &Value| -> Vec<i64> {
+        page["items"].as_array().expect("items").iter().map(|e| e["id"].as_i64().expect("an id")).collect()
+    };
+    let everything = server.json(&["audit", "--all", "--limit", "2"]);
+    let all_ids = ids(&everything);
+    assert!(all_ids.len() > 4 && everything.get("next_cursor").is_none(), "{everything}");
+    let first = server.json(&["audit", "--limit", "2"]);
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let second = server.json(&["audit", "--limit", "2", "--cursor", &cursor]);
+    let paged: Vec<i64> = [ids(&first), ids(&second)].concat();
+    assert_eq!(paged, all_ids[..4], "pages follow one another without gaps");
+    let output = server.cutover(&["audit", "--limit", "2"]);
+    assert_eq!(text(&output.stderr), format!("(older events: --cursor {cursor}, or --all)\n"));
+}

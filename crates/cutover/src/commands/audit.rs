@@ -1,36 +1,82 @@
 //! `cutover audit`: who changed what, newest first.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use cutover_api::{AuditEvent, Page};
 use cutover_client::AuditQuery;
+use serde_json::Value;
 
 use super::Context;
 use crate::output::{self, OutputFormat};
 
+/// What the audit log is about (versions and pins are audited on their artifact).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ObjectType {
+    Workspace,
+    Environment,
+    Artifact,
+    Token,
+    Experiment,
+    Rollout,
+}
+
+impl ObjectType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Workspace => "workspace",
+            Self::Environment => "environment",
+            Self::Artifact => "artifact",
+            Self::Token => "token",
+            Self::Experiment => "experiment",
+            Self::Rollout => "rollout",
+        }
+    }
+}
+
+/// Most pages `--all` follows, so that a huge log cannot run forever.
+const MAX_PAGES: usize = 1_000;
+
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Only events about this type of object: environment, artifact, version, token...
-    #[arg(long, value_name = "T")]
-    object_type: Option<String>,
+    /// Only events about this type of object (versions and pins are audited on their artifact).
+    #[arg(long, value_name = "TYPE", value_enum)]
+    object_type: Option<ObjectType>,
     /// Only events about this object (a name, key or id).
     #[arg(long, value_name = "ID")]
     object_id: Option<String>,
-    /// Only events by this token.
-    #[arg(long, value_name = "TOKEN_ID")]
+    /// Only events by this actor: the name shown in the ACTOR column, or a token id.
+    #[arg(long, value_name = "NAME")]
     actor: Option<String>,
-    /// Events to show (the server's default when absent).
+    /// Events per page, 1 to 200 [default: 50]
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
+    /// Start after this point: the cursor printed under the previous page.
+    #[arg(long, value_name = "CURSOR", conflicts_with = "all")]
+    cursor: Option<String>,
+    /// Every page, newest first, until the oldest event.
+    #[arg(long)]
+    all: bool,
 }
 
 pub async fn run(context: &Context, args: AuditArgs) -> anyhow::Result<()> {
-    let query = AuditQuery {
-        object_type: args.object_type,
+    let mut query = AuditQuery {
+        object_type: args.object_type.map(|t| t.as_str().to_owned()),
         object_id: args.object_id,
         actor: args.actor,
         limit: args.limit,
-        cursor: None,
+        cursor: args.cursor,
     };
-    let page = context.client.list_audit(&query).await?;
+    let mut page = context.client.list_audit(&query).await?;
+    if args.all {
+        let mut items = std::mem::take(&mut page.items);
+        let mut pages = 1;
+        while let Some(cursor) = page.next_cursor.take().filter(|_| pages < MAX_PAGES) {
+            query.cursor = Some(cursor);
+            page = context.client.list_audit(&query).await?;
+            items.append(&mut page.items);
+            pages += 1;
+        }
+        page = Page { items, next_cursor: page.next_cursor };
+    }
     if context.output == OutputFormat::Json {
         return output::json(&page);
     }
@@ -44,11 +90,73 @@ pub async fn run(context: &Context, args: AuditArgs) -> anyhow::Result<()> {
             event.actor.name.clone(),
             event.action.clone(),
             format!("{} {}", event.object_type, event.object_id),
+            change(event),
         ]
     });
-    output::emit(&output::table(["ID", "AT", "ACTOR", "ACTION", "OBJECT"], rows))?;
-    if page.next_cursor.is_some() {
-        output::note("(older events not shown: raise --limit to see more)");
+    output::emit(&output::table(["ID", "AT", "ACTOR", "ACTION", "OBJECT", "CHANGE"], rows))?;
+    if let Some(cursor) = &page.next_cursor {
+        output::note(&format!("(older events: --cursor {cursor}, or --all)"));
     }
     Ok(())
+}
+
+/// What an event changed, in a few words: for pins the environment, from → to and why.
+pub fn change(event: &AuditEvent) -> String {
+    let field = |value: &Option<Value>, name: &str| value.as_ref().and_then(|v| v.get(name)).cloned();
+    let version = |value: &Option<Value>| field(value, "version").and_then(|v| v.as_i64()).map(|v| format!("v{v}"));
+    match event.action.as_str() {
+        "pin.set" | "pin.clear" => {
+            let environment = field(&event.after, "environment")
+                .or_else(|| field(&event.before, "environment"))
+                .and_then(|e| e.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let from = version(&event.before).unwrap_or_else(|| "-".to_owned());
+            let to = version(&event.after).unwrap_or_else(|| "-".to_owned());
+            let reason = field(&event.after, "reason").and_then(|r| r.as_str().map(str::to_owned)).unwrap_or_default();
+            let mut text = format!("{environment}: {from} → {to}");
+            if !reason.is_empty() {
+                text.push_str(&format!(" ({reason})"));
+            }
+            text
+        }
+        _ => match (&event.before, &event.after) {
+            (None, Some(_)) => "created".to_owned(),
+            (Some(_), None) => "removed".to_owned(),
+            (Some(_), Some(_)) => "changed".to_owned(),
+            (None, None) => String::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, before: Option<Value>, after: Option<Value>) -> AuditEvent {
+        AuditEvent {
+            id: 1,
+            at: "2026-12-01T00:00:00Z".into(),
+            actor: cutover_api::Actor { token_id: "t".into(), name: "owner".into() },
+            action: action.into(),
+            object_type: "artifact".into(),
+            object_id: "greeting".into(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn a_pin_event_says_where_from_what_to_what_and_why() {
+        let moved = event(
+            "pin.set",
+            Some(serde_json::json!({"environment": "production", "version": 3})),
+            Some(serde_json::json!({"environment": "production", "version": 2, "reason": "rollback", "revision": 9})),
+        );
+        assert_eq!(change(&moved), "production: v3 → v2 (rollback)");
+        let first = event("pin.set", None, Some(serde_json::json!({"environment": "dev", "version": 1, "reason": ""})));
+        assert_eq!(change(&first), "dev: - → v1");
+        let cleared = event("pin.clear", Some(serde_json::json!({"environment": "dev", "version": 1})), None);
+        assert_eq!(change(&cleared), "dev: v1 → -");
+        assert_eq!(change(&event("token.create", None, Some(serde_json::json!({})))), "created");
+    }
 }
