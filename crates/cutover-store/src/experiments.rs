@@ -16,7 +16,7 @@ use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::pins::{active_version, apply, ensure_version, lock_workspace, new_revision};
 use crate::{
-    Actor, Experiment, ExperimentChanges, ExperimentOutcome, ExperimentSpec, PinAuthority, Result, Store, StoreError,
+    Caller, Experiment, ExperimentChanges, ExperimentOutcome, ExperimentSpec, PinAuthority, Result, Store, StoreError,
     artifacts, environments,
 };
 
@@ -149,13 +149,12 @@ impl Store {
     /// completed already holds them, whether found first or caught by the unique index.
     pub async fn create_experiment(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         key: &str,
         environment: &str,
         spec: &ExperimentSpec,
     ) -> Result<Experiment> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
@@ -289,12 +288,11 @@ impl Store {
     /// Edits the name and hypothesis, in any status.
     pub async fn update_experiment(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         id: &str,
         changes: &ExperimentChanges,
     ) -> Result<Experiment> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         let name = changes.name.as_deref().map(ExperimentName::parse).transpose()?;
         let hypothesis = changes.hypothesis.as_deref().map(Hypothesis::parse).transpose()?;
         transaction!(self, |tx| {
@@ -325,13 +323,12 @@ impl Store {
     /// to the environment in the same transaction. Illegal transitions: 409 naming the status.
     pub async fn experiment_action(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         id: &str,
         action: ExperimentAction,
         winner: Option<i64>,
     ) -> Result<ExperimentOutcome> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         if winner.is_some() && action != ExperimentAction::Complete {
             return Err(DomainError::invalid("winner", "only `complete` takes a winner").into());
         }
@@ -378,13 +375,8 @@ impl Store {
 
     /// Soft-deletes an experiment in any status: it stays readable by id, leaves lists and frees
     /// its (artifact, environment).
-    pub async fn delete_experiment(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
-        id: &str,
-    ) -> Result<Experiment> {
+    pub async fn delete_experiment(&self, caller: &Caller, id: &str) -> Result<Experiment> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             tx.effects.resolve(workspace_id);
             lock_workspace(tx, workspace_id).await?;

@@ -82,10 +82,7 @@ pub async fn create(
         primary_metric: body.primary_metric,
         guardrail_metrics: body.guardrail_metrics,
     };
-    let experiment = state
-        .store
-        .create_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), key.as_str(), env.as_str(), &spec)
-        .await?;
+    let experiment = state.store.create_experiment(&auth.caller(), key.as_str(), env.as_str(), &spec).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::experiment(experiment))))
 }
 
@@ -124,8 +121,7 @@ pub async fn update(
 ) -> ApiResult<axum::Json<Experiment>> {
     auth.require(Access::Write)?;
     let changes = ExperimentChanges { name: body.name, hypothesis: body.hypothesis };
-    let experiment =
-        state.store.update_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), &id, &changes).await?;
+    let experiment = state.store.update_experiment(&auth.caller(), &id, &changes).await?;
     Ok(axum::Json(convert::experiment(experiment)))
 }
 
@@ -146,7 +142,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Experiment>> {
     auth.require(Access::Write)?;
-    let experiment = state.store.delete_experiment(auth.workspace_id(), &auth.actor(), &auth.authority(), &id).await?;
+    let experiment = state.store.delete_experiment(&auth.caller(), &id).await?;
     // A running experiment no longer splits traffic.
     Ok(axum::Json(convert::experiment(experiment)))
 }
@@ -159,10 +155,7 @@ async fn act(
     winner: Option<i64>,
 ) -> ApiResult<axum::Json<ExperimentActionResult>> {
     auth.require(Access::Write)?;
-    let outcome = state
-        .store
-        .experiment_action(auth.workspace_id(), &auth.actor(), &auth.authority(), id, action, winner)
-        .await?;
+    let outcome = state.store.experiment_action(&auth.caller(), id, action, winner).await?;
     // Every action changes what resolve answers: who is split, who gets the control, what is pinned.
     Ok(axum::Json(ExperimentActionResult {
         experiment: convert::experiment(outcome.experiment),

@@ -26,7 +26,8 @@ fn event(metric: &str, user: &str, value: Option<f64>) -> MetricEvent {
 async fn running(store: &Store) -> (cutover_store::Workspace, cutover_store::Actor, String) {
     let (ws, actor) = world(store, 2).await;
     let spec = ExperimentSpec { guardrail_metrics: vec!["latency".into()], ..spec(&[2]) };
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec).await.unwrap();
+    let made =
+        store.create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec).await.unwrap();
     act(store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     (ws, actor, made.id)
 }
@@ -79,7 +80,10 @@ async fn events_count_in_the_variant_their_user_was_exposed_to(store: Store) {
 
 async fn events_outside_the_running_window_do_not_count(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     // Not started: nothing counts, not even with an exposure on record.
     store.record_exposures(&[exposure(&made.id, "a", 1)]).await.unwrap();
     let early = store.record_events(&ws.id, None, &[event("checkout.completed", "a", None)]).await.unwrap();

@@ -59,12 +59,15 @@ pub async fn act(
     id: &str,
     action: ExperimentAction,
 ) -> Result<cutover_store::ExperimentOutcome, StoreError> {
-    store.experiment_action(&ws.id, actor, &OWNER, id, action, None).await
+    store.experiment_action(&cutover_store::Caller::new(&ws.id, actor, &OWNER), id, action, None).await
 }
 
 async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2, 3])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2, 3]))
+        .await
+        .unwrap();
     assert_eq!(made.variants.versions(), [1, 2, 3], "the control defaults to the pinned version");
     assert!((made.variants.weights().iter().sum::<f64>() - 1.0).abs() < 1e-12);
     assert_eq!(made.coverage.get(), 1.0);
@@ -91,9 +94,7 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
 
     let edited = store
         .update_experiment(
-            &ws.id,
-            &actor,
-            &OWNER,
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
             &made.id,
             &ExperimentChanges { name: Some("renamed".into()), hypothesis: None },
         )
@@ -106,7 +107,10 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
     assert!(store.list_experiments(&ws.id, "prod", Some(ExperimentStatus::Running)).await.unwrap().is_empty());
     assert_eq!(store.list_experiments(&ws.id, "prod", Some(ExperimentStatus::Completed)).await.unwrap().len(), 1);
     // Completed: the (artifact, environment) is free again.
-    store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[3])).await.unwrap();
+    store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[3]))
+        .await
+        .unwrap();
 
     let filter =
         AuditFilter { object_type: Some("experiment".into()), object_id: Some(made.id.clone()), ..Default::default() };
@@ -127,7 +131,10 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
 
 async fn illegal_transitions_conflict_naming_the_current_status(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     for action in [ExperimentAction::Pause, ExperimentAction::Resume, ExperimentAction::Complete] {
         let err = act(&store, &ws, &actor, &made.id, action).await.unwrap_err();
         assert!(matches!(err, StoreError::IllegalTransition(_)), "{err:?}");
@@ -146,19 +153,34 @@ async fn illegal_transitions_conflict_naming_the_current_status(store: Store) {
 
 async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     let before = store.get_workspace(&ws.id).await.unwrap().revision;
     // Not a variant: refused, nothing changes.
     let err = store
-        .experiment_action(&ws.id, &actor, &OWNER, &made.id, ExperimentAction::Complete, Some(3))
+        .experiment_action(
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            &made.id,
+            ExperimentAction::Complete,
+            Some(3),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert_eq!(store.get_experiment(&ws.id, &made.id).await.unwrap().lifecycle.status(), ExperimentStatus::Running);
 
-    let done =
-        store.experiment_action(&ws.id, &actor, &OWNER, &made.id, ExperimentAction::Complete, Some(2)).await.unwrap();
+    let done = store
+        .experiment_action(
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            &made.id,
+            ExperimentAction::Complete,
+            Some(2),
+        )
+        .await
+        .unwrap();
     assert_eq!(done.experiment.lifecycle.status(), ExperimentStatus::Completed);
     let write = done.pinned.expect("a winner is pinned");
     assert_eq!(write.revision, Some(before + 1));
@@ -172,20 +194,43 @@ async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) 
     // A protected environment refuses a token that may not change it: nothing is completed.
     let scoped = PinAuthority { owner: false, limited_to: vec!["dev".into()] };
     let other = store
-        .create_experiment(&ws.id, &actor, &OWNER, "k", "dev", &ExperimentSpec { control: Some(1), ..spec(&[3]) })
+        .create_experiment(
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            "k",
+            "dev",
+            &ExperimentSpec { control: Some(1), ..spec(&[3]) },
+        )
         .await
         .unwrap();
-    let err =
-        store.experiment_action(&ws.id, &actor, &scoped, &made.id, ExperimentAction::Start, None).await.unwrap_err();
+    let err = store
+        .experiment_action(
+            &cutover_store::Caller::new(&ws.id, &actor, &scoped),
+            &made.id,
+            ExperimentAction::Start,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
-    store.experiment_action(&ws.id, &actor, &scoped, &other.id, ExperimentAction::Start, None).await.unwrap();
+    store
+        .experiment_action(
+            &cutover_store::Caller::new(&ws.id, &actor, &scoped),
+            &other.id,
+            ExperimentAction::Start,
+            None,
+        )
+        .await
+        .unwrap();
 }
 
 async fn soft_delete_keeps_an_experiment_readable_but_hides_it_from_lists(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
-    let deleted = store.delete_experiment(&ws.id, &actor, &OWNER, &made.id).await.unwrap();
+    let deleted = store.delete_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &made.id).await.unwrap();
     assert!(deleted.deleted_at.is_some());
     let read = store.get_experiment(&ws.id, &made.id).await.unwrap();
     assert_eq!(read.lifecycle.status(), ExperimentStatus::Running);
@@ -193,10 +238,13 @@ async fn soft_delete_keeps_an_experiment_readable_but_hides_it_from_lists(store:
     assert!(store.list_experiments(&ws.id, "prod", None).await.unwrap().is_empty());
     let err = act(&store, &ws, &actor, &made.id, ExperimentAction::Pause).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    let err = store.delete_experiment(&ws.id, &actor, &OWNER, &made.id).await.unwrap_err();
+    let err = store.delete_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &made.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     // Deleting freed the (artifact, environment).
-    store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
 }
 
 async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates(store: Store) {
@@ -204,9 +252,11 @@ async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates
     let creates: Vec<_> = (0..16)
         .map(|_| {
             let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
-            tokio::spawn(
-                async move { store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2, 3])).await },
-            )
+            tokio::spawn(async move {
+                store
+                    .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2, 3]))
+                    .await
+            })
         })
         .collect();
     let (mut won, mut conflicts) = (0, 0);
@@ -226,13 +276,25 @@ async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates
 
 async fn variants_must_be_versions_of_the_artifact(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let err = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[9])).await.unwrap_err();
+    let err = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[9]))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "version 9 of artifact \"k\" not found");
-    let err = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[1])).await.unwrap_err();
+    let err = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[1]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "a duplicate of the control: {err:?}");
-    let err = store.create_experiment(&ws.id, &actor, &OWNER, "k", "dev", &spec(&[2])).await.unwrap_err();
+    let err = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", &spec(&[2]))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("name the control"), "nothing pinned in dev: {err}");
-    let err = store.create_experiment(&ws.id, &actor, &OWNER, "nope", "prod", &spec(&[2])).await.unwrap_err();
+    let err = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "nope", "prod", &spec(&[2]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 
     let one = NewArtifact {
@@ -244,7 +306,12 @@ async fn variants_must_be_versions_of_the_artifact(store: Store) {
     store.create_artifact(&ws.id, &actor, &one).await.unwrap();
     store.create_version(&ws.id, &actor, "single", json!("only"), "").await.unwrap();
     let err = store
-        .create_experiment(&ws.id, &actor, &OWNER, "single", "prod", &ExperimentSpec { control: Some(1), ..spec(&[2]) })
+        .create_experiment(
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            "single",
+            "prod",
+            &ExperimentSpec { control: Some(1), ..spec(&[2]) },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at least two"), "{err}");
@@ -252,15 +319,25 @@ async fn variants_must_be_versions_of_the_artifact(store: Store) {
 
 async fn experiments_are_scoped_to_their_workspace(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     let (other, _, _) = store
         .create_workspace(&ws.id, &actor, &cutover_domain::WorkspaceName::parse("other").unwrap(), "owner")
         .await
         .unwrap();
     let err = store.get_experiment(&other.id, &made.id).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let err =
-        store.experiment_action(&other.id, &actor, &OWNER, &made.id, ExperimentAction::Start, None).await.unwrap_err();
+    let err = store
+        .experiment_action(
+            &cutover_store::Caller::new(&other.id, &actor, &OWNER),
+            &made.id,
+            ExperimentAction::Start,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let err = store.get_experiment(&ws.id, "not-an-id").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
@@ -268,7 +345,10 @@ async fn experiments_are_scoped_to_their_workspace(store: Store) {
 
 async fn the_database_refuses_a_second_active_experiment(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     // Bypass the application: copy the active row under a new id. Then complete the original and
     // the copy is accepted, since the index only covers experiments that are not completed.
     let copy = "INSERT INTO experiments (id, workspace_id, artifact_id, environment_id, name, hypothesis, variants,
@@ -295,7 +375,10 @@ async fn the_database_refuses_a_second_active_experiment(store: Store) {
 
 async fn a_corrupt_coverage_fails_closed_instead_of_exposing_everyone(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     // Bypass the application, as a bad restore or a manual edit would.
     let corrupt = "UPDATE experiments SET coverage = 7";
@@ -313,7 +396,10 @@ async fn a_corrupt_coverage_fails_closed_instead_of_exposing_everyone(store: Sto
 
 async fn the_resolve_snapshot_is_one_revision_of_everything(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_experiment(&ws.id, &actor, &OWNER, "k", "prod", &spec(&[2])).await.unwrap();
+    let made = store
+        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
+        .await
+        .unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     let snapshot = store.resolve_snapshot(&ws.id).await.unwrap();
     let revision = store.get_workspace(&ws.id).await.unwrap().revision;
