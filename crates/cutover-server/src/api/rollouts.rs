@@ -234,8 +234,10 @@ pub struct LogQuery {
     pub attempt: Option<u32>,
 }
 
-/// A task's kept output (at most 64 KiB: the head and the tail), as plain text: of its latest
-/// attempt, or of the one `attempt` names. Every attempt keeps its own, a stopped one included.
+/// A task's kept output (at most 64 KiB: the head and the tail), as plain text.
+///
+/// Of its latest attempt, or of the one `attempt` names: every attempt keeps its own, a stopped
+/// one included.
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}/tasks/{task}/log", tag = "rollouts", security(("token" = [])),
     params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id"), LogQuery),
