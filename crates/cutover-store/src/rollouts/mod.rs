@@ -513,7 +513,8 @@ impl Store {
                 // no row of a finished rollout looks alive.
                 for operation in fetch_detail(tx, None, id).await?.operations {
                     if let Some(changed) = RolloutControl::Cancel.operation_change(&operation.row()) {
-                        set_operation(tx, &operation.id, operation.state, changed.state, changed.pause_released).await?;
+                        set_operation(tx, &operation.id, operation.state, changed.state, changed.pause_released)
+                            .await?;
                     }
                 }
             }

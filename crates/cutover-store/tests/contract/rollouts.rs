@@ -291,7 +291,9 @@ async fn a_rollout_that_ends_leaves_no_operation_or_task_looking_alive(store: St
     let id = &made.rollout.id;
     let [first, second, _] = &made.operations[..] else { panic!("three operations") };
     for operation in [first, second] {
-        assert!(store.advance_operation(&operation.id, OperationState::Pending, OperationState::Running).await.unwrap());
+        assert!(
+            store.advance_operation(&operation.id, OperationState::Pending, OperationState::Running).await.unwrap()
+        );
         store.start_task(&operation.tasks[0].id, 1, None).await.unwrap().expect("started");
     }
     let failed = TaskOutcome { succeeded: false, exit_code: Some(1), error: Some("no".into()), log: String::new() };

@@ -153,7 +153,8 @@ impl Bars {
     }
 
     fn show(&mut self, rollout: &Rollout) -> anyhow::Result<()> {
-        let columns = ProgressDrawTarget::stdout().width().map_or(DEFAULT_COLUMNS, usize::from);
+        // The terminal's width as the table printer sees it (it asks the terminal).
+        let columns = comfy_table::Table::new().width().map_or(DEFAULT_COLUMNS, usize::from);
         let operations = sorted(rollout);
         // The spinner and its space come before the first line.
         self.header.set_message(header(rollout, &operations, columns.saturating_sub(2)).join("\n"));
@@ -308,7 +309,10 @@ mod tests {
         let failed = operation("t-1", "failed", vec![task("apply", "failed", Some(error))]);
         let line = target_line(&failed, 3, 60);
         assert_eq!(line.chars().count(), 60, "{line}");
-        assert!(line.starts_with("t-1 [               ] 0/1 failed apply: exited with") && line.ends_with('…'), "{line}");
+        assert!(
+            line.starts_with("t-1 [               ] 0/1 failed apply: exited with") && line.ends_with('…'),
+            "{line}"
+        );
     }
 
     #[test]
@@ -334,8 +338,11 @@ mod tests {
             ]
         );
         assert!(lines.iter().all(|line| line.chars().count() <= 118));
-        assert_eq!(header(&rollout("running", vec![]), &[], 200), ["rollout r1: version 2 of greeting to production: \
-             running; targets: 0 of 0 completed"]);
+        assert_eq!(
+            header(&rollout("running", vec![]), &[], 200),
+            ["rollout r1: version 2 of greeting to production: \
+             running; targets: 0 of 0 completed"]
+        );
         assert_eq!(header(&rollout("running", vec![]), &[], 4)[0], "roll", "a word longer than a line is cut");
     }
 }
