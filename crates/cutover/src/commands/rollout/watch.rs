@@ -221,7 +221,7 @@ fn header(rollout: &Rollout, operations: &[&RolloutOperation], columns: usize) -
 fn target_line(operation: &RolloutOperation, name_width: usize, columns: usize) -> String {
     let (done, total) = (steps_done(operation), operation.tasks.len());
     let width = (columns / 4).clamp(5, 30);
-    let filled = if total == 0 { 0 } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(0);
     let head = usize::from(filled < width && done > 0);
     let bar = format!("{}{}{}", "=".repeat(filled), ">".repeat(head), " ".repeat(width - filled - head));
     let line = format!("{:name_width$} [{bar}] {done}/{total} {}", operation.target, status(operation));
