@@ -77,6 +77,13 @@ struct StatusQuery<'a> {
     status: Option<&'a str>,
 }
 
+/// `?attempt=` of a task's log.
+#[derive(Serialize)]
+struct LogQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+}
+
 /// `?environment=&state=&limit=` of `GET /api/v1/rollouts`.
 #[derive(Serialize)]
 struct RolloutQuery<'a> {
@@ -472,10 +479,11 @@ impl Client {
         self.report_task(rollout, task, "fail", message).await
     }
 
-    /// `GET /api/v1/rollouts/{rollout}/tasks/{task}/log`: the task's kept output, as text.
-    pub async fn task_log(&self, rollout: &str, task: &str) -> Result<String, ClientError> {
+    /// `GET /api/v1/rollouts/{rollout}/tasks/{task}/log[?attempt=N]`: the kept output of the
+    /// task's attempt `attempt` (from 1), or of its latest, as text.
+    pub async fn task_log(&self, rollout: &str, task: &str, attempt: Option<u32>) -> Result<String, ClientError> {
         let path = format!("{}/log", task_path(rollout, task)?);
-        let response = self.execute(self.request(Method::GET, &path)).await?;
+        let response = self.execute(self.request(Method::GET, &path).query(&LogQuery { attempt })).await?;
         response.text().await.map_err(|err| ClientError::transport(&self.base, &err))
     }
 

@@ -591,7 +591,7 @@ async fn manual_tasks_are_reported_with_a_message_and_logs_read_as_text() {
     assert_eq!(body_of(&request), r#"{"message":null}"#);
 
     let (url, request) = respond_once("200 OK", "applied\nnot json").await;
-    let log = Client::new(&url, None).unwrap().task_log("r1", "k1").await.unwrap();
+    let log = Client::new(&url, None).unwrap().task_log("r1", "k1", None).await.unwrap();
     assert_eq!(log, "applied\nnot json");
     assert!(request.await.unwrap().starts_with("GET /api/v1/rollouts/r1/tasks/k1/log HTTP/1.1"));
 }

@@ -810,6 +810,9 @@ fn a_command_rollout_runs_in_waves_is_watched_to_completion_and_moves_the_pin() 
 
     assert_eq!(live_version(&server), Some(2));
     assert_eq!(server.table(&["rollout", "log", &id, "t-1/apply"]), "applied to t-1\n");
+    assert_eq!(server.table(&["rollout", "log", &id, "t-1/apply", "--attempt", "1"]), "applied to t-1\n");
+    let stderr = server.fails(&["rollout", "log", &id, "t-1/apply", "--attempt", "2"]);
+    assert!(stderr.contains("attempt 2 of task") && stderr.contains("(it has run 1 time) not found"), "{stderr}");
     let task = shown["operations"][0]["tasks"][0]["id"].as_str().expect("a task id");
     assert_eq!(server.json(&["rollout", "log", &id, task])["log"], "applied to t-0\n");
     let listed = server.json(&["rollout", "list", "--env", "production", "--state", "completed"]);

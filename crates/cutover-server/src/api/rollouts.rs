@@ -225,19 +225,35 @@ pub async fn fail_task(
     report(&state, &auth, &id, &task, false, body).await
 }
 
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// The attempt whose output to read, from 1 (default: the latest).
+    #[param(minimum = 1)]
+    pub attempt: Option<u32>,
+}
+
 /// A task's kept output (at most 64 KiB: the head and the tail), as plain text.
+///
+/// Of its latest attempt, or of the one `attempt` names: every attempt keeps its own, a stopped
+/// one included.
 #[utoipa::path(
     get, path = "/api/v1/rollouts/{id}/tasks/{task}/log", tag = "rollouts", security(("token" = [])),
-    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Rollout id"), ("task" = String, Path, description = "Task id"), LogQuery),
     responses((status = 200, content_type = "text/plain", body = String), ReadErrors)
 )]
 pub async fn task_log(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, task)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
 ) -> ApiResult<Response> {
     auth.require(Access::Read)?;
-    let log = state.store.rollout_task_log(auth.workspace_id(), &id, &task).await?;
+    if query.attempt == Some(0) {
+        return Err(DomainError::invalid("attempt", "attempts are numbered from 1").into());
+    }
+    let log = state.store.rollout_task_log(auth.workspace_id(), &id, &task, query.attempt).await?;
     let plain = HeaderValue::from_static("text/plain; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, plain)], log).into_response())
 }

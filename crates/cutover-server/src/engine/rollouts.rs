@@ -291,7 +291,13 @@ impl RolloutReconciler {
                     })
                 }
                 (RunEnd::Finished(outcome), None) => store.finish_task(&task_id, token, outcome).await,
-                (RunEnd::Stopped { .. }, _) => store.stop_task(&task_id, Some(token), TaskState::Stopped).await,
+                // What a killed command printed is kept; a webhook run's log is its callbacks'.
+                (RunEnd::Stopped { log }, None) => {
+                    store.stop_task(&task_id, Some(token), TaskState::Stopped, Some(log.as_str())).await
+                }
+                (RunEnd::Stopped { .. }, Some(_)) => {
+                    store.stop_task(&task_id, Some(token), TaskState::Stopped, None).await
+                }
             };
             match written {
                 Ok(true) => {}
@@ -345,7 +351,7 @@ impl RolloutReconciler {
                 || task.run_deadline.is_none_or(|d| d < Timestamp::now())
             {
                 // Nothing executes it any more: a manual task, or a run past its deadline.
-                self.store.stop_task(&task.id, None, TaskState::Stopped).await?;
+                self.store.stop_task(&task.id, None, TaskState::Stopped, None).await?;
             } else {
                 running = true;
             }

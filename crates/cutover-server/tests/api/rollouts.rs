@@ -25,6 +25,8 @@ cutover_store::contract_tests!(
     a_new_run_of_a_webhook_task_gets_a_new_callback_token,
     an_editor_of_another_workspace_runs_only_what_the_operator_declared,
     webhooks_to_loopback_are_refused_at_creation_unless_the_operator_allows_them,
+    every_operation_and_task_of_a_terminal_rollout_ends_terminal,
+    a_killed_run_keeps_its_output_and_every_attempt_keeps_its_log,
 );
 
 /// Executors declared by the operator: each `(name, script)` runs `sh -c script`.
@@ -186,7 +188,7 @@ async fn a_failure_under_halt_fails_the_rollout_and_leaves_the_pin(store: Store)
     let failed = wait_for(&app, &id, "failure", state_is("failed")).await;
     let states: Vec<&str> =
         failed["operations"].as_array().unwrap().iter().map(|o| o["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["completed", "failed", "pending"], "nothing starts after a failure under halt");
+    assert_eq!(states, ["completed", "failed", "cancelled"], "nothing starts after a failure under halt");
     let task = &failed["operations"][1]["tasks"][0];
     assert_eq!((task["exit_code"].as_i64(), task["error"].as_str()), (Some(1), Some("exited with status 1")));
     let (_, log) = app.get(&format!("/api/v1/rollouts/{id}/tasks/{}/log", task["id"].as_str().unwrap())).await;
@@ -667,4 +669,105 @@ async fn a_webhook_secret_is_not_in_the_database_file_in_plain_text() {
     let contains = |needle: &[u8]| stored.windows(needle.len()).any(|window| window == needle);
     assert!(contains(b"sealed:v1:"), "the sealed secret is stored");
     assert!(!contains(SECRET.as_bytes()), "the secret itself is not");
+}
+
+/// Every operation and task state of the rollout, by target: `(operation, [task…])`.
+fn row_states(rollout: &Value) -> Vec<(String, Vec<String>)> {
+    let name = |v: &Value| v["state"].as_str().unwrap().to_owned();
+    rollout["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (name(o), o["tasks"].as_array().unwrap().iter().map(name).collect()))
+        .collect()
+}
+
+fn every_row_terminal(rollout: &Value) -> bool {
+    let terminal = |s: &str| matches!(s, "completed" | "failed" | "cancelled");
+    row_states(rollout).iter().all(|(o, tasks)| terminal(o) && tasks.iter().all(|t| terminal(t)))
+}
+
+fn owned(rows: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+    rows.iter().map(|(o, t)| (o.to_string(), t.iter().map(|s| s.to_string()).collect())).collect()
+}
+
+async fn every_operation_and_task_of_a_terminal_rollout_ends_terminal(store: Store) {
+    // t-0 hangs, t-1 fails at once, the others succeed.
+    let script = "case \"$CUTOVER_TARGET\" in t-0) sleep 60;; t-1) exit 1;; esac";
+    let app = app_with_engine(store, &[("apply", script), ("ok", "true")]).await;
+    world(&app, 4).await;
+    let body = |executor: &str, max_parallel: u32| {
+        json!({"artifact": "greeting", "environment": "production", "version": 2, "max_parallel": max_parallel,
+               "steps": ["drain", "apply"], "executor": {"type": "command", "name": executor}})
+    };
+
+    // Failed under halt: t-0 was running when t-1 failed; t-2 and t-3 never started.
+    let id = start(&app, body("apply", 2)).await;
+    let failed = wait_for(&app, &id, "every row to end", every_row_terminal).await;
+    assert_eq!(failed["state"], "failed");
+    let expected: &[(&str, &[&str])] = &[
+        ("cancelled", &["cancelled", "cancelled"]),
+        ("failed", &["failed", "cancelled"]),
+        ("cancelled", &["cancelled", "cancelled"]),
+        ("cancelled", &["cancelled", "cancelled"]),
+    ];
+    assert_eq!(row_states(&failed), owned(expected), "{failed:#}");
+
+    // Cancelled by a person while t-0 runs.
+    let id = start(&app, body("apply", 1)).await;
+    wait_for(&app, &id, "t-0 to run", |r| r["operations"][0]["tasks"][0]["state"] == "running").await;
+    control(&app, &id, "cancel").await;
+    let cancelled = wait_for(&app, &id, "every row to end", every_row_terminal).await;
+    assert_eq!(cancelled["state"], "cancelled");
+    let expected = [("cancelled", &["cancelled", "cancelled"][..]); 4];
+    assert_eq!(row_states(&cancelled), owned(&expected), "{cancelled:#}");
+
+    // Completed.
+    let id = start(&app, body("ok", 4)).await;
+    let completed = wait_for(&app, &id, "completion", state_is("completed")).await;
+    let expected = [("completed", &["completed", "completed"][..]); 4];
+    assert_eq!(row_states(&completed), owned(&expected), "{completed:#}");
+}
+
+async fn a_killed_run_keeps_its_output_and_every_attempt_keeps_its_log(store: Store) {
+    // The first attempt prints, then hangs until it is stopped; the second fails; the third passes.
+    let script = "echo \"attempt $CUTOVER_ATTEMPT\"; case $CUTOVER_ATTEMPT in 1) sleep 60;; 2) exit 3;; esac";
+    let app = app_with_engine(store, &[("apply", script)]).await;
+    world(&app, 1).await;
+    let id = start(
+        &app,
+        json!({"artifact": "greeting", "environment": "production", "version": 2, "on_failure": "pause",
+               "executor": {"type": "command", "name": "apply"}}),
+    )
+    .await;
+    let running = wait_for(&app, &id, "the first run", |r| r["operations"][0]["tasks"][0]["state"] == "running").await;
+    let task = running["operations"][0]["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let log_path = format!("/api/v1/rollouts/{id}/tasks/{task}/log");
+    // Give the program time to print before it is killed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    control(&app, &id, "stop").await;
+    wait_for(&app, &id, "the stop", state_is("stopped")).await;
+    assert_eq!(app.get(&log_path).await, (StatusCode::OK, json!("attempt 1\n")), "a killed run keeps its output");
+    control(&app, &id, "resume").await;
+    wait_for(&app, &id, "the pause after the second attempt", state_is("paused")).await;
+    control(&app, &id, "retry").await;
+    let done = wait_for(&app, &id, "completion", state_is("completed")).await;
+    assert_eq!(done["operations"][0]["tasks"][0]["attempts"], 3, "{done}");
+    assert_eq!(app.get(&log_path).await, (StatusCode::OK, json!("attempt 3\n")), "the latest by default");
+    for attempt in 1..=3 {
+        let (status, log) = app.get(&format!("{log_path}?attempt={attempt}")).await;
+        assert_eq!((status, log), (StatusCode::OK, json!(format!("attempt {attempt}\n"))));
+    }
+    assert_eq!(
+        app.get(&format!("{log_path}?attempt=4")).await,
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "not_found",
+                   "message": format!("attempt 4 of task {task:?} (it has run 3 times) not found")}})
+        )
+    );
+    let (status, body) = app.get(&format!("{log_path}?attempt=0")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_field")), "{body}");
+    let (status, body) = app.get(&format!("{log_path}?attempt=two")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")), "{body}");
 }

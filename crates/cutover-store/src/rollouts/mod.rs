@@ -183,7 +183,9 @@ async fn set_rollout_state(conn: &mut Conn<'_>, id: &str, from: RolloutState, to
     Ok(changed == 1)
 }
 
-/// Compare-and-set of an operation's state (and its release flag).
+/// Compare-and-set of an operation's state (and its release flag). An operation that ends
+/// (`completed`, `failed`, `cancelled`) takes its tasks that will not run now with it: those
+/// still `pending` or `stopped` become `cancelled` (a retry makes them `pending` again).
 async fn set_operation(
     conn: &mut Conn<'_>,
     id: &str,
@@ -207,6 +209,18 @@ async fn set_operation(
         .bind(id)
         .bind(from.as_str())
     )?;
+    if changed == 1 && to.is_terminal() {
+        q!(
+            conn,
+            execute,
+            sqlx::query(
+                "UPDATE rollout_tasks SET state = 'cancelled', updated_at = $1, ended_at = $1
+                 WHERE operation_id = $2 AND state IN ('pending', 'stopped')"
+            )
+            .bind(now)
+            .bind(id)
+        )?;
+    }
     Ok(changed == 1)
 }
 
@@ -492,6 +506,17 @@ impl Store {
             }
             if !set_rollout_state(tx, id, from, to).await? {
                 return Ok(false);
+            }
+            if to.is_terminal() {
+                // Nothing more runs: the operations wind down as a cancel does it (those not
+                // running end `cancelled`, running ones are stopped and then end `cancelled`), so
+                // no row of a finished rollout looks alive.
+                for operation in fetch_detail(tx, None, id).await?.operations {
+                    if let Some(changed) = RolloutControl::Cancel.operation_change(&operation.row()) {
+                        set_operation(tx, &operation.id, operation.state, changed.state, changed.pause_released)
+                            .await?;
+                    }
+                }
             }
             let actor = engine_actor(&rollout);
             if to == RolloutState::Completed {

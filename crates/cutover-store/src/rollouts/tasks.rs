@@ -114,26 +114,49 @@ impl Store {
         })
     }
 
-    /// The kept output of a task of a rollout of the workspace.
-    pub async fn rollout_task_log(&self, workspace_id: &str, rollout_id: &str, task_id: &str) -> Result<String> {
+    /// The kept output of a task of a rollout of the workspace: of attempt `attempt` (from 1),
+    /// or of the latest when `None`. Not found when the task has no such attempt.
+    pub async fn rollout_task_log(
+        &self,
+        workspace_id: &str,
+        rollout_id: &str,
+        task_id: &str,
+        attempt: Option<u32>,
+    ) -> Result<String> {
         read!(self, |conn| {
-            let row: Option<(String,)> = q!(
+            let row: Option<(String, i32)> = q!(
                 conn,
                 fetch_optional,
                 sqlx::query_as(
-                    "SELECT t.log FROM rollout_tasks t JOIN rollouts r ON r.id = t.rollout_id
+                    "SELECT t.log, t.attempts FROM rollout_tasks t JOIN rollouts r ON r.id = t.rollout_id
                      WHERE t.id = $1 AND t.rollout_id = $2 AND r.workspace_id = $3"
                 )
                 .bind(task_id)
                 .bind(rollout_id)
                 .bind(workspace_id)
             )?;
-            match row {
-                Some((log,)) => Ok(log),
-                None => {
-                    // Which one is missing, for the error: the rollout, or its task.
-                    fetch_rollout(conn, Some(workspace_id), rollout_id).await?;
-                    Err(StoreError::NotFound(format!("task {task_id:?}")))
+            let Some((latest, attempts)) = row else {
+                // Which one is missing, for the error: the rollout, or its task.
+                fetch_rollout(conn, Some(workspace_id), rollout_id).await?;
+                return Err(StoreError::NotFound(format!("task {task_id:?}")));
+            };
+            let attempts = unsigned(attempts)?;
+            match attempt {
+                None => Ok(latest),
+                Some(n) if n == 0 || n > attempts => Err(StoreError::NotFound(format!(
+                    "attempt {n} of task {task_id:?} (it has run {attempts} time{})",
+                    if attempts == 1 { "" } else { "s" }
+                ))),
+                Some(n) => {
+                    let kept: Option<(String,)> = q!(
+                        conn,
+                        fetch_optional,
+                        sqlx::query_as("SELECT log FROM rollout_task_logs WHERE task_id = $1 AND attempt = $2")
+                            .bind(task_id)
+                            .bind(i32::try_from(n).unwrap_or(i32::MAX))
+                    )?;
+                    // An attempt that ended without output (or a run that never reported) kept nothing.
+                    Ok(kept.map(|(log,)| log).unwrap_or_default())
                 }
             }
         })
@@ -149,7 +172,8 @@ impl Store {
 
     /// [`Store::start_task`], for a run whose results come back through the callback endpoint:
     /// `callback` is the hash of the run's callback token. It replaces any earlier run's, so
-    /// an earlier token stops working; such a run's log starts empty, as callbacks append to it.
+    /// an earlier token stops working. Every run's log starts empty (callbacks append to a
+    /// webhook run's); the earlier attempts' stay in `rollout_task_logs`.
     pub async fn start_task_run(
         &self,
         id: &str,
@@ -166,7 +190,7 @@ impl Store {
                     "UPDATE rollout_tasks SET state = 'running', run_token = $1, run_deadline = $2,
                          attempts = attempts + 1, started_at = $3, ended_at = NULL, updated_at = $3,
                          exit_code = NULL, error = NULL, callback_hash = $5,
-                         log = CASE WHEN $5 IS NULL THEN log ELSE '' END
+                         log = ''
                      WHERE id = $4 AND (state IN ('pending', 'stopped') OR (state = 'running'
                          AND ((run_token < $1 AND run_deadline IS NULL) OR (run_token <= $1 AND run_deadline < $3))))"
                 )
@@ -244,25 +268,47 @@ impl Store {
         transaction!(self, |tx| finish(tx, id, Some(token), outcome).await?)
     }
 
-    /// Marks a running task stopped (its run was asked to stop), under `token`.
-    pub async fn stop_task(&self, id: &str, token: Option<i64>, to: TaskState) -> Result<bool> {
+    /// Marks a running task stopped (its run was asked to stop), under `token`. `log` is what
+    /// the stopped run printed before it was killed (kept as that attempt's log); `None` keeps
+    /// the log as it is (a webhook run's progress, or a task nothing here was running).
+    pub async fn stop_task(&self, id: &str, token: Option<i64>, to: TaskState, log: Option<&str>) -> Result<bool> {
         let now = Timestamp::now().as_micros();
         transaction!(self, |tx| {
             let changed = q!(
                 tx,
                 execute,
                 sqlx::query(
-                    "UPDATE rollout_tasks SET state = $1, updated_at = $2, ended_at = $2
+                    "UPDATE rollout_tasks SET state = $1, updated_at = $2, ended_at = $2, log = COALESCE($5, log)
                      WHERE id = $3 AND state IN ('running', 'pending') AND ($4 IS NULL OR run_token = $4)"
                 )
                 .bind(to.as_str())
                 .bind(now)
                 .bind(id)
                 .bind(token)
+                .bind(log.map(bound_log))
             )?;
+            if changed == 1 {
+                keep_attempt_log(tx, id).await?;
+            }
             changed == 1
         })
     }
+}
+
+/// Copies the task's log into its current attempt's row of `rollout_task_logs`, so that a later
+/// attempt (which starts with an empty log) does not replace it.
+async fn keep_attempt_log(conn: &mut Conn<'_>, id: &str) -> Result<()> {
+    q!(
+        conn,
+        execute,
+        sqlx::query(
+            "INSERT INTO rollout_task_logs (task_id, attempt, log)
+             SELECT id, attempts, log FROM rollout_tasks WHERE id = $1 AND attempts > 0
+             ON CONFLICT (task_id, attempt) DO UPDATE SET log = excluded.log"
+        )
+        .bind(id)
+    )?;
+    Ok(())
 }
 
 /// Appends to the log of the task while `callback` names its running run; `false` otherwise.
@@ -286,6 +332,7 @@ async fn append_log(conn: &mut Conn<'_>, id: &str, callback: &TokenHash, text: &
                 sqlx::query("UPDATE rollout_tasks SET log = $1 WHERE id = $2").bind(bound_log(&log)).bind(id)
             )?;
         }
+        keep_attempt_log(conn, id).await?;
     }
     Ok(changed == 1)
 }
@@ -334,5 +381,8 @@ async fn finish(conn: &mut Conn<'_>, id: &str, token: Option<i64>, outcome: &Tas
         .bind(id)
         .bind(token)
     )?;
+    if changed == 1 {
+        keep_attempt_log(conn, id).await?;
+    }
     Ok(changed == 1)
 }

@@ -17,6 +17,8 @@ cutover_store::contract_tests!(
     completing_moves_the_pin_once_under_8_racing_engines,
     a_task_result_is_recorded_once_under_its_run_token,
     a_crashed_run_is_taken_over_only_after_its_deadline,
+    each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included,
+    a_rollout_that_ends_leaves_no_operation_or_task_looking_alive,
 );
 
 const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
@@ -204,10 +206,10 @@ async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
     let after = store.get_rollout(&ws.id, &made.rollout.id).await.unwrap();
     let task = &after.operations[0].tasks[0];
     assert_eq!((task.state, task.exit_code, task.log_bytes), (TaskState::Completed, Some(0), 5));
-    let log = store.rollout_task_log(&ws.id, &made.rollout.id, &task.id).await.unwrap();
+    let log = store.rollout_task_log(&ws.id, &made.rollout.id, &task.id, None).await.unwrap();
     assert_eq!(log, "done\n");
     assert!(matches!(
-        store.rollout_task_log(&ws.id, &made.rollout.id, "nope").await,
+        store.rollout_task_log(&ws.id, &made.rollout.id, "nope", None).await,
         Err(StoreError::NotFound(message)) if message == "task \"nope\""
     ));
 }
@@ -260,4 +262,61 @@ async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
             ("plain-secret-1", "https://deploy.example/hook")
         );
     }
+}
+
+async fn each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included(store: Store) {
+    let (ws, actor) = world(&store, 1).await;
+    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap();
+    let (rollout_id, task) = (&made.rollout.id, &made.operations[0].tasks[0].id);
+    store.start_task(task, 1, None).await.unwrap().expect("first run");
+    assert!(store.stop_task(task, Some(1), TaskState::Stopped, Some("first, killed\n")).await.unwrap());
+    assert_eq!(store.rollout_task_log(&ws.id, rollout_id, task, None).await.unwrap(), "first, killed\n");
+    let second = store.start_task(task, 1, None).await.unwrap().expect("second run");
+    assert_eq!((second.attempts, second.log_bytes), (2, 0), "a new attempt starts with an empty log");
+    let failed = TaskOutcome { succeeded: false, exit_code: Some(1), error: Some("no".into()), log: "second\n".into() };
+    assert!(store.finish_task(task, 1, &failed).await.unwrap());
+    let log = |attempt| store.rollout_task_log(&ws.id, rollout_id, task, attempt);
+    assert_eq!(log(None).await.unwrap(), "second\n");
+    assert_eq!(log(Some(1)).await.unwrap(), "first, killed\n");
+    assert_eq!(log(Some(2)).await.unwrap(), "second\n");
+    assert!(matches!(
+        log(Some(3)).await,
+        Err(StoreError::NotFound(message)) if message == format!("attempt 3 of task {task:?} (it has run 2 times)")
+    ));
+}
+
+async fn a_rollout_that_ends_leaves_no_operation_or_task_looking_alive(store: Store) {
+    let (ws, actor) = world(&store, 3).await;
+    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(2, &["drain", "apply"])).await.unwrap();
+    let id = &made.rollout.id;
+    let [first, second, _] = &made.operations[..] else { panic!("three operations") };
+    for operation in [first, second] {
+        assert!(
+            store.advance_operation(&operation.id, OperationState::Pending, OperationState::Running).await.unwrap()
+        );
+        store.start_task(&operation.tasks[0].id, 1, None).await.unwrap().expect("started");
+    }
+    let failed = TaskOutcome { succeeded: false, exit_code: Some(1), error: Some("no".into()), log: String::new() };
+    assert!(store.finish_task(&second.tasks[0].id, 1, &failed).await.unwrap());
+    assert!(store.advance_operation(&second.id, OperationState::Running, OperationState::Failed).await.unwrap());
+    assert!(store.advance_rollout(id, RolloutState::Pending, RolloutState::Failed).await.unwrap());
+    let states = |detail: &cutover_store::RolloutDetail| -> Vec<(OperationState, Vec<TaskState>)> {
+        detail.operations.iter().map(|o| (o.state, o.tasks.iter().map(|t| t.state).collect())).collect()
+    };
+    let after = store.get_rollout(&ws.id, id).await.unwrap();
+    use {OperationState as O, TaskState as T};
+    assert_eq!(
+        states(&after),
+        [
+            (O::Stopping, vec![T::Running, T::Pending]),
+            (O::Failed, vec![T::Failed, T::Cancelled]),
+            (O::Cancelled, vec![T::Cancelled, T::Cancelled]),
+        ],
+        "the running one is being stopped; the rest ended with the rollout"
+    );
+    // Its run stopped, the running operation ends cancelled, and so does every task it had left.
+    assert!(store.stop_task(&first.tasks[0].id, Some(1), TaskState::Stopped, None).await.unwrap());
+    assert!(store.advance_operation(&first.id, OperationState::Stopping, OperationState::Cancelled).await.unwrap());
+    let after = store.get_rollout(&ws.id, id).await.unwrap();
+    assert_eq!(states(&after)[0], (O::Cancelled, vec![T::Cancelled, T::Cancelled]));
 }

@@ -57,11 +57,14 @@ pub enum RolloutCommand {
     Release { id: String },
     /// Runs the failed targets of a paused or degraded rollout again.
     Retry { id: String },
-    /// Prints the kept output of a task.
+    /// Prints the kept output of a task: of its latest attempt, or of --attempt N.
     Log {
         id: String,
         /// The task's id, or TARGET/STEP (e.g. `eu-1/apply`).
         task: String,
+        /// Which attempt's output (from 1; every attempt keeps its own). Default: the latest.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: Option<u32>,
     },
     /// Reports the result of a --manual task.
     #[command(subcommand)]
@@ -196,13 +199,16 @@ pub async fn run(context: &Context, mut command: RolloutCommand) -> anyhow::Resu
         RolloutCommand::Cancel { id } => controlled(context, &client.cancel_rollout(&id).await?),
         RolloutCommand::Release { id } => controlled(context, &client.release_rollout(&id).await?),
         RolloutCommand::Retry { id } => controlled(context, &client.retry_rollout(&id).await?),
-        RolloutCommand::Log { id, task } => {
+        RolloutCommand::Log { id, task, attempt } => {
             let (task, label) = find_task(context, &id, &task).await?;
-            let log = client.task_log(&id, &task).await?;
+            let log = client.task_log(&id, &task, attempt).await?;
             match context.output {
-                OutputFormat::Json => output::json(&json!({"rollout": id, "task": task, "log": log})),
+                OutputFormat::Json => {
+                    output::json(&json!({"rollout": id, "task": task, "attempt": attempt, "log": log}))
+                }
                 OutputFormat::Table if log.is_empty() => {
-                    output::note(&format!("task {label} has no output"));
+                    let which = attempt.map(|n| format!(" (attempt {n})")).unwrap_or_default();
+                    output::note(&format!("task {label}{which} has no output"));
                     Ok(())
                 }
                 OutputFormat::Table => output::emit(log.strip_suffix('\n').unwrap_or(&log)),

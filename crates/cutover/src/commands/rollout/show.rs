@@ -44,12 +44,23 @@ pub fn rollout(context: &Context, rollout: &Rollout) -> anyhow::Result<()> {
             operation.wave.to_string(),
             operation_state(operation),
             operation.tasks.iter().map(|task| format!("{} {}", task.step, task.state)).collect::<Vec<_>>().join(", "),
-            operation.tasks.iter().map(|task| task.attempts).sum::<u32>().to_string(),
+            attempts(operation),
             first_error(operation).map_or_else(|| "-".to_owned(), |(task, error)| format!("{}: {error}", task.step)),
         ]
     });
     output::emit("")?;
     output::emit(&output::table(["TARGET", "WAVE", "STATE", "STEPS", "ATTEMPTS", "ERROR"], rows))
+}
+
+/// Each step's attempts, in the order of the steps (`1, 2`: the first step ran once, the second
+/// twice); `-` for a step that never ran. A sum across steps would read as retries that never
+/// happened.
+pub fn attempts(operation: &RolloutOperation) -> String {
+    let each = operation.tasks.iter().map(|task| match task.attempts {
+        0 => "-".to_owned(),
+        n => n.to_string(),
+    });
+    each.collect::<Vec<_>>().join(", ")
 }
 
 /// The rollout's operations in target order (`None` in lists: none).
@@ -83,15 +94,19 @@ fn operation_state(operation: &RolloutOperation) -> String {
 }
 
 /// What an operation is at, in a few words: `pending`, `running apply`,
-/// `failed apply: exited with status 1`, `completed`.
+/// `failed apply: exited with status 1`, `completed`; with the step's attempt once it ran more
+/// than once (`running apply (attempt 2)`).
 pub fn status(operation: &RolloutOperation) -> String {
     let current = operation.tasks.iter().find(|task| task.state != "completed");
     match (operation.state.as_str(), current) {
         ("pending" | "completed" | "cancelled", _) | (_, None) => operation.state.clone(),
-        (state, Some(task)) => match &task.error {
-            Some(error) if task.state == "failed" => format!("{state} {}: {error}", task.step),
-            _ => format!("{state} {}", task.step),
-        },
+        (state, Some(task)) => {
+            let attempt = if task.attempts > 1 { format!(" (attempt {})", task.attempts) } else { String::new() };
+            match &task.error {
+                Some(error) if task.state == "failed" => format!("{state} {}{attempt}: {error}", task.step),
+                _ => format!("{state} {}{attempt}", task.step),
+            }
+        }
     }
 }
 
@@ -109,7 +124,7 @@ pub fn first_error(operation: &RolloutOperation) -> Option<(&RolloutTask, &str)>
 pub(super) mod tests {
     use cutover_api::{RolloutOperation, RolloutTask};
 
-    use super::{progress, status};
+    use super::{attempts, progress, status};
 
     pub fn task(step: &str, state: &str, error: Option<&str>) -> RolloutTask {
         RolloutTask {
@@ -159,5 +174,19 @@ pub(super) mod tests {
         let running = operation("b", "running", vec![]);
         assert_eq!(progress(&[&done, &running, &running]), "1 of 3 completed, 2 running");
         assert_eq!(progress(&[]), "0 of 0 completed");
+    }
+
+    #[test]
+    fn attempts_are_shown_per_step_not_added_up() {
+        let once_each =
+            operation("t-0", "completed", vec![task("drain", "completed", None), task("apply", "completed", None)]);
+        assert_eq!(attempts(&once_each), "1, 1", "a target that never retried");
+        let mut retried = task("apply", "running", None);
+        retried.attempts = 3;
+        let operation = operation("t-1", "running", vec![task("drain", "completed", None), retried]);
+        assert_eq!(attempts(&operation), "1, 3");
+        assert_eq!(status(&operation), "running apply (attempt 3)");
+        let never_ran = super::tests::operation("t-2", "cancelled", vec![task("drain", "pending", None)]);
+        assert_eq!(attempts(&never_ran), "-");
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use cutover_api::Rollout;
+use cutover_api::{Rollout, RolloutOperation};
 use cutover_client::ClientError;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -130,13 +130,19 @@ impl Lines {
     }
 }
 
-/// The rollout on a line of its own, then a bar per target, drawn on stdout.
+/// The rollout on a line of its own, then a bar per target, drawn on stdout and fitted to the
+/// terminal's width at every read (it may be resized while the watch runs).
 struct Bars {
     multi: MultiProgress,
     header: ProgressBar,
-    /// By operation id; made at the first read (a rollout's targets are fixed at its start).
+    /// By operation id; made at the first read (a rollout's targets are fixed at its start). Each
+    /// is drawn by [`target_line`]: indicatif's own bar would be drawn full when it finishes,
+    /// also for a target that never ran.
     targets: HashMap<String, ProgressBar>,
 }
+
+/// Columns assumed when the terminal does not say.
+const DEFAULT_COLUMNS: usize = 80;
 
 impl Bars {
     fn new() -> Self {
@@ -147,43 +153,89 @@ impl Bars {
     }
 
     fn show(&mut self, rollout: &Rollout) -> anyhow::Result<()> {
+        // The terminal's width as the table printer sees it (it asks the terminal).
+        let columns = comfy_table::Table::new().width().map_or(DEFAULT_COLUMNS, usize::from);
         let operations = sorted(rollout);
-        self.header.set_message(format!(
-            "rollout {}: version {} of {} to {}: {}; targets: {}",
-            rollout.id,
-            rollout.version,
-            rollout.artifact,
-            rollout.environment,
-            rollout.state,
-            progress(&operations)
-        ));
+        // The spinner and its space come before the first line.
+        self.header.set_message(header(rollout, &operations, columns.saturating_sub(2)).join("\n"));
         if self.targets.is_empty() {
-            let width = operations.iter().map(|operation| operation.target.len()).max().unwrap_or(0);
-            let style =
-                ProgressStyle::with_template(&format!("{{prefix:{width}}} [{{bar:30}}] {{pos}}/{{len}} {{msg}}"))?
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template("{msg}")?;
             for operation in &operations {
-                let bar = ProgressBar::new(0).with_style(style.clone()).with_prefix(operation.target.clone());
+                let bar = ProgressBar::new(0).with_style(style.clone());
                 self.targets.insert(operation.id.clone(), self.multi.add(bar));
             }
         }
+        let name_width = operations.iter().map(|operation| operation.target.chars().count()).max().unwrap_or(0);
         for operation in operations {
             if let Some(bar) = self.targets.get(&operation.id) {
-                bar.set_length(operation.tasks.len() as u64);
-                bar.set_position(steps_done(operation) as u64);
-                bar.set_message(status(operation));
+                bar.set_message(target_line(operation, name_width, columns));
             }
         }
         Ok(())
     }
 
-    /// Leaves the last state drawn.
+    /// Leaves the last state drawn, as it is.
     fn finish(&self) {
         for bar in self.targets.values() {
-            bar.finish();
+            bar.abandon();
         }
-        self.header.finish();
+        self.header.abandon();
     }
+}
+
+/// The rollout's header, wrapped at spaces to lines of at most `columns` characters (a word
+/// longer than a line is cut, never a word that fits).
+fn header(rollout: &Rollout, operations: &[&RolloutOperation], columns: usize) -> Vec<String> {
+    let text = format!(
+        "rollout {}: version {} of {} to {}: {}; targets: {}",
+        rollout.id,
+        rollout.version,
+        rollout.artifact,
+        rollout.environment,
+        rollout.state,
+        progress(operations)
+    );
+    let columns = columns.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        let used = line.chars().count();
+        if used > 0 && used + 1 + word.len() > columns {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > columns {
+            lines.push(word.drain(..columns).collect());
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.extend(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// One target: its name, a bar of the steps it completed, the count and what it is at, cut to
+/// `columns` characters. A target that never ran has an empty bar, whatever the rollout's state.
+fn target_line(operation: &RolloutOperation, name_width: usize, columns: usize) -> String {
+    let (done, total) = (steps_done(operation), operation.tasks.len());
+    let width = (columns / 4).clamp(5, 30);
+    let filled = (done * width).checked_div(total).unwrap_or(0);
+    let head = usize::from(filled < width && done > 0);
+    let bar = format!("{}{}{}", "=".repeat(filled), ">".repeat(head), " ".repeat(width - filled - head));
+    let line = format!("{:name_width$} [{bar}] {done}/{total} {}", operation.target, status(operation));
+    cut(&line, columns)
+}
+
+/// `text` in at most `columns` characters, ending in `…` when it was cut.
+fn cut(text: &str, columns: usize) -> String {
+    if text.chars().count() <= columns {
+        return text.to_owned();
+    }
+    let mut kept: String = text.chars().take(columns.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
 }
 
 #[cfg(test)]
@@ -191,7 +243,7 @@ mod tests {
     use cutover_api::{Rollout, RolloutOperation};
 
     use super::super::show::tests::{operation, task};
-    use super::{Lines, outcome};
+    use super::{Lines, header, outcome, target_line};
     use crate::failure::WaitingError;
 
     fn rollout(state: &str, operations: Vec<RolloutOperation>) -> Rollout {
@@ -238,5 +290,59 @@ mod tests {
         assert!(err.is::<WaitingError>(), "{err}");
         assert!(err.to_string().starts_with("rollout r1 is paused by a failure (t-1/apply"), "{err}");
         assert!(outcome(&rollout("stopped", vec![])).unwrap_err().is::<WaitingError>());
+    }
+
+    #[test]
+    fn a_target_that_never_ran_has_an_empty_bar_and_a_finished_one_a_full_bar() {
+        let steps = |state| vec![task("drain", state, None), task("apply", state, None)];
+        let never_ran = operation("t-2", "cancelled", steps("cancelled"));
+        assert_eq!(target_line(&never_ran, 4, 120), "t-2  [                              ] 0/2 cancelled");
+        let done = operation("t-0", "completed", steps("completed"));
+        assert_eq!(target_line(&done, 4, 120), "t-0  [==============================] 2/2 completed");
+        let half = operation("t-1", "running", vec![task("drain", "completed", None), task("apply", "running", None)]);
+        assert_eq!(target_line(&half, 3, 40), "t-1 [=====>    ] 1/2 running apply");
+    }
+
+    #[test]
+    fn a_target_line_is_cut_to_the_terminal_width() {
+        let error = "exited with status 1 after printing a very long explanation of what went wrong";
+        let failed = operation("t-1", "failed", vec![task("apply", "failed", Some(error))]);
+        let line = target_line(&failed, 3, 60);
+        assert_eq!(line.chars().count(), 60, "{line}");
+        assert!(
+            line.starts_with("t-1 [               ] 0/1 failed apply: exited with") && line.ends_with('…'),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_header_wraps_between_words_to_fit_the_terminal() {
+        let mut long = rollout("running_degraded", vec![]);
+        long.id = "0193f3a2-7c1d-7b4e-9f00-5a8d2c6e1b47".into();
+        long.artifact = "prompts/customer-support/greeting".into();
+        long.environment = "production-eu-west".into();
+        let operations = [
+            operation("a", "completed", vec![]),
+            operation("b", "failed", vec![]),
+            operation("c", "cancelled", vec![]),
+            operation("d", "running", vec![]),
+        ];
+        let operations: Vec<_> = operations.iter().collect();
+        let lines = header(&long, &operations, 118);
+        assert_eq!(
+            lines,
+            [
+                "rollout 0193f3a2-7c1d-7b4e-9f00-5a8d2c6e1b47: version 2 of prompts/customer-support/greeting to \
+                 production-eu-west:",
+                "running_degraded; targets: 1 of 4 completed, 1 failed, 1 cancelled, 1 running",
+            ]
+        );
+        assert!(lines.iter().all(|line| line.chars().count() <= 118));
+        assert_eq!(
+            header(&rollout("running", vec![]), &[], 200),
+            ["rollout r1: version 2 of greeting to production: \
+             running; targets: 0 of 0 completed"]
+        );
+        assert_eq!(header(&rollout("running", vec![]), &[], 4)[0], "roll", "a word longer than a line is cut");
     }
 }
