@@ -795,6 +795,19 @@ pub struct ReportTask {
     pub message: Option<String>,
 }
 
+/// What an audit event is about (schema only: the wire carries the string). Versions and pins
+/// are audited on their artifact.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AuditObjectTypeName {
+    Workspace,
+    Environment,
+    Artifact,
+    Token,
+    Experiment,
+    Rollout,
+}
+
 /// A token's role (schema only: the wire carries the string).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         license(name = "Apache-2.0")
     ),
     modifiers(&TokenAuth),
-    components(schemas(cutover_api::ErrorBody, cutover_api::ErrorDetail)),
+    components(schemas(cutover_api::ErrorBody, cutover_api::ErrorDetail, cutover_api::AuditObjectTypeName)),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "workspaces", description = "Tenants"),
@@ -50,4 +50,36 @@ impl Modify for TokenAuth {
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::router::router().into_openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(reference) = map.get("$ref").and_then(|r| r.as_str()) {
+                    found.push(reference.to_owned());
+                }
+                map.values().for_each(|v| references(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_points_at_a_component() {
+        let document = serde_json::to_value(super::openapi()).unwrap();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(!found.is_empty());
+        let dangling: Vec<&String> = found
+            .iter()
+            .filter(|reference| {
+                let path: Vec<&str> = reference.trim_start_matches("#/").split('/').collect();
+                path.iter().try_fold(&document, |node, part| node.get(*part)).is_none()
+            })
+            .collect();
+        assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+    }
 }

@@ -18,11 +18,7 @@ use crate::extract::Query;
 pub struct AuditQuery {
     /// `workspace`, `environment`, `artifact`, `token`, `experiment` or `rollout` (versions and
     /// pins are audited on their artifact); any other value is refused (400 `invalid_query`).
-    #[param(
-        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
-        min_length = 1,
-        max_length = 100
-    )]
+    #[param(value_type = Option<cutover_api::AuditObjectTypeName>)]
     pub object_type: Option<String>,
     /// The object's name, key or id.
     #[param(
@@ -76,4 +72,28 @@ pub async fn list(
     let filter = AuditFilter { object_type: query.object_type, object_id: query.object_id, actor: query.actor };
     let page = state.store.list_audit(auth.workspace_id(), &filter, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::audit_event)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_exactly_the_object_types_the_server_accepts() {
+        let document = serde_json::to_value(crate::openapi()).unwrap();
+        let parameters = document["paths"]["/api/v1/audit"]["get"]["parameters"].as_array().unwrap().clone();
+        let object_type = parameters.iter().find(|p| p["name"] == "object_type").unwrap();
+        let schema = &object_type["schema"];
+        let reference = schema["$ref"]
+            .as_str()
+            .or_else(|| schema["oneOf"].as_array().and_then(|all| all.iter().find_map(|s| s["$ref"].as_str())));
+        let listed = match reference {
+            Some(reference) => {
+                let name = reference.rsplit('/').next().unwrap();
+                document["components"]["schemas"][name]["enum"].clone()
+            }
+            None => schema["enum"].clone(),
+        };
+        assert_eq!(listed, serde_json::json!(AUDIT_OBJECT_TYPES), "{object_type}");
+    }
 }
