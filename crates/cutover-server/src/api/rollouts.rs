@@ -72,7 +72,7 @@ pub async fn create(
         steps: parse_steps(body.steps)?,
         executor,
     };
-    let made = state.store.create_rollout(auth.workspace_id(), &auth.actor(), &auth.authority(), &new).await?;
+    let made = state.store.create_rollout(&auth.caller(), &new).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::rollout_detail(made))))
 }
 
@@ -115,7 +115,7 @@ pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<Stri
 
 async fn control(state: &AppState, auth: &Auth, id: &str, control: RolloutControl) -> ApiResult<axum::Json<Rollout>> {
     auth.require(Access::Write)?;
-    let after = state.store.rollout_control(auth.workspace_id(), &auth.actor(), &auth.authority(), id, control).await?;
+    let after = state.store.rollout_control(&auth.caller(), id, control).await?;
     Ok(axum::Json(convert::rollout_detail(after)))
 }
 
@@ -178,10 +178,7 @@ async fn report(
         return Err(ApiError::not_found(format!("task {task:?} not found")));
     }
     let message = body.message.unwrap_or_default();
-    let task = state
-        .store
-        .report_task(auth.workspace_id(), &auth.actor(), &auth.authority(), task, succeeded, &message)
-        .await?;
+    let task = state.store.report_task(&auth.caller(), task, succeeded, &message).await?;
     Ok(axum::Json(convert::rollout_task(task)))
 }
 

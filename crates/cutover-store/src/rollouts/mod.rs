@@ -17,8 +17,8 @@ use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::pins::{apply, ensure_version, lock_workspace};
 use crate::{
-    Actor, NewRollout, PinAuthority, Result, Rollout, RolloutDetail, RolloutOperation, RolloutTask, Store, StoreError,
-    artifacts, environments,
+    Actor, Caller, NewRollout, PinAuthority, Result, Rollout, RolloutDetail, RolloutOperation, RolloutTask, Store,
+    StoreError, artifacts, environments,
 };
 
 mod tasks;
@@ -232,13 +232,8 @@ fn engine_actor(rollout: &Rollout) -> Actor {
 impl Store {
     /// Creates a rollout with one operation per deployment target of the environment (in the
     /// targets' order, in waves of `max_parallel`) and one task per step, in one transaction.
-    pub async fn create_rollout(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
-        new: &NewRollout,
-    ) -> Result<RolloutDetail> {
+    pub async fn create_rollout(&self, caller: &Caller, new: &NewRollout) -> Result<RolloutDetail> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             tx.effects.engine();
             let artifact = artifacts::fetch(tx, workspace_id, &new.artifact).await?;
@@ -363,14 +358,8 @@ impl Store {
     /// Applies a person's control (stop, resume, cancel, release, retry): the domain says what it
     /// does to the rollout and each operation; all of it is written in one transaction,
     /// compare-and-set on the state it was checked against. Illegal: 409 naming the state.
-    pub async fn rollout_control(
-        &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
-        id: &str,
-        control: RolloutControl,
-    ) -> Result<RolloutDetail> {
+    pub async fn rollout_control(&self, caller: &Caller, id: &str, control: RolloutControl) -> Result<RolloutDetail> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             tx.effects.engine();
             let before = fetch_detail(tx, Some(workspace_id), id).await?;

@@ -8,7 +8,7 @@ use cutover_domain::{Timestamp, TokenHash};
 use super::{corrupt, fetch_rollout, unsigned};
 use crate::audit::{Change, record};
 use crate::db::{Conn, q, read, transaction};
-use crate::{Actor, PinAuthority, Result, RolloutTask, Store, StoreError, TaskOutcome, environments};
+use crate::{Caller, Result, RolloutTask, Store, StoreError, TaskOutcome, environments};
 
 /// Task rows; callers add `WHERE …`.
 pub(super) const SELECT_TASKS: &str = "SELECT id, operation_id, position, step, state, attempts, idempotency_key, run_token,
@@ -67,13 +67,12 @@ impl Store {
     /// takes a result, once.
     pub async fn report_task(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        authority: &PinAuthority,
+        caller: &Caller,
         task_id: &str,
         succeeded: bool,
         message: &str,
     ) -> Result<RolloutTask> {
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         cutover_domain::check_text("message", message)?;
         transaction!(self, |tx| {
             tx.effects.engine();

@@ -61,7 +61,10 @@ fn rollout(max_parallel: u32, steps: &[&str]) -> NewRollout {
 
 async fn a_rollout_is_created_with_one_operation_per_target_in_waves(store: Store) {
     let (ws, actor) = world(&store, 5).await;
-    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(2, &["drain", "apply"])).await.unwrap();
+    let made = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(2, &["drain", "apply"]))
+        .await
+        .unwrap();
     assert_eq!(made.rollout.state, RolloutState::Pending);
     assert_eq!((made.rollout.operation_count, made.rollout.version), (5, 2));
     let layout: Vec<(String, u32, u32)> =
@@ -94,14 +97,17 @@ async fn a_rollout_is_created_with_one_operation_per_target_in_waves(store: Stor
 async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store) {
     let (ws, actor) = world(&store, 2).await;
     let missing = NewRollout { version: 9, ..rollout(1, &["apply"]) };
-    assert!(matches!(store.create_rollout(&ws.id, &actor, &OWNER, &missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &missing).await,
+        Err(StoreError::NotFound(_))
+    ));
     store.create_environment(&ws.id, &actor, &new_env("bare"), 100).await.unwrap();
     let bare = NewRollout { environment: "bare".into(), ..rollout(1, &["apply"]) };
-    let err = store.create_rollout(&ws.id, &actor, &OWNER, &bare).await.unwrap_err();
+    let err = store.create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &bare).await.unwrap_err();
     assert!(err.to_string().contains("has no deployment targets"), "{err}");
     let scoped = PinAuthority { owner: false, limited_to: vec!["bare".into()] };
     assert!(matches!(
-        store.create_rollout(&ws.id, &actor, &scoped, &rollout(1, &["apply"])).await,
+        store.create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &scoped), &rollout(1, &["apply"])).await,
         Err(StoreError::Forbidden(_))
     ));
     assert!(store.list_rollouts(&ws.id, None, None, 50).await.unwrap().is_empty(), "nothing written");
@@ -109,18 +115,35 @@ async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store)
 
 async fn controls_follow_the_domain_and_refuse_illegal_ones_unchanged(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let id = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap().rollout.id;
-    let err = store.rollout_control(&ws.id, &actor, &OWNER, &id, RolloutControl::Resume).await.unwrap_err();
+    let id = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    let err = store
+        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Resume)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "cannot resume a rollout that is pending");
     assert!(matches!(err, StoreError::IllegalControl(_)), "{err:?}");
-    let stopped = store.rollout_control(&ws.id, &actor, &OWNER, &id, RolloutControl::Stop).await.unwrap();
+    let stopped = store
+        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Stop)
+        .await
+        .unwrap();
     assert_eq!(stopped.rollout.state, RolloutState::Stopping);
-    let cancelled = store.rollout_control(&ws.id, &actor, &OWNER, &id, RolloutControl::Cancel).await.unwrap();
+    let cancelled = store
+        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Cancel)
+        .await
+        .unwrap();
     assert_eq!(cancelled.rollout.state, RolloutState::Cancelled);
     assert!(cancelled.rollout.ended_at.is_some());
     assert!(cancelled.operations.iter().all(|o| o.state == OperationState::Cancelled));
     assert!(store.live_rollouts().await.unwrap().is_empty());
-    let again = store.rollout_control(&ws.id, &actor, &OWNER, &id, RolloutControl::Resume).await.unwrap_err();
+    let again = store
+        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Resume)
+        .await
+        .unwrap_err();
     assert_eq!(again.to_string(), "cannot resume a rollout that is cancelled");
 }
 
@@ -166,7 +189,12 @@ async fn a_lease_has_one_holder_among_16_racers_and_expires_to_another(store: St
 
 async fn completing_moves_the_pin_once_under_8_racing_engines(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let id = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap().rollout.id;
+    let id = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
+        .await
+        .unwrap()
+        .rollout
+        .id;
     assert!(store.advance_rollout(&id, RolloutState::Pending, RolloutState::Running).await.unwrap());
     let mut racers = Vec::new();
     for _ in 0..8 {
@@ -193,7 +221,10 @@ async fn completing_moves_the_pin_once_under_8_racing_engines(store: Store) {
 
 async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap();
+    let made = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
+        .await
+        .unwrap();
     let task = &made.operations[0].tasks[0];
     let deadline = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
     let started = store.start_task(&task.id, 1, Some(deadline)).await.unwrap().expect("started");
@@ -216,7 +247,10 @@ async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
 
 async fn a_crashed_run_is_taken_over_only_after_its_deadline(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap();
+    let made = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
+        .await
+        .unwrap();
     let (a, b) = (&made.operations[0].tasks[0], &made.operations[1].tasks[0]);
     let future = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
     let past = Timestamp::from_micros(Timestamp::now().as_micros() - 1);
@@ -246,7 +280,10 @@ async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
         timeout_seconds: 10,
     };
     let id = store
-        .create_rollout(&ws.id, &actor, &OWNER, &NewRollout { executor: legacy, ..rollout(1, &["apply"]) })
+        .create_rollout(
+            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            &NewRollout { executor: legacy, ..rollout(1, &["apply"]) },
+        )
         .await
         .unwrap()
         .rollout
@@ -266,7 +303,10 @@ async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
 
 async fn each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(1, &["apply"])).await.unwrap();
+    let made = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
+        .await
+        .unwrap();
     let (rollout_id, task) = (&made.rollout.id, &made.operations[0].tasks[0].id);
     store.start_task(task, 1, None).await.unwrap().expect("first run");
     assert!(store.stop_task(task, Some(1), TaskState::Stopped, Some("first, killed\n")).await.unwrap());
@@ -287,7 +327,10 @@ async fn each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included(store: 
 
 async fn a_rollout_that_ends_leaves_no_operation_or_task_looking_alive(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store.create_rollout(&ws.id, &actor, &OWNER, &rollout(2, &["drain", "apply"])).await.unwrap();
+    let made = store
+        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(2, &["drain", "apply"]))
+        .await
+        .unwrap();
     let id = &made.rollout.id;
     let [first, second, _] = &made.operations[..] else { panic!("three operations") };
     for operation in [first, second] {
