@@ -109,21 +109,24 @@ impl Admission {
 
     /// Checks that `url`'s host is allowed: by name, or every address it resolves to.
     pub async fn check_url(&self, url: &str) -> Result<(), String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("must be an http:// or https:// URL".into());
+        match target(url)? {
+            Target::Address(ip) => self.check_addresses(&ip.to_string(), &[ip]),
+            Target::Name(host, _) if self.policy.allows_host(&host) => Ok(()),
+            Target::Name(host, port) => {
+                let addresses = resolve(&host, port).await?;
+                self.check_addresses(&host, &addresses)
+            }
         }
-        let host = parsed.host_str().ok_or("must name a host")?.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return self.check_addresses(host, &[ip]);
+    }
+
+    /// The check a delivery needs on top of the delivery client's resolver: an address written
+    /// in the URL is never resolved, so it is checked here; a name is checked by the resolver
+    /// as the client connects (resolving it here too would look it up twice per delivery).
+    pub fn check_delivery_url(&self, url: &str) -> Result<(), String> {
+        match target(url)? {
+            Target::Address(ip) => self.check_addresses(&ip.to_string(), &[ip]),
+            Target::Name(..) => Ok(()),
         }
-        let host = host.to_ascii_lowercase();
-        if self.policy.allows_host(&host) {
-            return Ok(());
-        }
-        let port = parsed.port_or_known_default().unwrap_or(443);
-        let addresses = resolve(&host, port).await?;
-        self.check_addresses(&host, &addresses)
     }
 
     fn check_addresses(&self, host: &str, addresses: &[IpAddr]) -> Result<(), String> {
@@ -135,6 +138,24 @@ impl Admission {
     pub fn resolver(self: &Arc<Self>) -> Arc<PolicyResolver> {
         Arc::new(PolicyResolver { admission: self.clone() })
     }
+}
+
+/// Where a URL points: an address written in it, or a host name (lowercase) and port.
+enum Target {
+    Address(IpAddr),
+    Name(String, u16),
+}
+
+fn target(url: &str) -> Result<Target, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    let host = parsed.host_str().ok_or("must name a host")?.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Target::Address(ip));
+    }
+    Ok(Target::Name(host.to_ascii_lowercase(), parsed.port_or_known_default().unwrap_or(443)))
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
@@ -238,5 +259,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(allowed.admit(webhook("http://[::1]:9/hook"), "default").await.is_err(), "only what is listed");
+    }
+
+    #[test]
+    fn a_delivery_checks_addresses_in_the_url_and_leaves_names_to_the_resolver() {
+        let strict = admission("");
+        assert!(strict.check_delivery_url("http://127.0.0.1:9/hook").unwrap_err().contains("loopback"));
+        assert!(strict.check_delivery_url("http://[fd00:ec2::254]/").unwrap_err().contains("metadata"));
+        assert!(strict.check_delivery_url("https://deploy.example/hook").is_ok(), "checked as it connects");
+        assert!(strict.check_delivery_url("ftp://deploy.example/").is_err());
+        assert!(admission("webhook_allow = [\"127.0.0.1\"]").check_delivery_url("http://127.0.0.1:9/").is_ok());
     }
 }

@@ -110,9 +110,9 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
     };
     let mut backoff = FIRST_BACKOFF;
     for delivery in 1_u32.. {
-        // Names are checked again by the client's resolver as it connects; this also covers an
-        // address written in the URL, which is never resolved.
-        if let Err(why) = webhook.admission.check_url(webhook.url).await {
+        // Names are checked by the client's resolver as it connects; an address written in the
+        // URL is never resolved, so it is checked here.
+        if let Err(why) = webhook.admission.check_delivery_url(webhook.url) {
             note(format!("delivery {delivery}: refused by the address policy: {why}\n")).await;
             return failed(format!("the address policy refuses the webhook's URL: {why}"));
         }
