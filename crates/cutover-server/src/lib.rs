@@ -54,6 +54,8 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// What clients may ask the engine to run, and where webhooks may go.
     pub admission: Arc<engine::admission::Admission>,
+    /// Signs and checks change-stream tickets; derived once from the secret key, not per request.
+    pub tickets: Arc<resolve::ticket::TicketKey>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
         let engine_wake = Arc::new(tokio::sync::Notify::new());
         let engine_health = Arc::new(engine::health::EngineHealth::new(&metrics));
         let admission = Arc::new(engine::admission::Admission::from_config(&config));
+        let tickets = Arc::new(resolve::ticket::TicketKey::from_secret(config.secret_key.as_deref()));
         store.on_commit(effects::AfterCommit::new(&resolver, &tokens, &engine_wake));
         Self {
             store,
@@ -79,6 +82,7 @@ impl AppState {
             engine_health,
             shutdown,
             admission,
+            tickets,
         }
     }
 

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::exposures::Exposures;
 use super::native::environment_for;
-use super::ticket::{self, TicketKey};
+use super::ticket;
 use super::{Assignment, LiveValue, WorkspaceView};
 use crate::AppState;
 use crate::auth::Auth;
@@ -440,12 +440,7 @@ pub async fn evaluate_flags(
     };
     // EventSource cannot send headers: the URL carries its own credential (ADR 0008), a ticket
     // bound to this token, workspace and environment; never the token itself.
-    let ticket = TicketKey::from_secret(state.config.secret_key.as_deref()).issue(
-        auth.workspace_id(),
-        &auth.0.token.id,
-        &environment,
-        now,
-    );
+    let ticket = state.tickets.issue(auth.workspace_id(), &auth.0.token.id, &environment, now);
     let event_streams = vec![json!({
         "type": "sse",
         "endpoint": {"requestUri": format!("/api/v1/stream?format=ofrep&ticket={ticket}")},

@@ -21,7 +21,7 @@ use crate::api::responses::ListErrors;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::resolve::ticket::{self, StreamTicket, TicketKey};
+use crate::resolve::ticket::{self, StreamTicket};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -75,8 +75,8 @@ impl FromRequestParts<AppState> for StreamCaller {
         if crate::auth::presented_token(parts).is_some() {
             return Err(ApiError::unauthorized("send either a token or a stream ticket, not both"));
         }
-        let key = TicketKey::from_secret(state.config.secret_key.as_deref());
-        let granted = key.verify(ticket, ticket::now_seconds()).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let granted =
+            state.tickets.verify(ticket, ticket::now_seconds()).map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let principal = ticket_principal(state, &granted).await?;
         Ok(Self { auth: Auth(Arc::new(principal)), environment: Some(granted.environment) })
     }
