@@ -63,8 +63,9 @@ impl EnvironmentScope {
 
     /// Whether every environment in `names` is within scope; an empty list means "all
     /// environments", which only an unlimited token covers.
-    pub fn covers(&self, names: &[String]) -> bool {
-        self.limited_to.is_empty() || (!names.is_empty() && names.iter().all(|name| self.may_see(name).is_ok()))
+    pub fn covers(&self, names: &[crate::EnvironmentName]) -> bool {
+        self.limited_to.is_empty()
+            || (!names.is_empty() && names.iter().all(|name| self.may_see(name.as_str()).is_ok()))
     }
 }
 
@@ -113,8 +114,9 @@ mod tests {
     #[test]
     fn only_an_unlimited_token_covers_all_environments() {
         let limited = EnvironmentScope { owner: true, limited_to: vec!["dev".into(), "prod".into()] };
-        assert!(limited.covers(&["dev".into()]));
-        assert!(!limited.covers(&["dev".into(), "qa".into()]));
+        let name = |raw| crate::EnvironmentName::parse(raw).unwrap();
+        assert!(limited.covers(&[name("dev")]));
+        assert!(!limited.covers(&[name("dev"), name("qa")]));
         assert!(!limited.covers(&[]), "an empty list means every environment");
         assert!(EnvironmentScope::default().covers(&[]));
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod audit;
 mod error;
 pub mod experiments;
 mod names;
@@ -16,8 +17,10 @@ mod targets;
 mod timestamp;
 mod token;
 mod value;
+mod version;
 
 pub use access::{EnvironmentRefusal, EnvironmentScope};
+pub use audit::AuditObject;
 pub use error::{DomainError, FieldError};
 pub use experiments::{
     Coverage, ExperimentAction, ExperimentDraft, ExperimentName, ExperimentSeed, ExperimentStatus, Hypothesis,
@@ -30,6 +33,7 @@ pub use targets::{DeploymentTarget, DeploymentTargets};
 pub use timestamp::Timestamp;
 pub use token::{TokenHash, TokenSecret};
 pub use value::{Content, ValueType};
+pub use version::VersionNumber;
 
 /// Limits that are part of the product's contract; the configurable ones have defaults here.
 pub mod limits {

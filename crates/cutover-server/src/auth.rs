@@ -98,7 +98,7 @@ impl Auth {
 
     /// Whether every environment in `names` is within this token's scope; an empty list means
     /// "all environments", which only an unscoped token covers.
-    pub fn covers(&self, names: &[String]) -> bool {
+    pub fn covers(&self, names: &[cutover_domain::EnvironmentName]) -> bool {
         self.authority().covers(names)
     }
 }

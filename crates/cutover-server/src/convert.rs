@@ -22,7 +22,7 @@ pub fn token(t: store::Token) -> api::Token {
         id: t.id,
         name: t.name,
         role: t.role.as_str().to_owned(),
-        environments: t.environments.into_iter().map(|e| e.name).collect(),
+        environments: t.environments.into_iter().map(|e| e.name.into_string()).collect(),
         created_at: t.created_at.to_rfc3339(),
         created_by: t.created_by.map(actor),
         revoked_at: t.revoked_at.map(|at| at.to_rfc3339()),
@@ -93,8 +93,8 @@ pub fn all<T, U>(items: Vec<T>, each: impl FnMut(T) -> U) -> api::Page<U> {
 
 pub fn pin(p: store::Pin) -> api::Pin {
     api::Pin {
-        artifact: p.artifact,
-        environment: p.environment,
+        artifact: p.artifact.into_string(),
+        environment: p.environment.into_string(),
         version: p.version,
         revision: p.revision,
         reason: p.reason,
@@ -107,7 +107,12 @@ pub fn pin(p: store::Pin) -> api::Pin {
 }
 
 pub fn pin_change(c: store::PinChange) -> api::PinChange {
-    api::PinChange { artifact: c.artifact, environment: c.environment, from: c.from, to: c.to }
+    api::PinChange {
+        artifact: c.artifact.into_string(),
+        environment: c.environment.into_string(),
+        from: c.from,
+        to: c.to,
+    }
 }
 
 pub fn pin_write(w: store::PinWrite) -> api::PinWrite {
@@ -124,8 +129,8 @@ pub fn experiment(x: store::Experiment) -> api::Experiment {
         ended_at: x.lifecycle.ended_at().map(|t| t.to_rfc3339()),
         deleted_at: x.deleted_at.map(|t| t.to_rfc3339()),
         id: x.id,
-        artifact: x.artifact,
-        environment: x.environment,
+        artifact: x.artifact.into_string(),
+        environment: x.environment.into_string(),
         name: x.name,
         hypothesis: x.hypothesis,
         coverage: x.coverage.get(),
@@ -155,9 +160,9 @@ pub fn rollout(r: store::Rollout, operations: Option<Vec<store::RolloutOperation
         created_by: r.created_by.name,
         operations: operations.map(|ops| ops.into_iter().map(rollout_operation).collect()),
         id: r.id,
-        artifact: r.artifact,
-        environment: r.environment,
-        version: r.version,
+        artifact: r.artifact.into_string(),
+        environment: r.environment.into_string(),
+        version: r.version.get(),
         steps: r.steps,
         pinned_revision: r.pinned_revision,
     }

@@ -188,7 +188,11 @@ pub fn artifact_path(key: &str) -> Result<cutover_domain::ArtifactKey, crate::er
 /// A list of environment names from a request: at most
 /// [`limits::MAX_ENVIRONMENTS_PER_REQUEST`](cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST),
 /// each valid (400 naming every bad one), duplicates dropped, order kept.
-pub fn environment_names(field: &'static str, names: Vec<String>) -> Result<Vec<String>, cutover_domain::DomainError> {
+pub fn environment_names(
+    field: &'static str,
+    names: Vec<String>,
+) -> Result<Vec<cutover_domain::EnvironmentName>, cutover_domain::DomainError> {
+    use cutover_domain::EnvironmentName;
     use cutover_domain::limits::MAX_ENVIRONMENTS_PER_REQUEST;
     if names.len() > MAX_ENVIRONMENTS_PER_REQUEST {
         return Err(cutover_domain::DomainError::invalid(
@@ -196,19 +200,20 @@ pub fn environment_names(field: &'static str, names: Vec<String>) -> Result<Vec<
             format!("must list at most {MAX_ENVIRONMENTS_PER_REQUEST} environments"),
         ));
     }
-    let invalid: Vec<_> =
-        names.iter().filter(|n| cutover_domain::EnvironmentName::parse(n).is_err()).map(|n| format!("{n:?}")).collect();
+    let mut unique: Vec<EnvironmentName> = Vec::with_capacity(names.len());
+    let mut invalid = Vec::new();
+    for name in names {
+        match EnvironmentName::parse(&name) {
+            Ok(parsed) if !unique.contains(&parsed) => unique.push(parsed),
+            Ok(_) => {}
+            Err(_) => invalid.push(format!("{name:?}")),
+        }
+    }
     if !invalid.is_empty() {
         return Err(cutover_domain::DomainError::invalid(
             field,
             format!("invalid environment names: {}", invalid.join(", ")),
         ));
-    }
-    let mut unique = Vec::with_capacity(names.len());
-    for name in names {
-        if !unique.contains(&name) {
-            unique.push(name);
-        }
     }
     Ok(unique)
 }

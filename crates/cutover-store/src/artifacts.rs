@@ -1,21 +1,21 @@
-use cutover_domain::{ArtifactKey, Content, PageLimit, Timestamp, ValueType};
+use cutover_domain::{
+    ArtifactKey, AuditObject, Content, EnvironmentName, PageLimit, Timestamp, ValueType, VersionNumber,
+};
 use serde_json::Value;
 
 use crate::audit::{Change, paginate, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::{
-    Actor, Artifact, ArtifactChanges, NewArtifact, Page, PinAuthority, PinWrite, Result, Store, StoreError, Version,
-    pins,
+    Actor, Artifact, ArtifactChanges, Caller, NewArtifact, Page, PinWrite, Result, Store, StoreError, Version, pins,
 };
 
 /// A version to publish, and where to pin it.
 pub struct Publish<'a> {
     pub content: Value,
     pub message: &'a str,
-    pub environments: &'a [String],
+    pub environments: &'a [EnvironmentName],
     /// Take environments owned by other versions instead of refusing.
     pub move_pins: bool,
-    pub authority: &'a PinAuthority,
 }
 
 #[derive(sqlx::FromRow)]
@@ -80,19 +80,20 @@ impl VersionRow {
     }
 }
 
-pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &str) -> Result<Artifact> {
+pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &ArtifactKey) -> Result<Artifact> {
     let row: Option<ArtifactRow> = q!(
         conn,
         fetch_optional,
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key = $2"))
             .bind(workspace_id)
-            .bind(key)
+            .bind(key.as_str())
     )?;
-    row.ok_or_else(|| StoreError::NotFound(format!("artifact {key:?}")))?.try_into()
+    row.ok_or_else(|| StoreError::NotFound(format!("artifact {:?}", key.as_str())))?.try_into()
 }
 
 impl Store {
-    pub async fn create_artifact(&self, workspace_id: &str, actor: &Actor, new: &NewArtifact) -> Result<Artifact> {
+    pub async fn create_artifact(&self, caller: &Caller, new: &NewArtifact) -> Result<Artifact> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             tx.effects.resolve(workspace_id);
             let now = Timestamp::now().as_micros();
@@ -120,7 +121,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("artifact.create", "artifact", artifact.key.as_str()).after(&artifact),
+                Change::new("artifact.create", AuditObject::Artifact, artifact.key.as_str()).after(&artifact),
             )
             .await?;
             artifact
@@ -151,17 +152,17 @@ impl Store {
         Ok(Page { items, next })
     }
 
-    pub async fn get_artifact(&self, workspace_id: &str, key: &str) -> Result<Artifact> {
+    pub async fn get_artifact(&self, workspace_id: &str, key: &ArtifactKey) -> Result<Artifact> {
         read!(self, |conn| fetch(conn, workspace_id, key).await)
     }
 
     pub async fn update_artifact(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        key: &str,
+        caller: &Caller,
+        key: &ArtifactKey,
         changes: &ArtifactChanges,
     ) -> Result<Artifact> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             let before = fetch(tx, workspace_id, key).await?;
             let row: ArtifactRow = q!(
@@ -180,7 +181,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("artifact.update", "artifact", key).before(&before).after(&after),
+                Change::new("artifact.update", AuditObject::Artifact, key.as_str()).before(&before).after(&after),
             )
             .await?;
             after
@@ -191,15 +192,13 @@ impl Store {
     /// incremented under its write lock: concurrent publishers get consecutive numbers, no gaps.
     pub async fn create_version(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        key: &str,
+        caller: &Caller,
+        key: &ArtifactKey,
         content: Value,
         message: &str,
     ) -> Result<Version> {
-        let publish =
-            Publish { content, message, environments: &[], move_pins: false, authority: &PinAuthority::default() };
-        Ok(self.publish_version(workspace_id, actor, key, publish).await?.0)
+        let publish = Publish { content, message, environments: &[], move_pins: false };
+        Ok(self.publish_version(caller, key, publish).await?.0)
     }
 
     /// Publishes the next version and pins it to `environments` in the same transaction. If any
@@ -207,12 +206,12 @@ impl Store {
     /// unless `move_pins`.
     pub async fn publish_version(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        key: &str,
+        caller: &Caller,
+        key: &ArtifactKey,
         publish: Publish<'_>,
     ) -> Result<(Version, PinWrite)> {
-        let Publish { content, message, environments, move_pins, authority } = publish;
+        let Publish { content, message, environments, move_pins } = publish;
+        let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             if !environments.is_empty() {
                 pins::lock_workspace(tx, workspace_id).await?;
@@ -269,7 +268,13 @@ impl Store {
             let version = row.into_version(&artifact.key)?;
             let summary =
                 serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
-            record(tx, workspace_id, actor, Change::new("version.create", "artifact", key).after(&summary)).await?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("version.create", AuditObject::Artifact, key.as_str()).after(&summary),
+            )
+            .await?;
             let desired: Vec<_> = targets.into_iter().map(|e| (e, Some(version.number))).collect();
             let pinned = pins::apply(tx, workspace_id, actor, authority, &artifact, &desired, message).await?;
             (version, pinned)
@@ -280,7 +285,7 @@ impl Store {
     pub async fn list_versions(
         &self,
         workspace_id: &str,
-        key: &str,
+        key: &ArtifactKey,
         before: Option<i64>,
         limit: PageLimit,
     ) -> Result<Page<Version>> {
@@ -303,7 +308,7 @@ impl Store {
         })
     }
 
-    pub async fn get_version(&self, workspace_id: &str, key: &str, number: i64) -> Result<Version> {
+    pub async fn get_version(&self, workspace_id: &str, key: &ArtifactKey, number: VersionNumber) -> Result<Version> {
         read!(self, |conn| {
             let artifact = fetch(conn, workspace_id, key).await?;
             let row: Option<VersionRow> = q!(
@@ -313,9 +318,9 @@ impl Store {
                     "SELECT {VERSION_COLUMNS} FROM versions WHERE artifact_id = $1 AND number = $2"
                 ))
                 .bind(&artifact.id)
-                .bind(number)
+                .bind(number.get())
             )?;
-            row.ok_or_else(|| StoreError::NotFound(format!("version {number} of artifact {key:?}")))?
+            row.ok_or_else(|| StoreError::NotFound(format!("version {number} of artifact {:?}", key.as_str())))?
                 .into_version(&artifact.key)
         })
     }

@@ -1,24 +1,21 @@
-use cutover_domain::{Cursor, PageLimit, Timestamp};
+use cutover_domain::{AuditObject, Cursor, PageLimit, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::db::{Conn, q, read};
 use crate::{Actor, AuditEvent, AuditFilter, Page, Result, Store, StoreError};
 
-/// Every `object_type` the audit log records, for filters to be checked against.
-pub const AUDIT_OBJECT_TYPES: &[&str] = &["workspace", "environment", "artifact", "token", "experiment", "rollout"];
-
 /// One change, written to the audit log in the transaction that makes it.
 pub(crate) struct Change<'a> {
     pub action: &'static str,
-    pub object_type: &'static str,
+    pub object_type: AuditObject,
     pub object_id: &'a str,
     pub before: Option<Value>,
     pub after: Option<Value>,
 }
 
 impl<'a> Change<'a> {
-    pub fn new(action: &'static str, object_type: &'static str, object_id: &'a str) -> Self {
+    pub fn new(action: &'static str, object_type: AuditObject, object_id: &'a str) -> Self {
         Self { action, object_type, object_id, before: None, after: None }
     }
 
@@ -49,7 +46,7 @@ pub(crate) async fn record(conn: &mut Conn<'_>, workspace_id: &str, actor: &Acto
         .bind(&actor.token_id)
         .bind(&actor.name)
         .bind(change.action)
-        .bind(change.object_type)
+        .bind(change.object_type.as_str())
         .bind(change.object_id)
         .bind(&before)
         .bind(&after)
@@ -114,7 +111,7 @@ impl Store {
                 )
                 .bind(workspace_id)
                 .bind(before)
-                .bind(&filter.object_type)
+                .bind(filter.object_type.map(AuditObject::as_str))
                 .bind(&filter.object_id)
                 .bind(&filter.actor)
                 .bind(limit.probe())

@@ -1,8 +1,8 @@
-use cutover_domain::{DeploymentTargets, EnvironmentName, Timestamp};
+use cutover_domain::{AuditObject, DeploymentTargets, EnvironmentName, Timestamp};
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
-use crate::{Actor, Environment, EnvironmentChanges, NewEnvironment, Result, Store, StoreError};
+use crate::{Caller, Environment, EnvironmentChanges, NewEnvironment, Result, Store, StoreError};
 
 #[derive(sqlx::FromRow)]
 struct EnvironmentRow {
@@ -33,29 +33,29 @@ impl TryFrom<EnvironmentRow> for Environment {
     }
 }
 
-pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, name: &str) -> Result<Environment> {
+pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, name: &EnvironmentName) -> Result<Environment> {
     let row: Option<EnvironmentRow> = q!(
         conn,
         fetch_optional,
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 AND name = $2"))
             .bind(workspace_id)
-            .bind(name)
+            .bind(name.as_str())
     )?;
-    row.ok_or_else(|| StoreError::NotFound(format!("environment {name:?}")))?.try_into()
+    row.ok_or_else(|| StoreError::NotFound(format!("environment {:?}", name.as_str())))?.try_into()
 }
 
 impl Store {
     /// Creates an environment, keeping the workspace within `max_environments`.
     pub async fn create_environment(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
+        caller: &Caller,
         new: &NewEnvironment,
         max_environments: u32,
     ) -> Result<Environment> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             tx.effects.resolve(workspace_id);
-            let taken = fetch(tx, workspace_id, new.name.as_str()).await;
+            let taken = fetch(tx, workspace_id, &new.name).await;
             if taken.is_ok() {
                 return Err(StoreError::conflict(format!("environment {:?} already exists", new.name.as_str())));
             }
@@ -102,7 +102,8 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("environment.create", "environment", environment.name.as_str()).after(&environment),
+                Change::new("environment.create", AuditObject::Environment, environment.name.as_str())
+                    .after(&environment),
             )
             .await?;
             environment
@@ -113,17 +114,17 @@ impl Store {
         read!(self, |conn| fetch_all(conn, workspace_id).await)
     }
 
-    pub async fn get_environment(&self, workspace_id: &str, name: &str) -> Result<Environment> {
+    pub async fn get_environment(&self, workspace_id: &str, name: &EnvironmentName) -> Result<Environment> {
         read!(self, |conn| fetch(conn, workspace_id, name).await)
     }
 
     pub async fn update_environment(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
-        name: &str,
+        caller: &Caller,
+        name: &EnvironmentName,
         changes: &EnvironmentChanges,
     ) -> Result<Environment> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             let before = fetch(tx, workspace_id, name).await?;
             let row: EnvironmentRow = q!(
@@ -144,7 +145,9 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("environment.update", "environment", name).before(&before).after(&after),
+                Change::new("environment.update", AuditObject::Environment, name.as_str())
+                    .before(&before)
+                    .after(&after),
             )
             .await?;
             after
@@ -152,7 +155,8 @@ impl Store {
     }
 
     /// Deletes an environment nothing depends on; otherwise 409 naming the dependents.
-    pub async fn delete_environment(&self, workspace_id: &str, actor: &Actor, name: &str) -> Result<()> {
+    pub async fn delete_environment(&self, caller: &Caller, name: &EnvironmentName) -> Result<()> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             tx.effects.resolve(workspace_id);
             let environment = fetch(tx, workspace_id, name).await?;
@@ -170,7 +174,8 @@ impl Store {
                     dependents.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect();
                 return Err(StoreError::Conflict {
                     message: format!(
-                        "environment {name:?} is used by {} live token(s); revoke them first",
+                        "environment {:?} is used by {} live token(s); revoke them first",
+                        name.as_str(),
                         dependents.len()
                     ),
                     details: Some(serde_json::json!({ "tokens": tokens })),
@@ -189,7 +194,11 @@ impl Store {
                 let pins: Vec<_> =
                     live.iter().map(|(key, v)| serde_json::json!({"artifact": key, "version": v})).collect();
                 return Err(StoreError::Conflict {
-                    message: format!("environment {name:?} has {} live pin(s); unpin them first", live.len()),
+                    message: format!(
+                        "environment {:?} has {} live pin(s); unpin them first",
+                        name.as_str(),
+                        live.len()
+                    ),
                     details: Some(serde_json::json!({ "pins": pins })),
                 });
             }
@@ -212,7 +221,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("environment.delete", "environment", name).before(&environment),
+                Change::new("environment.delete", AuditObject::Environment, name.as_str()).before(&environment),
             )
             .await?;
         })

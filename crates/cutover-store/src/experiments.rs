@@ -7,8 +7,8 @@
 //! (artifact, environment) for a new experiment.
 
 use cutover_domain::{
-    DomainError, ExperimentAction, ExperimentDraft, ExperimentName, ExperimentStatus, Hypothesis, Lifecycle,
-    NewExperiment, Timestamp, Variant, Variants,
+    ArtifactKey, AuditObject, DomainError, EnvironmentName, ExperimentAction, ExperimentDraft, ExperimentName,
+    ExperimentStatus, Hypothesis, Lifecycle, NewExperiment, Timestamp, Variant, Variants,
 };
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ use crate::db::{Conn, new_id, q, read, transaction};
 use crate::pins::{active_version, apply, ensure_version, lock_workspace, new_revision};
 use crate::{
     Caller, Experiment, ExperimentChanges, ExperimentOutcome, ExperimentSpec, PinAuthority, Result, Store, StoreError,
-    artifacts, environments,
+    artifacts, environments, stored_environment, stored_key,
 };
 
 #[derive(sqlx::FromRow)]
@@ -61,8 +61,8 @@ impl TryFrom<ExperimentRow> for Experiment {
             row.status.parse().map_err(|e: DomainError| StoreError::Corrupt(e.to_string()))?;
         Ok(Experiment {
             id: row.id,
-            artifact: row.artifact,
-            environment: row.environment,
+            artifact: stored_key(&row.artifact)?,
+            environment: stored_environment(&row.environment)?,
             name: row.name,
             hypothesis: row.hypothesis,
             variants: Variants::from_stored(
@@ -150,8 +150,8 @@ impl Store {
     pub async fn create_experiment(
         &self,
         caller: &Caller,
-        key: &str,
-        environment: &str,
+        key: &ArtifactKey,
+        environment: &EnvironmentName,
         spec: &ExperimentSpec,
     ) -> Result<Experiment> {
         let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
@@ -240,8 +240,13 @@ impl Store {
                 _ => StoreError::from(e),
             })?;
             let experiment = fetch(tx, workspace_id, &id).await?;
-            record(tx, workspace_id, actor, Change::new("experiment.create", "experiment", &id).after(&experiment))
-                .await?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("experiment.create", AuditObject::Experiment, &id).after(&experiment),
+            )
+            .await?;
             experiment
         })
     }
@@ -255,7 +260,7 @@ impl Store {
     pub async fn list_experiments(
         &self,
         workspace_id: &str,
-        environment: &str,
+        environment: &EnvironmentName,
         status: Option<ExperimentStatus>,
     ) -> Result<Vec<Experiment>> {
         read!(self, |conn| {
@@ -312,7 +317,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("experiment.update", "experiment", id).before(&before).after(&after),
+                Change::new("experiment.update", AuditObject::Experiment, id).before(&before).after(&after),
             )
             .await?;
             after
@@ -351,7 +356,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new(action_name(action), "experiment", id).before(&before).after(&after),
+                Change::new(action_name(action), AuditObject::Experiment, id).before(&before).after(&after),
             )
             .await?;
             let pinned = match winner {
@@ -388,7 +393,13 @@ impl Store {
             let now = Timestamp::now().as_micros();
             q!(tx, execute, sqlx::query("UPDATE experiments SET deleted_at = $1 WHERE id = $2").bind(now).bind(id))?;
             let after = fetch(tx, workspace_id, id).await?;
-            record(tx, workspace_id, actor, Change::new("experiment.delete", "experiment", id).before(&before)).await?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("experiment.delete", AuditObject::Experiment, id).before(&before),
+            )
+            .await?;
             after
         })
     }
@@ -421,7 +432,7 @@ pub(crate) async fn fetch_active(
                          WHERE a.workspace_id = $1 AND a.key = $2 AND v.number = $3"
                 )
                 .bind(workspace_id)
-                .bind(&experiment.artifact)
+                .bind(experiment.artifact.as_str())
                 .bind(version)
             )?;
             contents.push(cutover_domain::Content::from_stored(content)?);

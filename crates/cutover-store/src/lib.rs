@@ -33,7 +33,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use artifacts::Publish;
-pub use audit::AUDIT_OBJECT_TYPES;
 pub use error::StoreError;
 pub use events::ExposureFlush;
 pub use models::*;

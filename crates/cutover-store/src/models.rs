@@ -26,7 +26,7 @@ pub struct Workspace {
 pub struct ScopedEnvironment {
     #[serde(skip)]
     pub id: String,
-    pub name: String,
+    pub name: EnvironmentName,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,7 +145,7 @@ pub struct AuditEvent {
 /// Which audit events to list; all conditions must hold.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    pub object_type: Option<String>,
+    pub object_type: Option<cutover_domain::AuditObject>,
     pub object_id: Option<String>,
     /// The actor's name (as audit tables show it) or token id.
     pub actor: Option<String>,
@@ -161,8 +161,8 @@ pub struct Page<T> {
 /// One interval during which a version owned an environment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pin {
-    pub artifact: String,
-    pub environment: String,
+    pub artifact: ArtifactKey,
+    pub environment: EnvironmentName,
     pub version: i64,
     /// The workspace revision that opened this interval; `If-Match` compares against it.
     pub revision: i64,
@@ -178,8 +178,8 @@ pub struct Pin {
 /// nothing pinned).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PinChange {
-    pub artifact: String,
-    pub environment: String,
+    pub artifact: ArtifactKey,
+    pub environment: EnvironmentName,
     pub from: Option<i64>,
     pub to: Option<i64>,
 }
@@ -225,7 +225,7 @@ impl Caller {
 pub fn authority_of(principal: &Principal) -> PinAuthority {
     PinAuthority {
         owner: principal.token.role == cutover_domain::Role::Owner,
-        limited_to: principal.token.environments.iter().map(|e| e.name.clone()).collect(),
+        limited_to: principal.token.environments.iter().map(|e| e.name.as_str().to_owned()).collect(),
     }
 }
 
@@ -238,9 +238,9 @@ pub(crate) fn refuses(authority: &PinAuthority, environment: &Environment) -> Op
 /// What is live for one (artifact, environment), with everything resolve returns.
 #[derive(Debug, Clone)]
 pub struct LivePin {
-    pub artifact: String,
+    pub artifact: ArtifactKey,
     pub value_type: ValueType,
-    pub environment: String,
+    pub environment: EnvironmentName,
     pub version: i64,
     pub revision: i64,
     pub content: Content,
@@ -258,8 +258,8 @@ pub struct ChangeRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct Experiment {
     pub id: String,
-    pub artifact: String,
-    pub environment: String,
+    pub artifact: ArtifactKey,
+    pub environment: EnvironmentName,
     pub name: String,
     pub hypothesis: String,
     /// The first is the control.
@@ -359,9 +359,9 @@ pub struct ExperimentTotals {
 /// A rollout as a caller asks for it, validated.
 #[derive(Debug, Clone)]
 pub struct NewRollout {
-    pub artifact: String,
-    pub environment: String,
-    pub version: i64,
+    pub artifact: ArtifactKey,
+    pub environment: EnvironmentName,
+    pub version: cutover_domain::VersionNumber,
     pub policy: cutover_domain::rollouts::RolloutPolicy,
     pub steps: Vec<String>,
     pub executor: cutover_domain::rollouts::ExecutorSpec,
@@ -371,11 +371,11 @@ pub struct NewRollout {
 #[derive(Debug, Clone, Serialize)]
 pub struct Rollout {
     pub id: String,
-    pub artifact: String,
+    pub artifact: ArtifactKey,
     /// The artifact's value type, for executors that hand the content on.
     pub value_type: ValueType,
-    pub environment: String,
-    pub version: i64,
+    pub environment: EnvironmentName,
+    pub version: cutover_domain::VersionNumber,
     pub state: cutover_domain::rollouts::RolloutState,
     pub policy: cutover_domain::rollouts::RolloutPolicy,
     pub steps: Vec<String>,
@@ -459,4 +459,14 @@ pub struct TaskOutcome {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub log: String,
+}
+
+/// A stored artifact key. A row that does not parse is corrupt: never a default.
+pub(crate) fn stored_key(raw: &str) -> Result<ArtifactKey, crate::StoreError> {
+    ArtifactKey::parse(raw).map_err(|e| crate::StoreError::Corrupt(format!("stored artifact key {raw:?}: {e}")))
+}
+
+/// A stored environment name. A row that does not parse is corrupt: never a default.
+pub(crate) fn stored_environment(raw: &str) -> Result<EnvironmentName, crate::StoreError> {
+    EnvironmentName::parse(raw).map_err(|e| crate::StoreError::Corrupt(format!("stored environment name {raw:?}: {e}")))
 }

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use cutover_domain::{Content, PageLimit, Timestamp};
+use cutover_domain::{ArtifactKey, AuditObject, Content, EnvironmentName, PageLimit, Timestamp, VersionNumber};
 
 use crate::audit::{Change, paginate, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::{
     Actor, Artifact, Caller, ChangeRecord, Environment, LivePin, Page, Pin, PinAuthority, PinChange, PinWrite, Result,
-    Store, StoreError, artifacts, environments,
+    Store, StoreError, artifacts, environments, stored_environment, stored_key,
 };
 
 #[derive(sqlx::FromRow)]
@@ -33,15 +33,17 @@ const SELECT_PINS: &str = "SELECT a.key AS artifact, e.name AS environment, p.ve
             p.started_at, p.started_by_id, p.started_by, p.ended_at, p.ended_by_id, p.ended_by, p.end_reason
      FROM pins p JOIN artifacts a ON a.id = p.artifact_id JOIN environments e ON e.id = p.environment_id";
 
-impl From<PinRow> for Pin {
-    fn from(row: PinRow) -> Self {
+impl TryFrom<PinRow> for Pin {
+    type Error = StoreError;
+
+    fn try_from(row: PinRow) -> Result<Self> {
         let ended_by = match (row.ended_by_id, row.ended_by) {
             (Some(token_id), Some(name)) => Some(Actor { token_id, name }),
             _ => None,
         };
-        Pin {
-            artifact: row.artifact,
-            environment: row.environment,
+        Ok(Pin {
+            artifact: stored_key(&row.artifact)?,
+            environment: stored_environment(&row.environment)?,
             version: row.version,
             revision: row.revision,
             reason: row.reason,
@@ -50,7 +52,7 @@ impl From<PinRow> for Pin {
             ended_at: row.ended_at.map(Timestamp::from_micros),
             ended_by,
             end_reason: row.end_reason,
-        }
+        })
     }
 }
 
@@ -58,14 +60,14 @@ impl From<PinRow> for Pin {
 pub(crate) async fn environments_named(
     conn: &mut Conn<'_>,
     workspace_id: &str,
-    names: &[String],
+    names: &[EnvironmentName],
 ) -> Result<Vec<Environment>> {
     let mut found = Vec::with_capacity(names.len());
     let mut missing = Vec::new();
     for name in names {
         match environments::fetch(conn, workspace_id, name).await {
             Ok(environment) => found.push(environment),
-            Err(StoreError::NotFound(_)) => missing.push(name.clone()),
+            Err(StoreError::NotFound(_)) => missing.push(name.as_str().to_owned()),
             Err(e) => return Err(e),
         }
     }
@@ -195,12 +197,11 @@ pub(crate) async fn apply(
                 other => other,
             })?;
         }
-        let change =
-            PinChange { artifact: artifact.key.to_string(), environment: environment.name.to_string(), from, to };
+        let change = PinChange { artifact: artifact.key.clone(), environment: environment.name.clone(), from, to };
         let action = if to.is_some() { "pin.set" } else { "pin.clear" };
         let before = from.map(|v| serde_json::json!({"environment": change.environment, "version": v}));
         let after = to.map(|v| serde_json::json!({"environment": change.environment, "version": v, "reason": reason, "revision": revision}));
-        let mut audit = Change::new(action, "artifact", artifact.key.as_str());
+        let mut audit = Change::new(action, AuditObject::Artifact, artifact.key.as_str());
         audit.before = before;
         audit.after = after;
         record(conn, workspace_id, actor, audit).await?;
@@ -261,9 +262,9 @@ impl Store {
     pub async fn pin(
         &self,
         caller: &Caller,
-        key: &str,
-        environment: &str,
-        version: Option<i64>,
+        key: &ArtifactKey,
+        environment: &EnvironmentName,
+        version: Option<VersionNumber>,
         expected_revision: Option<i64>,
         reason: &str,
     ) -> Result<PinWrite> {
@@ -272,6 +273,7 @@ impl Store {
             lock_workspace(tx, workspace_id).await?;
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
+            let version = version.map(VersionNumber::get);
             if let Some(version) = version {
                 ensure_version(tx, &artifact, version).await?;
             }
@@ -294,24 +296,25 @@ impl Store {
     pub async fn set_version_environments(
         &self,
         caller: &Caller,
-        key: &str,
-        version: i64,
-        environments: &[String],
+        key: &ArtifactKey,
+        version: VersionNumber,
+        environments: &[EnvironmentName],
         reason: &str,
     ) -> Result<PinWrite> {
         transaction!(self, |tx| {
             let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
             lock_workspace(tx, workspace_id).await?;
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
+            let version = version.get();
             ensure_version(tx, &artifact, version).await?;
             let listed = environments_named(tx, workspace_id, environments).await?;
             let owned = owners(tx, &artifact.id).await?;
             let mut desired: Vec<(Environment, Option<i64>)> = listed.into_iter().map(|e| (e, Some(version))).collect();
-            let released: Vec<String> = owned
+            let released = owned
                 .iter()
-                .filter(|(name, v)| **v == version && !environments.contains(name))
-                .map(|(name, _)| name.clone())
-                .collect();
+                .filter(|(name, v)| **v == version && !environments.iter().any(|e| e.as_str() == name.as_str()))
+                .map(|(name, _)| EnvironmentName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .collect::<Result<Vec<_>>>()?;
             for environment in environments_named(tx, workspace_id, &released).await? {
                 desired.push((environment, None));
             }
@@ -324,9 +327,9 @@ impl Store {
     pub async fn promote(
         &self,
         caller: &Caller,
-        key: &str,
-        from: &str,
-        to: &[String],
+        key: &ArtifactKey,
+        from: &EnvironmentName,
+        to: &[EnvironmentName],
         reason: &str,
         dry_run: bool,
     ) -> Result<(i64, PinWrite)> {
@@ -336,7 +339,11 @@ impl Store {
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let source = environments::fetch(tx, workspace_id, from).await?;
             let version = active_version(tx, &artifact.id, &source.id).await?.map(|(v, _)| v).ok_or_else(|| {
-                StoreError::conflict(format!("nothing of artifact {key:?} is live in {from:?} to promote"))
+                StoreError::conflict(format!(
+                    "nothing of artifact {:?} is live in {:?} to promote",
+                    key.as_str(),
+                    from.as_str()
+                ))
             })?;
             let targets = environments_named(tx, workspace_id, to).await?;
             let desired: Vec<_> = targets.into_iter().map(|e| (e, Some(version))).collect();
@@ -347,7 +354,7 @@ impl Store {
     }
 
     /// The environments an artifact is live in, by environment name.
-    pub async fn list_pins(&self, workspace_id: &str, key: &str) -> Result<Vec<Pin>> {
+    pub async fn list_pins(&self, workspace_id: &str, key: &ArtifactKey) -> Result<Vec<Pin>> {
         read!(self, |conn| {
             let artifact = artifacts::fetch(conn, workspace_id, key).await?;
             let rows: Vec<PinRow> = q!(
@@ -359,12 +366,17 @@ impl Store {
                 ))
                 .bind(&artifact.id)
             )?;
-            Ok(rows.into_iter().map(Pin::from).collect())
+            rows.into_iter().map(Pin::try_from).collect()
         })
     }
 
     /// The pin of one (artifact, environment); `None` when nothing is pinned there.
-    pub async fn get_pin(&self, workspace_id: &str, key: &str, environment: &str) -> Result<Option<Pin>> {
+    pub async fn get_pin(
+        &self,
+        workspace_id: &str,
+        key: &ArtifactKey,
+        environment: &EnvironmentName,
+    ) -> Result<Option<Pin>> {
         read!(self, |conn| {
             let artifact = artifacts::fetch(conn, workspace_id, key).await?;
             let environment = environments::fetch(conn, workspace_id, environment).await?;
@@ -378,7 +390,7 @@ impl Store {
                 .bind(&artifact.id)
                 .bind(&environment.id)
             )?;
-            Ok(row.map(Pin::from))
+            row.map(Pin::try_from).transpose()
         })
     }
 
@@ -386,8 +398,8 @@ impl Store {
     pub async fn pin_history(
         &self,
         workspace_id: &str,
-        key: &str,
-        environment: &str,
+        key: &ArtifactKey,
+        environment: &EnvironmentName,
         before: Option<i64>,
         limit: PageLimit,
     ) -> Result<Page<Pin>> {
@@ -407,14 +419,14 @@ impl Store {
                 .bind(before.unwrap_or(i64::MAX))
                 .bind(limit.probe())
             )?;
-            let mut items: Vec<Pin> = rows.into_iter().map(Pin::from).collect();
+            let mut items = rows.into_iter().map(Pin::try_from).collect::<Result<Vec<_>>>()?;
             let next = paginate(&mut items, limit).map(|last| cutover_domain::Cursor::Before(last.revision));
             Ok(Page { items, next })
         })
     }
 
     /// What is live in one environment, across artifacts, by artifact key.
-    pub async fn environment_pins(&self, workspace_id: &str, environment: &str) -> Result<Vec<Pin>> {
+    pub async fn environment_pins(&self, workspace_id: &str, environment: &EnvironmentName) -> Result<Vec<Pin>> {
         read!(self, |conn| {
             let environment = environments::fetch(conn, workspace_id, environment).await?;
             let rows: Vec<PinRow> = q!(
@@ -426,7 +438,7 @@ impl Store {
                 ))
                 .bind(&environment.id)
             )?;
-            Ok(rows.into_iter().map(Pin::from).collect())
+            rows.into_iter().map(Pin::try_from).collect()
         })
     }
 
@@ -483,8 +495,8 @@ pub(crate) async fn fetch_live_pins(conn: &mut Conn<'_>, workspace_id: &str) -> 
                     .parse()
                     .map_err(|e: cutover_domain::DomainError| StoreError::Corrupt(e.to_string()))?,
                 content: Content::from_stored(row.content)?,
-                artifact: row.artifact,
-                environment: row.environment,
+                artifact: stored_key(&row.artifact)?,
+                environment: stored_environment(&row.environment)?,
                 version: row.version,
                 revision: row.revision,
             })

@@ -1,11 +1,11 @@
 use std::collections::HashMap;
 
-use cutover_domain::{Role, Timestamp, TokenHash, TokenSecret};
+use cutover_domain::{AuditObject, EnvironmentName, Role, Timestamp, TokenHash, TokenSecret};
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::workspaces::WorkspaceRow;
-use crate::{Actor, Principal, Result, ScopedEnvironment, Store, StoreError, Token};
+use crate::{Actor, Caller, Principal, Result, ScopedEnvironment, Store, StoreError, Token};
 
 pub(crate) struct NewToken {
     pub name: String,
@@ -85,7 +85,7 @@ pub(crate) async fn insert_token(
 pub(crate) async fn find_environments(
     conn: &mut Conn<'_>,
     workspace_id: &str,
-    names: &[String],
+    names: &[EnvironmentName],
 ) -> Result<Vec<ScopedEnvironment>> {
     let mut found = Vec::with_capacity(names.len());
     let mut missing = Vec::new();
@@ -95,11 +95,11 @@ pub(crate) async fn find_environments(
             fetch_optional,
             sqlx::query_as("SELECT id FROM environments WHERE workspace_id = $1 AND name = $2")
                 .bind(workspace_id)
-                .bind(name)
+                .bind(name.as_str())
         )?;
         match row {
             Some((id,)) => found.push(ScopedEnvironment { id, name: name.clone() }),
-            None => missing.push(name.clone()),
+            None => missing.push(name.as_str().to_owned()),
         }
     }
     if missing.is_empty() { Ok(found) } else { Err(StoreError::NotFoundMany { what: "environments", names: missing }) }
@@ -125,7 +125,7 @@ async fn scopes(
     )?;
     let mut by_token: HashMap<String, Vec<ScopedEnvironment>> = HashMap::new();
     for (token_id, id, name) in rows {
-        by_token.entry(token_id).or_default().push(ScopedEnvironment { id, name });
+        by_token.entry(token_id).or_default().push(ScopedEnvironment { id, name: crate::stored_environment(&name)? });
     }
     Ok(by_token)
 }
@@ -179,18 +179,19 @@ impl Store {
     /// Creates a token; `environments` must all exist in the workspace.
     pub async fn create_token(
         &self,
-        workspace_id: &str,
-        actor: &Actor,
+        caller: &Caller,
         name: &str,
         role: Role,
-        environments: &[String],
+        environments: &[EnvironmentName],
     ) -> Result<(Token, TokenSecret)> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             tx.effects.tokens(workspace_id);
             let environments = find_environments(tx, workspace_id, environments).await?;
             let new = NewToken { name: name.to_owned(), role, environments };
             let (token, secret) = insert_token(tx, workspace_id, actor, &new).await?;
-            record(tx, workspace_id, actor, Change::new("token.create", "token", &token.id).after(&token)).await?;
+            record(tx, workspace_id, actor, Change::new("token.create", AuditObject::Token, &token.id).after(&token))
+                .await?;
             (token, secret)
         })
     }
@@ -218,7 +219,8 @@ impl Store {
 
     /// Revokes a token. Revoking a revoked token changes nothing. The workspace's last unscoped
     /// owner token cannot be revoked: nobody could administer the workspace afterwards.
-    pub async fn revoke_token(&self, workspace_id: &str, actor: &Actor, token_id: &str) -> Result<Token> {
+    pub async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Result<Token> {
+        let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             tx.effects.tokens(workspace_id);
             // Take the workspace row's write lock so concurrent revocations of the last two
@@ -271,7 +273,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new("token.revoke", "token", token_id).before(&before).after(&after),
+                Change::new("token.revoke", AuditObject::Token, token_id).before(&before).after(&after),
             )
             .await?;
             after

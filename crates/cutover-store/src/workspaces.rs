@@ -1,9 +1,9 @@
-use cutover_domain::{Role, Timestamp, TokenSecret, WorkspaceName};
+use cutover_domain::{AuditObject, Role, Timestamp, TokenSecret, WorkspaceName};
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::tokens::{NewToken, insert_token};
-use crate::{Actor, Result, Store, StoreError, Token, Workspace};
+use crate::{Actor, Caller, Result, Store, StoreError, Token, Workspace};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkspaceRow {
@@ -77,7 +77,7 @@ impl Store {
                     tx,
                     &workspace.id,
                     &system_actor(),
-                    Change::new("workspace.create", "workspace", &workspace.id).after(&workspace),
+                    Change::new("workspace.create", AuditObject::Workspace, &workspace.id).after(&workspace),
                 )
                 .await?;
                 Bootstrapped { workspace, token, secret }
@@ -96,20 +96,21 @@ impl Store {
     /// workspace and in the new one.
     pub async fn create_workspace(
         &self,
-        actor_workspace_id: &str,
-        actor: &Actor,
+        caller: &Caller,
         name: &WorkspaceName,
         token_name: &str,
     ) -> Result<(Workspace, Token, TokenSecret)> {
+        let (actor_workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
         transaction!(self, |tx| {
             let workspace = insert_workspace(tx, name, false).await?;
             tx.effects.resolve(&workspace.id);
             let new = NewToken { name: token_name.to_owned(), role: Role::Owner, environments: Vec::new() };
             let (token, secret) = insert_token(tx, &workspace.id, actor, &new).await?;
-            let change = || Change::new("workspace.create", "workspace", &workspace.id).after(&workspace);
+            let change = || Change::new("workspace.create", AuditObject::Workspace, &workspace.id).after(&workspace);
             record(tx, actor_workspace_id, actor, change()).await?;
             record(tx, &workspace.id, actor, change()).await?;
-            record(tx, &workspace.id, actor, Change::new("token.create", "token", &token.id).after(&token)).await?;
+            record(tx, &workspace.id, actor, Change::new("token.create", AuditObject::Token, &token.id).after(&token))
+                .await?;
             (workspace, token, secret)
         })
     }

@@ -52,7 +52,7 @@ pub async fn create(
         kind: ArtifactKind::parse(body.kind.as_deref().unwrap_or("config"))?.into_string(),
         description: text("description", body.description)?,
     };
-    let artifact = state.store.create_artifact(auth.workspace_id(), &auth.actor(), &new).await?;
+    let artifact = state.store.create_artifact(&auth.caller(), &new).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::artifact(artifact))))
 }
 
@@ -71,7 +71,7 @@ pub async fn show(
 ) -> ApiResult<axum::Json<Artifact>> {
     auth.require(Access::Read)?;
     let key = artifact_path(key.as_str())?;
-    let artifact = state.store.get_artifact(auth.workspace_id(), key.as_str()).await?;
+    let artifact = state.store.get_artifact(auth.workspace_id(), &key).await?;
     Ok(axum::Json(convert::artifact(artifact)))
 }
 
@@ -96,6 +96,6 @@ pub async fn update(
         kind: body.kind.map(|k| ArtifactKind::parse(&k).map(ArtifactKind::into_string)).transpose()?,
         description: body.description.map(|d| text("description", Some(d))).transpose()?,
     };
-    let artifact = state.store.update_artifact(auth.workspace_id(), &auth.actor(), key.as_str(), &changes).await?;
+    let artifact = state.store.update_artifact(&auth.caller(), &key, &changes).await?;
     Ok(axum::Json(convert::artifact(artifact)))
 }

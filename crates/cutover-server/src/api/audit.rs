@@ -1,7 +1,7 @@
 use axum::extract::State;
 use cutover_api::{AuditEvent, Page};
-use cutover_domain::{Access, Cursor, PageLimit};
-use cutover_store::{AUDIT_OBJECT_TYPES, AuditFilter};
+use cutover_domain::{Access, AuditObject, Cursor, PageLimit};
+use cutover_store::AuditFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -63,13 +63,14 @@ pub async fn list(
             cutover_domain::check_label(field, value)?;
         }
     }
-    if let Some(object_type) = query.object_type.as_deref().filter(|t| !AUDIT_OBJECT_TYPES.contains(t)) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("object_type {object_type:?} is not one of {}", AUDIT_OBJECT_TYPES.join(", ")),
-        ));
-    }
-    let filter = AuditFilter { object_type: query.object_type, object_id: query.object_id, actor: query.actor };
+    let object_type = match query.object_type.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<AuditObject>().map_err(|_| {
+            let known = AuditObject::names().collect::<Vec<_>>().join(", ");
+            ApiError::bad_request("invalid_query", format!("object_type {raw:?} is not one of {known}"))
+        })?),
+    };
+    let filter = AuditFilter { object_type, object_id: query.object_id, actor: query.actor };
     let page = state.store.list_audit(auth.workspace_id(), &filter, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::audit_event)))
 }
@@ -94,6 +95,6 @@ mod tests {
             }
             None => schema["enum"].clone(),
         };
-        assert_eq!(listed, serde_json::json!(AUDIT_OBJECT_TYPES), "{object_type}");
+        assert_eq!(listed, serde_json::json!(AuditObject::names().collect::<Vec<_>>()), "{object_type}");
     }
 }

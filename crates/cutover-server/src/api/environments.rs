@@ -53,8 +53,7 @@ pub async fn create(
         protected: body.protected.unwrap_or(false),
         targets: targets(body.targets.unwrap_or_default())?,
     };
-    let environment =
-        state.store.create_environment(auth.workspace_id(), &auth.actor(), &new, state.config.max_environments).await?;
+    let environment = state.store.create_environment(&auth.caller(), &new, state.config.max_environments).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::environment(environment))))
 }
 
@@ -73,7 +72,7 @@ pub async fn show(
 ) -> ApiResult<axum::Json<Environment>> {
     auth.require(Access::Read)?;
     let name = environment_path(&name)?;
-    let environment = state.store.get_environment(auth.workspace_id(), name.as_str()).await?;
+    let environment = state.store.get_environment(auth.workspace_id(), &name).await?;
     Ok(axum::Json(convert::environment(environment)))
 }
 
@@ -99,8 +98,7 @@ pub async fn update(
         protected: body.protected,
         targets: body.targets.map(targets).transpose()?,
     };
-    let environment =
-        state.store.update_environment(auth.workspace_id(), &auth.actor(), name.as_str(), &changes).await?;
+    let environment = state.store.update_environment(&auth.caller(), &name, &changes).await?;
     Ok(axum::Json(convert::environment(environment)))
 }
 
@@ -119,6 +117,6 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let name = environment_path(&name)?;
     auth.require_environment(Access::Administer, name.as_str())?;
-    state.store.delete_environment(auth.workspace_id(), &auth.actor(), name.as_str()).await?;
+    state.store.delete_environment(&auth.caller(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

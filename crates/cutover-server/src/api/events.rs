@@ -104,7 +104,7 @@ pub async fn post(
     if let Err(e) = state.exposures.flush(&state.store).await {
         tracing::warn!(error = %e, "could not record buffered exposures before events");
     }
-    let scope: Vec<String> = auth.0.token.environments.iter().map(|e| e.name.clone()).collect();
+    let scope: Vec<String> = auth.0.token.environments.iter().map(|e| e.name.as_str().to_owned()).collect();
     let scope = (!scope.is_empty()).then_some(scope.as_slice());
     let outcome = state.store.record_events(auth.workspace_id(), scope, &events).await?;
     Ok(axum::Json(EventsAccepted { received: outcome.received, attributed: outcome.attributed }))

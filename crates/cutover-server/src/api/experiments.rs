@@ -44,7 +44,7 @@ pub async fn list(
     auth.require(Access::Read)?;
     let env = environment_path(&env)?;
     let status = query.status.as_deref().map(str::parse::<ExperimentStatus>).transpose()?;
-    let experiments = state.store.list_experiments(auth.workspace_id(), env.as_str(), status).await?;
+    let experiments = state.store.list_experiments(auth.workspace_id(), &env, status).await?;
     Ok(axum::Json(convert::all(experiments, convert::experiment)))
 }
 
@@ -82,7 +82,7 @@ pub async fn create(
         primary_metric: body.primary_metric,
         guardrail_metrics: body.guardrail_metrics,
     };
-    let experiment = state.store.create_experiment(&auth.caller(), key.as_str(), env.as_str(), &spec).await?;
+    let experiment = state.store.create_experiment(&auth.caller(), &key, &env, &spec).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::experiment(experiment))))
 }
 

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{ErrorBody, Page, Pin, PinWrite, Promote, Promoted, SetEnvironments, SetPin};
-use cutover_domain::{Access, DomainError, EnvironmentName};
+use cutover_domain::{Access, DomainError, EnvironmentName, VersionNumber};
 
 use super::params::IfMatchHeader;
 use super::responses::{ReadErrors, WriteErrors};
@@ -60,9 +60,9 @@ pub async fn set_environments(
     auth.require(Access::Write)?;
     let key = artifact_path(&key)?;
     let environments = environment_names("environments", body.environments)?;
+    let number = VersionNumber::parse("n", number)?;
     let reason = text("reason", body.reason)?;
-    let write =
-        state.store.set_version_environments(&auth.caller(), key.as_str(), number, &environments, &reason).await?;
+    let write = state.store.set_version_environments(&auth.caller(), &key, number, &environments, &reason).await?;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -81,7 +81,7 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Page<Pin>>> {
     auth.require(Access::Read)?;
     let key = artifact_path(&key)?;
-    let pins = state.store.list_pins(auth.workspace_id(), key.as_str()).await?;
+    let pins = state.store.list_pins(auth.workspace_id(), &key).await?;
     Ok(axum::Json(convert::all(pins, convert::pin)))
 }
 
@@ -105,7 +105,7 @@ pub async fn show(
 ) -> ApiResult<Response> {
     auth.require(Access::Read)?;
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
-    let pin = state.store.get_pin(auth.workspace_id(), key.as_str(), env.as_str()).await?.ok_or_else(|| {
+    let pin = state.store.get_pin(auth.workspace_id(), &key, &env).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "nothing of artifact {:?} is pinned in {:?} (its revision is 0)",
             key.as_str(),
@@ -142,13 +142,13 @@ pub async fn set(
     auth.require(Access::Write)?;
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
     let expected = if_match(&headers)?;
+    let version = VersionNumber::parse("version", body.version)?;
     let reason = text("reason", body.reason)?;
-    let write =
-        state.store.pin(&auth.caller(), key.as_str(), env.as_str(), Some(body.version), expected, &reason).await?;
+    let write = state.store.pin(&auth.caller(), &key, &env, Some(version), expected, &reason).await?;
     // A write that moved the pin opened it at its own revision; only a no-op needs to look.
     let current = match write.revision {
         Some(revision) => revision,
-        None => state.store.get_pin(auth.workspace_id(), key.as_str(), env.as_str()).await?.map_or(0, |p| p.revision),
+        None => state.store.get_pin(auth.workspace_id(), &key, &env).await?.map_or(0, |p| p.revision),
     };
     Ok(with_etag(current, axum::Json(convert::pin_write(write))))
 }
@@ -189,7 +189,7 @@ pub async fn unpin(
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
     let expected = if_match(&headers)?;
     let reason = text("reason", query.reason)?;
-    let write = state.store.pin(&auth.caller(), key.as_str(), env.as_str(), None, expected, &reason).await?;
+    let write = state.store.pin(&auth.caller(), &key, &env, None, expected, &reason).await?;
     Ok(axum::Json(convert::pin_write(write)))
 }
 
@@ -213,7 +213,7 @@ pub async fn history(
     let (key, env) = (artifact_path(&key)?, environment_path(&env)?);
     let (limit, cursor) = query.parse()?;
     let before = cursor.as_ref().map(|c| c.before()).transpose()?;
-    let page = state.store.pin_history(auth.workspace_id(), key.as_str(), env.as_str(), before, limit).await?;
+    let page = state.store.pin_history(auth.workspace_id(), &key, &env, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::pin)))
 }
 
@@ -232,7 +232,7 @@ pub async fn environment(
 ) -> ApiResult<axum::Json<Page<Pin>>> {
     auth.require(Access::Read)?;
     let name = environment_path(&name)?;
-    let pins = state.store.environment_pins(auth.workspace_id(), name.as_str()).await?;
+    let pins = state.store.environment_pins(auth.workspace_id(), &name).await?;
     Ok(axum::Json(convert::all(pins, convert::pin)))
 }
 
@@ -260,8 +260,7 @@ pub async fn promote(
     }
     let to = environment_names("to", body.to)?;
     let reason = text("reason", body.reason)?;
-    let (version, write) =
-        state.store.promote(&auth.caller(), key.as_str(), from.as_str(), &to, &reason, body.dry_run).await?;
+    let (version, write) = state.store.promote(&auth.caller(), &key, &from, &to, &reason, body.dry_run).await?;
     let write = convert::pin_write(write);
     Ok(axum::Json(Promoted {
         artifact: key.into_string(),

@@ -8,7 +8,7 @@ use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTa
 use cutover_domain::rollouts::{
     CallbackToken, ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps,
 };
-use cutover_domain::{Access, ArtifactKey, DomainError, EnvironmentName};
+use cutover_domain::{Access, ArtifactKey, DomainError, EnvironmentName, VersionNumber};
 use cutover_store::{NewRollout, TaskOutcome};
 
 use super::responses::{ListErrors, ReadErrors, WriteErrors};
@@ -65,9 +65,9 @@ pub async fn create(
     })?;
     let executor = state.admission.admit(request, &auth.0.workspace.name).await?;
     let new = NewRollout {
-        artifact: key.into_string(),
-        environment: environment.as_str().to_owned(),
-        version: body.version,
+        artifact: key,
+        environment: environment.clone(),
+        version: VersionNumber::parse("version", body.version)?,
         policy: RolloutPolicy::parse(body.max_parallel, body.on_failure.as_deref(), body.failure_budget)?,
         steps: parse_steps(body.steps)?,
         executor,
@@ -95,10 +95,7 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(DomainError::invalid("limit", "must be between 1 and 200").into());
     }
-    let rollouts = state
-        .store
-        .list_rollouts(auth.workspace_id(), environment.as_ref().map(|e| e.as_str()), rollout_state, limit)
-        .await?;
+    let rollouts = state.store.list_rollouts(auth.workspace_id(), environment.as_ref(), rollout_state, limit).await?;
     Ok(axum::Json(convert::all(rollouts, |r| convert::rollout(r, None))))
 }
 

@@ -22,7 +22,7 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
 }
 
 /// The environments a token is limited to; an sdk token is bound to exactly one.
-fn environments(role: Role, names: Vec<String>) -> Result<Vec<String>, DomainError> {
+fn environments(role: Role, names: Vec<String>) -> Result<Vec<cutover_domain::EnvironmentName>, DomainError> {
     let names = crate::extract::environment_names("environments", names)?;
     if role == Role::Sdk && names.len() != 1 {
         return Err(DomainError::invalid("environments", "an sdk token is bound to exactly one environment"));
@@ -55,8 +55,7 @@ pub async fn create(
             "a token limited to some environments can only create tokens limited to those",
         ));
     }
-    let (token, secret) =
-        state.store.create_token(auth.workspace_id(), &auth.actor(), &body.name, role, &environments).await?;
+    let (token, secret) = state.store.create_token(&auth.caller(), &body.name, role, &environments).await?;
     let created = TokenCreated { token: convert::token(token), secret: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
@@ -80,13 +79,13 @@ pub async fn revoke(State(state): State<AppState>, auth: Auth, Path(id): Path<St
     if !auth.0.token.environments.is_empty() {
         let target = state.store.list_tokens(auth.workspace_id()).await?.into_iter().find(|t| t.id == id);
         let Some(target) = target else { return Err(ApiError::not_found(format!("token {id:?} not found"))) };
-        let names: Vec<String> = target.environments.into_iter().map(|e| e.name).collect();
+        let names: Vec<_> = target.environments.into_iter().map(|e| e.name).collect();
         if !auth.covers(&names) {
             return Err(ApiError::forbidden(
                 "a token limited to some environments can only revoke tokens limited to those",
             ));
         }
     }
-    let token = state.store.revoke_token(auth.workspace_id(), &auth.actor(), &id).await?;
+    let token = state.store.revoke_token(&auth.caller(), &id).await?;
     Ok(axum::Json(convert::token(token)))
 }

@@ -1,7 +1,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use cutover_api::{CreateVersion, ErrorBody, Page, Version};
-use cutover_domain::{Access, DomainError};
+use cutover_domain::Access;
 use cutover_store::Publish;
 
 use super::responses::{ReadErrors, WriteErrors};
@@ -31,7 +31,7 @@ pub async fn list(
     let key = artifact_path(key.as_str())?;
     let (limit, cursor) = query.parse()?;
     let before = cursor.as_ref().map(|c| c.before()).transpose()?;
-    let page = state.store.list_versions(auth.workspace_id(), key.as_str(), before, limit).await?;
+    let page = state.store.list_versions(auth.workspace_id(), &key, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::version)))
 }
 
@@ -60,15 +60,9 @@ pub async fn create(
     let key = artifact_path(key.as_str())?;
     let message = text("message", body.message)?;
     let environments = crate::extract::environment_names("environments", body.environments.unwrap_or_default())?;
-    let publish = Publish {
-        content: body.content,
-        message: &message,
-        environments: &environments,
-        move_pins: body.move_pins,
-        authority: &cutover_store::authority_of(&auth.0),
-    };
-    let (version, _pinned) =
-        state.store.publish_version(auth.workspace_id(), &auth.actor(), key.as_str(), publish).await?;
+    let publish =
+        Publish { content: body.content, message: &message, environments: &environments, move_pins: body.move_pins };
+    let (version, _pinned) = state.store.publish_version(&auth.caller(), &key, publish).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::version(version))))
 }
 
@@ -88,9 +82,7 @@ pub async fn show(
 ) -> ApiResult<axum::Json<Version>> {
     auth.require(Access::Read)?;
     let key = artifact_path(key.as_str())?;
-    if number < 1 {
-        return Err(DomainError::invalid("n", "version numbers start at 1").into());
-    }
-    let version = state.store.get_version(auth.workspace_id(), key.as_str(), number).await?;
+    let number = cutover_domain::VersionNumber::parse("n", number)?;
+    let version = state.store.get_version(auth.workspace_id(), &key, number).await?;
     Ok(axum::Json(convert::version(version)))
 }

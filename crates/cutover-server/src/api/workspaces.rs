@@ -59,8 +59,7 @@ pub async fn create(
     let name = WorkspaceName::parse(&body.name)?;
     let token_name = body.token_name.unwrap_or_else(|| "owner".to_owned());
     check_label("token_name", &token_name)?;
-    let (workspace, token, secret) =
-        state.store.create_workspace(auth.workspace_id(), &auth.actor(), &name, &token_name).await?;
+    let (workspace, token, secret) = state.store.create_workspace(&auth.caller(), &name, &token_name).await?;
     let created = WorkspaceCreated {
         workspace: convert::workspace(workspace),
         token: TokenCreated { token: convert::token(token), secret: secret.expose().to_owned() },

@@ -139,9 +139,10 @@ impl Resolver {
         view.environments = snapshot.environments.into_iter().map(|e| e.name.into_string()).collect();
         for pin in snapshot.pins {
             let value = pin.content.value().clone();
-            let ofrep = ofrep::encode_static(&pin.artifact, &pin.environment, pin.version, &value, revision);
+            let ofrep =
+                ofrep::encode_static(pin.artifact.as_str(), pin.environment.as_str(), pin.version, &value, revision);
             let value = Arc::new(LiveValue { version: pin.version, value, ofrep });
-            view.live.entry(pin.environment).or_default().insert(pin.artifact, value);
+            view.live.entry(pin.environment.into_string()).or_default().insert(pin.artifact.into_string(), value);
         }
         for (experiment, contents) in snapshot.experiments {
             let live = LiveExperiment {
@@ -152,7 +153,10 @@ impl Resolver {
                 variants: experiment.variants,
                 values: contents.iter().map(|c| c.value().clone()).collect(),
             };
-            view.experiments.entry(experiment.environment).or_default().insert(experiment.artifact, Arc::new(live));
+            view.experiments
+                .entry(experiment.environment.into_string())
+                .or_default()
+                .insert(experiment.artifact.into_string(), Arc::new(live));
         }
         view.static_flags = view
             .environments

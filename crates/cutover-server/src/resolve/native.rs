@@ -30,7 +30,7 @@ pub struct ResolveQuery {
 pub fn environment_for(auth: &Auth, named: Option<&str>) -> ApiResult<String> {
     let token = &auth.0.token;
     if token.role == cutover_domain::Role::Sdk {
-        let bound = token.environments.first().map(|e| e.name.clone()).unwrap_or_default();
+        let bound = token.environments.first().map(|e| e.name.as_str().to_owned()).unwrap_or_default();
         return match named {
             Some(name) if name != bound => {
                 Err(ApiError::forbidden(format!("this sdk token is bound to environment {bound:?}")))

@@ -115,7 +115,7 @@ fn event(change: &ChangeRecord, format: Format, visible: &dyn Fn(&str) -> bool) 
     let pins: Vec<_> = change
         .pins
         .iter()
-        .filter(|p| visible(&p.environment))
+        .filter(|p| visible(p.environment.as_str()))
         .map(|p| serde_json::json!({"artifact": p.artifact, "environment": p.environment, "from": p.from, "to": p.to}))
         .collect();
     let data = serde_json::json!({"revision": change.revision, "at": change.at, "pins": pins});

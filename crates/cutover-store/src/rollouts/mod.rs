@@ -7,18 +7,18 @@
 //! Tasks (runs, results, logs) are in `tasks.rs`; the leases the engine holds on rollouts are the
 //! crate's `leases`.
 
-use cutover_domain::Timestamp;
 use cutover_domain::rollouts::{
     ExecutorSpec, FailureBudget, MaxParallel, OperationState, RolloutControl, RolloutPolicy, RolloutState,
 };
 use cutover_domain::secrets::SealedSecret;
+use cutover_domain::{AuditObject, EnvironmentName, Timestamp};
 
 use crate::audit::{Change, record};
 use crate::db::{Conn, new_id, q, read, transaction};
 use crate::pins::{apply, ensure_version, lock_workspace};
 use crate::{
     Actor, Caller, NewRollout, PinAuthority, Result, Rollout, RolloutDetail, RolloutOperation, RolloutTask, Store,
-    StoreError, artifacts, environments,
+    StoreError, artifacts, environments, stored_environment, stored_key,
 };
 
 mod tasks;
@@ -76,10 +76,10 @@ impl TryFrom<RolloutRow> for Rollout {
         };
         Ok(Rollout {
             id: row.id,
-            artifact: row.artifact,
+            artifact: stored_key(&row.artifact)?,
             value_type: row.value_type.parse().map_err(corrupt)?,
-            environment: row.environment,
-            version: row.version,
+            environment: stored_environment(&row.environment)?,
+            version: cutover_domain::VersionNumber::parse("version", row.version).map_err(corrupt)?,
             state: row.state.parse().map_err(corrupt)?,
             policy,
             steps: serde_json::from_str(&row.steps)?,
@@ -241,7 +241,7 @@ impl Store {
             if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));
             }
-            ensure_version(tx, &artifact, new.version).await?;
+            ensure_version(tx, &artifact, new.version.get()).await?;
             let targets = environment.targets.as_slice();
             if targets.is_empty() {
                 return Err(StoreError::conflict(format!(
@@ -264,7 +264,7 @@ impl Store {
                 .bind(workspace_id)
                 .bind(&artifact.id)
                 .bind(&environment.id)
-                .bind(new.version)
+                .bind(new.version.get())
                 .bind(i32::try_from(targets.len()).unwrap_or(i32::MAX))
                 .bind(i32::try_from(new.policy.max_parallel.get()).unwrap_or(i32::MAX))
                 .bind(new.policy.on_failure.as_str())
@@ -318,8 +318,13 @@ impl Store {
                 }
             }
             let detail = fetch_detail(tx, Some(workspace_id), &id).await?;
-            record(tx, workspace_id, actor, Change::new("rollout.create", "rollout", &id).after(&detail.rollout))
-                .await?;
+            record(
+                tx,
+                workspace_id,
+                actor,
+                Change::new("rollout.create", AuditObject::Rollout, &id).after(&detail.rollout),
+            )
+            .await?;
             detail
         })
     }
@@ -333,7 +338,7 @@ impl Store {
     pub async fn list_rollouts(
         &self,
         workspace_id: &str,
-        environment: Option<&str>,
+        environment: Option<&EnvironmentName>,
         state: Option<RolloutState>,
         limit: u32,
     ) -> Result<Vec<Rollout>> {
@@ -347,7 +352,7 @@ impl Store {
                      ORDER BY r.created_at DESC, r.id DESC LIMIT $4"
                 ))
                 .bind(workspace_id)
-                .bind(environment)
+                .bind(environment.map(EnvironmentName::as_str))
                 .bind(state.map(RolloutState::as_str))
                 .bind(i64::from(limit))
             )?;
@@ -406,7 +411,7 @@ impl Store {
                 tx,
                 workspace_id,
                 actor,
-                Change::new(action, "rollout", id).before(&before.rollout).after(&after.rollout),
+                Change::new(action, AuditObject::Rollout, id).before(&before.rollout).after(&after.rollout),
             )
             .await?;
             after
@@ -519,7 +524,7 @@ impl Store {
                     &actor,
                     &owner,
                     &artifact,
-                    &[(environment, Some(rollout.version))],
+                    &[(environment, Some(rollout.version.get()))],
                     &reason,
                 )
                 .await?;
@@ -540,7 +545,7 @@ impl Store {
                 tx,
                 &rollout.workspace_id,
                 &actor,
-                Change::new(action, "rollout", id).before(&rollout).after(&after),
+                Change::new(action, AuditObject::Rollout, id).before(&rollout).after(&after),
             )
             .await?;
             true

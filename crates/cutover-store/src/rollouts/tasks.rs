@@ -3,7 +3,7 @@
 //! bounded output each run leaves.
 
 use cutover_domain::rollouts::{MAX_TASK_LOG_BYTES, TaskState, bound_log};
-use cutover_domain::{Timestamp, TokenHash};
+use cutover_domain::{AuditObject, Timestamp, TokenHash};
 
 use super::{corrupt, fetch_rollout, unsigned};
 use crate::audit::{Change, record};
@@ -108,7 +108,8 @@ impl Store {
             finish(tx, task_id, None, &outcome).await?;
             let task = fetch_task(tx, task_id).await?;
             let action = if succeeded { "rollout.task.complete" } else { "rollout.task.fail" };
-            record(tx, workspace_id, actor, Change::new(action, "rollout", &rollout_id).after(&task)).await?;
+            record(tx, workspace_id, actor, Change::new(action, AuditObject::Rollout, &rollout_id).after(&task))
+                .await?;
             task
         })
     }

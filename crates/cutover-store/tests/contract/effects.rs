@@ -7,14 +7,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cutover_store::Store;
 use cutover_store::effects::{CHANNEL, CommitHook, Effect, Effects};
-use cutover_store::{PinAuthority, Store};
 
 use crate::experiments::world;
+use crate::{env, envs, key, owner, v};
 
 cutover_store::contract_tests!(committed_writes_announce_their_effects_and_rolled_back_ones_nothing);
-
-const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Effect>>);
@@ -45,20 +44,15 @@ async fn committed_writes_announce_their_effects_and_rolled_back_ones_nothing(st
     };
     let resolve = Effect::Resolve(ws.id.clone());
 
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", Some(2), None, "try").await.unwrap();
+    store.pin(&owner(&ws.id, &actor), &key("k"), &env("dev"), Some(v(2)), None, "try").await.unwrap();
     assert_eq!(recorder.take(), std::slice::from_ref(&resolve), "a pin move changes what resolve answers");
-    store.create_token(&ws.id, &actor, "ci", cutover_domain::Role::Viewer, &[]).await.unwrap();
+    store.create_token(&owner(&ws.id, &actor), "ci", cutover_domain::Role::Viewer, &[]).await.unwrap();
     assert_eq!(recorder.take(), [Effect::Tokens(ws.id.clone())]);
 
     // A dry run and a refused write roll back: no effect, no notice.
-    let to = vec!["prod".to_owned()];
-    store.promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", &to, "preview", true).await.unwrap();
-    assert!(
-        store
-            .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "nowhere", Some(1), None, "")
-            .await
-            .is_err()
-    );
+    let to = envs(&["prod"]);
+    store.promote(&owner(&ws.id, &actor), &key("k"), &env("dev"), &to, "preview", true).await.unwrap();
+    assert!(store.pin(&owner(&ws.id, &actor), &key("k"), &env("nowhere"), Some(v(1)), None, "").await.is_err());
     assert_eq!(recorder.take(), [], "nothing committed, nothing announced");
 
     if let Some(listener) = listener.as_mut() {

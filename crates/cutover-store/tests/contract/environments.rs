@@ -1,7 +1,7 @@
 use cutover_domain::{DeploymentTarget, DeploymentTargets, EnvironmentName, PageLimit, Role, TargetName};
 use cutover_store::{AuditFilter, EnvironmentChanges, NewEnvironment, Store, StoreError};
 
-use crate::setup;
+use crate::{env, envs, owner, setup};
 
 cutover_store::contract_tests!(
     environments_are_created_listed_updated_and_deleted_with_audit,
@@ -21,8 +21,8 @@ pub fn new_env(name: &str) -> NewEnvironment {
 
 async fn environments_are_created_listed_updated_and_deleted_with_audit(store: Store) {
     let (ws, actor) = setup(&store).await;
-    let created = store.create_environment(&ws.id, &actor, &new_env("staging"), 100).await.unwrap();
-    store.create_environment(&ws.id, &actor, &new_env("production"), 100).await.unwrap();
+    let created = store.create_environment(&owner(&ws.id, &actor), &new_env("staging"), 100).await.unwrap();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("production"), 100).await.unwrap();
     let names: Vec<_> =
         store.list_environments(&ws.id).await.unwrap().into_iter().map(|e| e.name.into_string()).collect();
     assert_eq!(names, ["production", "staging"]);
@@ -33,17 +33,17 @@ async fn environments_are_created_listed_updated_and_deleted_with_audit(store: S
     }])
     .unwrap();
     let changes = EnvironmentChanges { protected: Some(true), targets: Some(targets.clone()), ..Default::default() };
-    let updated = store.update_environment(&ws.id, &actor, "staging", &changes).await.unwrap();
+    let updated = store.update_environment(&owner(&ws.id, &actor), &env("staging"), &changes).await.unwrap();
     assert!(updated.protected);
     assert_eq!(updated.targets, targets);
     assert_eq!(updated.created_at, created.created_at);
-    assert_eq!(store.get_environment(&ws.id, "staging").await.unwrap().targets, targets);
+    assert_eq!(store.get_environment(&ws.id, &env("staging")).await.unwrap().targets, targets);
 
-    store.delete_environment(&ws.id, &actor, "staging").await.unwrap();
-    assert!(matches!(store.get_environment(&ws.id, "staging").await, Err(StoreError::NotFound(_))));
+    store.delete_environment(&owner(&ws.id, &actor), &env("staging")).await.unwrap();
+    assert!(matches!(store.get_environment(&ws.id, &env("staging")).await, Err(StoreError::NotFound(_))));
 
     let filter = AuditFilter {
-        object_type: Some("environment".into()),
+        object_type: Some(cutover_domain::AuditObject::Environment),
         object_id: Some("staging".into()),
         ..Default::default()
     };
@@ -57,21 +57,21 @@ async fn environments_are_created_listed_updated_and_deleted_with_audit(store: S
 
 async fn duplicate_environment_names_conflict_and_write_nothing(store: Store) {
     let (ws, actor) = setup(&store).await;
-    store.create_environment(&ws.id, &actor, &new_env("dev"), 100).await.unwrap();
-    let err = store.create_environment(&ws.id, &actor, &new_env("dev"), 100).await.unwrap_err();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("dev"), 100).await.unwrap();
+    let err = store.create_environment(&owner(&ws.id, &actor), &new_env("dev"), 100).await.unwrap_err();
     assert_eq!(err.to_string(), "environment \"dev\" already exists");
-    let filter = AuditFilter { object_type: Some("environment".into()), ..Default::default() };
+    let filter = AuditFilter { object_type: Some(cutover_domain::AuditObject::Environment), ..Default::default() };
     assert_eq!(store.list_audit(&ws.id, &filter, None, PageLimit::default()).await.unwrap().items.len(), 1);
     // The failed create did not take a slot of the limit.
-    store.create_environment(&ws.id, &actor, &new_env("other"), 2).await.unwrap();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("other"), 2).await.unwrap();
 }
 
 async fn the_environment_limit_holds_under_concurrent_creates(store: Store) {
     let (ws, actor) = setup(&store).await;
     let attempts: Vec<_> = (0..12)
         .map(|i| {
-            let (store, ws, actor) = (store.clone(), ws.id.clone(), actor.clone());
-            tokio::spawn(async move { store.create_environment(&ws, &actor, &new_env(&format!("env-{i}")), 5).await })
+            let (store, caller) = (store.clone(), owner(&ws.id, &actor));
+            tokio::spawn(async move { store.create_environment(&caller, &new_env(&format!("env-{i}")), 5).await })
         })
         .collect();
     let mut created = 0;
@@ -88,14 +88,15 @@ async fn the_environment_limit_holds_under_concurrent_creates(store: Store) {
 
 async fn deleting_an_environment_a_live_token_depends_on_is_refused(store: Store) {
     let (ws, actor) = setup(&store).await;
-    store.create_environment(&ws.id, &actor, &new_env("production"), 100).await.unwrap();
-    let (token, _) = store.create_token(&ws.id, &actor, "app", Role::Sdk, &["production".into()]).await.unwrap();
-    let err = store.delete_environment(&ws.id, &actor, "production").await.unwrap_err();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("production"), 100).await.unwrap();
+    let (token, _) =
+        store.create_token(&owner(&ws.id, &actor), "app", Role::Sdk, &envs(&["production"])).await.unwrap();
+    let err = store.delete_environment(&owner(&ws.id, &actor), &env("production")).await.unwrap_err();
     match err {
         StoreError::Conflict { details: Some(details), .. } => assert_eq!(details["tokens"][0]["name"], "app"),
         other => panic!("expected a conflict naming the token, got {other:?}"),
     }
-    store.get_environment(&ws.id, "production").await.unwrap();
-    store.revoke_token(&ws.id, &actor, &token.id).await.unwrap();
-    store.delete_environment(&ws.id, &actor, "production").await.unwrap();
+    store.get_environment(&ws.id, &env("production")).await.unwrap();
+    store.revoke_token(&owner(&ws.id, &actor), &token.id).await.unwrap();
+    store.delete_environment(&owner(&ws.id, &actor), &env("production")).await.unwrap();
 }

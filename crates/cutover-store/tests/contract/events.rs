@@ -1,7 +1,8 @@
 use cutover_domain::{ExperimentAction, MetricName, Timestamp};
 use cutover_store::{EngineKind, EventsOutcome, ExperimentSpec, Exposure, MetricEvent, MetricSums, Store};
 
-use crate::experiments::{OWNER, act, spec, world};
+use crate::experiments::{act, spec, world};
+use crate::{env, key, owner};
 
 cutover_store::contract_tests!(
     exposures_count_once_per_user_across_batches,
@@ -26,8 +27,7 @@ fn event(metric: &str, user: &str, value: Option<f64>) -> MetricEvent {
 async fn running(store: &Store) -> (cutover_store::Workspace, cutover_store::Actor, String) {
     let (ws, actor) = world(store, 2).await;
     let spec = ExperimentSpec { guardrail_metrics: vec!["latency".into()], ..spec(&[2]) };
-    let made =
-        store.create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec).await.unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec).await.unwrap();
     act(store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     (ws, actor, made.id)
 }
@@ -80,10 +80,7 @@ async fn events_count_in_the_variant_their_user_was_exposed_to(store: Store) {
 
 async fn events_outside_the_running_window_do_not_count(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     // Not started: nothing counts, not even with an exposure on record.
     store.record_exposures(&[exposure(&made.id, "a", 1)]).await.unwrap();
     let early = store.record_events(&ws.id, None, &[event("checkout.completed", "a", None)]).await.unwrap();
@@ -155,7 +152,7 @@ async fn totals_stay_exact_under_16_concurrent_writers(store: Store) {
 async fn another_workspace_cannot_read_totals(store: Store) {
     let (ws, actor, id) = running(&store).await;
     let name = cutover_domain::WorkspaceName::parse("other").unwrap();
-    let (other, _, _) = store.create_workspace(&ws.id, &actor, &name, "owner").await.unwrap();
+    let (other, _, _) = store.create_workspace(&owner(&ws.id, &actor), &name, "owner").await.unwrap();
     assert!(matches!(store.experiment_totals(&other.id, &id).await, Err(cutover_store::StoreError::NotFound(_))));
     let outcome = store.record_events(&other.id, None, &[event("checkout.completed", "a", None)]).await;
     assert_eq!(outcome.unwrap().attributed, 0);

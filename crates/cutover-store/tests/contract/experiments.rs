@@ -5,7 +5,7 @@ use cutover_store::{
 use serde_json::json;
 
 use crate::environments::new_env;
-use crate::setup;
+use crate::{env, key, owner, setup, v};
 
 cutover_store::contract_tests!(
     an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain,
@@ -20,8 +20,6 @@ cutover_store::contract_tests!(
     the_resolve_snapshot_is_one_revision_of_everything,
 );
 
-pub const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
-
 /// An artifact `k` with `versions` versions, environments `dev` and `prod`, version 1 pinned in prod.
 pub async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
     let (ws, actor) = setup(store).await;
@@ -31,14 +29,14 @@ pub async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
         kind: "config".into(),
         description: String::new(),
     };
-    store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
+    store.create_artifact(&owner(&ws.id, &actor), &artifact).await.unwrap();
     for n in 1..=versions {
-        store.create_version(&ws.id, &actor, "k", json!(format!("v{n}")), "").await.unwrap();
+        store.create_version(&owner(&ws.id, &actor), &key("k"), json!(format!("v{n}")), "").await.unwrap();
     }
     for name in ["dev", "prod"] {
-        store.create_environment(&ws.id, &actor, &new_env(name), 100).await.unwrap();
+        store.create_environment(&owner(&ws.id, &actor), &new_env(name), 100).await.unwrap();
     }
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), None, "test").await.unwrap();
+    store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), None, "test").await.unwrap();
     (ws, actor)
 }
 
@@ -59,15 +57,12 @@ pub async fn act(
     id: &str,
     action: ExperimentAction,
 ) -> Result<cutover_store::ExperimentOutcome, StoreError> {
-    store.experiment_action(&cutover_store::Caller::new(&ws.id, actor, &OWNER), id, action, None).await
+    store.experiment_action(&owner(&ws.id, actor), id, action, None).await
 }
 
 async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2, 3]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2, 3])).await.unwrap();
     assert_eq!(made.variants.versions(), [1, 2, 3], "the control defaults to the pinned version");
     assert!((made.variants.weights().iter().sum::<f64>() - 1.0).abs() < 1e-12);
     assert_eq!(made.coverage.get(), 1.0);
@@ -94,7 +89,7 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
 
     let edited = store
         .update_experiment(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
+            &owner(&ws.id, &actor),
             &made.id,
             &ExperimentChanges { name: Some("renamed".into()), hypothesis: None },
         )
@@ -102,18 +97,18 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
         .unwrap();
     assert_eq!((edited.name.as_str(), edited.hypothesis.as_str()), ("renamed", "v2 converts better"));
 
-    let listed = store.list_experiments(&ws.id, "prod", None).await.unwrap();
+    let listed = store.list_experiments(&ws.id, &env("prod"), None).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(store.list_experiments(&ws.id, "prod", Some(ExperimentStatus::Running)).await.unwrap().is_empty());
-    assert_eq!(store.list_experiments(&ws.id, "prod", Some(ExperimentStatus::Completed)).await.unwrap().len(), 1);
+    assert!(store.list_experiments(&ws.id, &env("prod"), Some(ExperimentStatus::Running)).await.unwrap().is_empty());
+    assert_eq!(store.list_experiments(&ws.id, &env("prod"), Some(ExperimentStatus::Completed)).await.unwrap().len(), 1);
     // Completed: the (artifact, environment) is free again.
-    store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[3]))
-        .await
-        .unwrap();
+    store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[3])).await.unwrap();
 
-    let filter =
-        AuditFilter { object_type: Some("experiment".into()), object_id: Some(made.id.clone()), ..Default::default() };
+    let filter = AuditFilter {
+        object_type: Some(cutover_domain::AuditObject::Experiment),
+        object_id: Some(made.id.clone()),
+        ..Default::default()
+    };
     let audit = store.list_audit(&ws.id, &filter, None, PageLimit::default()).await.unwrap().items;
     let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
@@ -131,10 +126,7 @@ async fn an_experiment_walks_its_lifecycle_with_timestamps_set_by_the_domain(sto
 
 async fn illegal_transitions_conflict_naming_the_current_status(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     for action in [ExperimentAction::Pause, ExperimentAction::Resume, ExperimentAction::Complete] {
         let err = act(&store, &ws, &actor, &made.id, action).await.unwrap_err();
         assert!(matches!(err, StoreError::IllegalTransition(_)), "{err:?}");
@@ -153,40 +145,28 @@ async fn illegal_transitions_conflict_naming_the_current_status(store: Store) {
 
 async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     let before = store.get_workspace(&ws.id).await.unwrap().revision;
     // Not a variant: refused, nothing changes.
     let err = store
-        .experiment_action(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
-            &made.id,
-            ExperimentAction::Complete,
-            Some(3),
-        )
+        .experiment_action(&owner(&ws.id, &actor), &made.id, ExperimentAction::Complete, Some(3))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     assert_eq!(store.get_experiment(&ws.id, &made.id).await.unwrap().lifecycle.status(), ExperimentStatus::Running);
 
-    let done = store
-        .experiment_action(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
-            &made.id,
-            ExperimentAction::Complete,
-            Some(2),
-        )
-        .await
-        .unwrap();
+    let done =
+        store.experiment_action(&owner(&ws.id, &actor), &made.id, ExperimentAction::Complete, Some(2)).await.unwrap();
     assert_eq!(done.experiment.lifecycle.status(), ExperimentStatus::Completed);
     let write = done.pinned.expect("a winner is pinned");
     assert_eq!(write.revision, Some(before + 1));
-    assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 2);
-    let filter =
-        AuditFilter { object_type: Some("artifact".into()), object_id: Some("k".into()), ..Default::default() };
+    assert_eq!(store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().unwrap().version, 2);
+    let filter = AuditFilter {
+        object_type: Some(cutover_domain::AuditObject::Artifact),
+        object_id: Some("k".into()),
+        ..Default::default()
+    };
     let audit = store.list_audit(&ws.id, &filter, None, PageLimit::default()).await.unwrap().items;
     assert_eq!(audit[0].action, "pin.set");
     assert_eq!(audit[0].after.as_ref().unwrap()["version"], 2);
@@ -195,9 +175,9 @@ async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) 
     let scoped = PinAuthority { owner: false, limited_to: vec!["dev".into()] };
     let other = store
         .create_experiment(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
-            "k",
-            "dev",
+            &owner(&ws.id, &actor),
+            &key("k"),
+            &env("dev"),
             &ExperimentSpec { control: Some(1), ..spec(&[3]) },
         )
         .await
@@ -225,26 +205,20 @@ async fn completing_with_a_winner_pins_it_in_the_same_transaction(store: Store) 
 
 async fn soft_delete_keeps_an_experiment_readable_but_hides_it_from_lists(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
-    let deleted = store.delete_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &made.id).await.unwrap();
+    let deleted = store.delete_experiment(&owner(&ws.id, &actor), &made.id).await.unwrap();
     assert!(deleted.deleted_at.is_some());
     let read = store.get_experiment(&ws.id, &made.id).await.unwrap();
     assert_eq!(read.lifecycle.status(), ExperimentStatus::Running);
     assert!(read.deleted_at.is_some());
-    assert!(store.list_experiments(&ws.id, "prod", None).await.unwrap().is_empty());
+    assert!(store.list_experiments(&ws.id, &env("prod"), None).await.unwrap().is_empty());
     let err = act(&store, &ws, &actor, &made.id, ExperimentAction::Pause).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    let err = store.delete_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &made.id).await.unwrap_err();
+    let err = store.delete_experiment(&owner(&ws.id, &actor), &made.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     // Deleting freed the (artifact, environment).
-    store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
 }
 
 async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates(store: Store) {
@@ -253,9 +227,7 @@ async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates
         .map(|_| {
             let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
             tokio::spawn(async move {
-                store
-                    .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2, 3]))
-                    .await
+                store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2, 3])).await
             })
         })
         .collect();
@@ -271,30 +243,19 @@ async fn one_active_experiment_per_environment_holds_under_16_concurrent_creates
         }
     }
     assert_eq!((won, conflicts), (1, 15));
-    assert_eq!(store.list_experiments(&ws.id, "prod", None).await.unwrap().len(), 1);
+    assert_eq!(store.list_experiments(&ws.id, &env("prod"), None).await.unwrap().len(), 1);
 }
 
 async fn variants_must_be_versions_of_the_artifact(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let err = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[9]))
-        .await
-        .unwrap_err();
+    let err = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[9])).await.unwrap_err();
     assert_eq!(err.to_string(), "version 9 of artifact \"k\" not found");
-    let err = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[1]))
-        .await
-        .unwrap_err();
+    let err = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[1])).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "a duplicate of the control: {err:?}");
-    let err = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "dev", &spec(&[2]))
-        .await
-        .unwrap_err();
+    let err = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("dev"), &spec(&[2])).await.unwrap_err();
     assert!(err.to_string().contains("name the control"), "nothing pinned in dev: {err}");
-    let err = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "nope", "prod", &spec(&[2]))
-        .await
-        .unwrap_err();
+    let err =
+        store.create_experiment(&owner(&ws.id, &actor), &key("nope"), &env("prod"), &spec(&[2])).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 
     let one = NewArtifact {
@@ -303,13 +264,13 @@ async fn variants_must_be_versions_of_the_artifact(store: Store) {
         kind: "config".into(),
         description: String::new(),
     };
-    store.create_artifact(&ws.id, &actor, &one).await.unwrap();
-    store.create_version(&ws.id, &actor, "single", json!("only"), "").await.unwrap();
+    store.create_artifact(&owner(&ws.id, &actor), &one).await.unwrap();
+    store.create_version(&owner(&ws.id, &actor), &key("single"), json!("only"), "").await.unwrap();
     let err = store
         .create_experiment(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
-            "single",
-            "prod",
+            &owner(&ws.id, &actor),
+            &key("single"),
+            &env("prod"),
             &ExperimentSpec { control: Some(1), ..spec(&[2]) },
         )
         .await
@@ -319,25 +280,15 @@ async fn variants_must_be_versions_of_the_artifact(store: Store) {
 
 async fn experiments_are_scoped_to_their_workspace(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     let (other, _, _) = store
-        .create_workspace(&ws.id, &actor, &cutover_domain::WorkspaceName::parse("other").unwrap(), "owner")
+        .create_workspace(&owner(&ws.id, &actor), &cutover_domain::WorkspaceName::parse("other").unwrap(), "owner")
         .await
         .unwrap();
     let err = store.get_experiment(&other.id, &made.id).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let err = store
-        .experiment_action(
-            &cutover_store::Caller::new(&other.id, &actor, &OWNER),
-            &made.id,
-            ExperimentAction::Start,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let err =
+        store.experiment_action(&owner(&other.id, &actor), &made.id, ExperimentAction::Start, None).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let err = store.get_experiment(&ws.id, "not-an-id").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
@@ -345,10 +296,7 @@ async fn experiments_are_scoped_to_their_workspace(store: Store) {
 
 async fn the_database_refuses_a_second_active_experiment(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     // Bypass the application: copy the active row under a new id. Then complete the original and
     // the copy is accepted, since the index only covers experiments that are not completed.
     let copy = "INSERT INTO experiments (id, workspace_id, artifact_id, environment_id, name, hypothesis, variants,
@@ -375,10 +323,7 @@ async fn the_database_refuses_a_second_active_experiment(store: Store) {
 
 async fn a_corrupt_coverage_fails_closed_instead_of_exposing_everyone(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     // Bypass the application, as a bad restore or a manual edit would.
     let corrupt = "UPDATE experiments SET coverage = 7";
@@ -396,10 +341,7 @@ async fn a_corrupt_coverage_fails_closed_instead_of_exposing_everyone(store: Sto
 
 async fn the_resolve_snapshot_is_one_revision_of_everything(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_experiment(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", &spec(&[2]))
-        .await
-        .unwrap();
+    let made = store.create_experiment(&owner(&ws.id, &actor), &key("k"), &env("prod"), &spec(&[2])).await.unwrap();
     act(&store, &ws, &actor, &made.id, ExperimentAction::Start).await.unwrap();
     let snapshot = store.resolve_snapshot(&ws.id).await.unwrap();
     let revision = store.get_workspace(&ws.id).await.unwrap().revision;

@@ -12,8 +12,33 @@ mod rollouts;
 mod tokens;
 mod workspaces;
 
-use cutover_domain::WorkspaceName;
-use cutover_store::{Actor, Principal, Store, Workspace};
+use cutover_domain::{ArtifactKey, EnvironmentName, VersionNumber, WorkspaceName};
+use cutover_store::{Actor, Caller, PinAuthority, Principal, Store, Workspace};
+
+/// An artifact key the test knows to be valid.
+pub fn key(raw: &str) -> ArtifactKey {
+    ArtifactKey::parse(raw).unwrap()
+}
+
+/// An environment name the test knows to be valid.
+pub fn env(raw: &str) -> EnvironmentName {
+    EnvironmentName::parse(raw).unwrap()
+}
+
+/// Environment names the test knows to be valid.
+pub fn envs(raw: &[&str]) -> Vec<EnvironmentName> {
+    raw.iter().copied().map(env).collect()
+}
+
+/// A version number the test knows to be valid.
+pub fn v(number: i64) -> VersionNumber {
+    VersionNumber::parse("version", number).unwrap()
+}
+
+/// The workspace's owner as a caller: unscoped, may change protected environments.
+pub fn owner(workspace_id: &str, actor: &Actor) -> Caller {
+    Caller::new(workspace_id, actor, &PinAuthority { owner: true, limited_to: Vec::new() })
+}
 
 /// A bootstrapped workspace and its owner, as most tests start.
 pub async fn setup(store: &Store) -> (Workspace, Actor) {

@@ -3,7 +3,7 @@ use cutover_store::{Actor, NewArtifact, PinAuthority, PinChange, Publish, Store,
 use serde_json::json;
 
 use crate::environments::new_env;
-use crate::setup;
+use crate::{env, envs, key, owner, setup, v};
 
 cutover_store::contract_tests!(
     moving_a_pin_closes_the_old_interval_and_keeps_history,
@@ -18,8 +18,6 @@ cutover_store::contract_tests!(
     live_pins_and_the_change_log_follow_every_write,
 );
 
-const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
-
 /// An artifact `k` with `versions` string versions and environments `dev`, `staging`, `prod`.
 async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
     let (ws, actor) = setup(store).await;
@@ -29,12 +27,12 @@ async fn world(store: &Store, versions: i64) -> (Workspace, Actor) {
         kind: "config".into(),
         description: String::new(),
     };
-    store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
+    store.create_artifact(&owner(&ws.id, &actor), &artifact).await.unwrap();
     for n in 1..=versions {
-        store.create_version(&ws.id, &actor, "k", json!(format!("v{n}")), "").await.unwrap();
+        store.create_version(&owner(&ws.id, &actor), &key("k"), json!(format!("v{n}")), "").await.unwrap();
     }
     for name in ["dev", "staging", "prod"] {
-        store.create_environment(&ws.id, &actor, &new_env(name), 100).await.unwrap();
+        store.create_environment(&owner(&ws.id, &actor), &new_env(name), 100).await.unwrap();
     }
     (ws, actor)
 }
@@ -43,27 +41,24 @@ async fn pin(
     store: &Store,
     ws: &Workspace,
     actor: &Actor,
-    env: &str,
+    environment: &str,
     version: Option<i64>,
 ) -> Result<cutover_store::PinWrite, StoreError> {
-    store.pin(&cutover_store::Caller::new(&ws.id, actor, &OWNER), "k", env, version, None, "test").await
+    store.pin(&owner(&ws.id, actor), &key("k"), &env(environment), version.map(v), None, "test").await
 }
 
 async fn moving_a_pin_closes_the_old_interval_and_keeps_history(store: Store) {
     let (ws, actor) = world(&store, 3).await;
     let first = pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
-    assert_eq!(
-        first.changes,
-        [PinChange { artifact: "k".into(), environment: "prod".into(), from: None, to: Some(1) }]
-    );
+    assert_eq!(first.changes, [PinChange { artifact: key("k"), environment: env("prod"), from: None, to: Some(1) }]);
     let second = pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
     assert_eq!(second.revision, Some(first.revision.unwrap() + 1));
     let same = pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
     assert_eq!(same.revision, None, "pinning what is already live changes nothing");
 
-    let live = store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap();
+    let live = store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().unwrap();
     assert_eq!((live.version, live.revision, live.ended_at), (2, second.revision.unwrap(), None));
-    let history = store.pin_history(&ws.id, "k", "prod", None, PageLimit::default()).await.unwrap();
+    let history = store.pin_history(&ws.id, &key("k"), &env("prod"), None, PageLimit::default()).await.unwrap();
     let versions: Vec<_> = history.items.iter().map(|p| p.version).collect();
     assert_eq!(versions, [2, 1]);
     let closed = &history.items[1];
@@ -72,8 +67,11 @@ async fn moving_a_pin_closes_the_old_interval_and_keeps_history(store: Store) {
     assert!(closed.ended_at.is_some());
 
     pin(&store, &ws, &actor, "prod", None).await.unwrap();
-    assert!(store.get_pin(&ws.id, "k", "prod").await.unwrap().is_none());
-    assert_eq!(store.pin_history(&ws.id, "k", "prod", None, PageLimit::default()).await.unwrap().items.len(), 2);
+    assert!(store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().is_none());
+    assert_eq!(
+        store.pin_history(&ws.id, &key("k"), &env("prod"), None, PageLimit::default()).await.unwrap().items.len(),
+        2
+    );
     let err = pin(&store, &ws, &actor, "prod", Some(9)).await.unwrap_err();
     assert_eq!(err.to_string(), "version 9 of artifact \"k\" not found");
 }
@@ -92,10 +90,13 @@ async fn one_active_pin_per_environment_holds_under_concurrent_moves(store: Stor
             Err(other) => panic!("a concurrent pin failed with {other:?}"),
         }
     }
-    let live = store.list_pins(&ws.id, "k").await.unwrap();
+    let live = store.list_pins(&ws.id, &key("k")).await.unwrap();
     assert_eq!(live.len(), 1);
-    let history =
-        store.pin_history(&ws.id, "k", "prod", None, PageLimit::parse(Some(200)).unwrap()).await.unwrap().items;
+    let history = store
+        .pin_history(&ws.id, &key("k"), &env("prod"), None, PageLimit::parse(Some(200)).unwrap())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(history.iter().filter(|p| p.ended_at.is_none()).count(), 1);
 }
 
@@ -121,27 +122,24 @@ async fn a_version_s_environment_set_is_replaced_whole(store: Store) {
     let (ws, actor) = world(&store, 2).await;
     let set = |version: i64, envs: &[&str]| {
         let (store, ws, actor) = (store.clone(), ws.clone(), actor.clone());
-        let envs: Vec<String> = envs.iter().map(|e| e.to_string()).collect();
-        async move {
-            store
-                .set_version_environments(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", version, &envs, "")
-                .await
-        }
+        let envs = crate::envs(envs);
+        async move { store.set_version_environments(&owner(&ws.id, &actor), &key("k"), v(version), &envs, "").await }
     };
     set(1, &["dev", "staging", "prod"]).await.unwrap();
     let moved = set(2, &["dev", "staging"]).await.unwrap();
     assert_eq!(moved.changes.len(), 2);
-    let owners =
-        |pins: Vec<cutover_store::Pin>| pins.into_iter().map(|p| (p.environment, p.version)).collect::<Vec<_>>();
+    let owners = |pins: Vec<cutover_store::Pin>| {
+        pins.into_iter().map(|p| (p.environment.into_string(), p.version)).collect::<Vec<_>>()
+    };
     assert_eq!(
-        owners(store.list_pins(&ws.id, "k").await.unwrap()),
+        owners(store.list_pins(&ws.id, &key("k")).await.unwrap()),
         [("dev".into(), 2), ("prod".into(), 1), ("staging".into(), 2)]
     );
     // Listing fewer releases the rest of what version 2 owned.
     set(2, &["dev"]).await.unwrap();
-    assert_eq!(owners(store.list_pins(&ws.id, "k").await.unwrap()), [("dev".into(), 2), ("prod".into(), 1)]);
+    assert_eq!(owners(store.list_pins(&ws.id, &key("k")).await.unwrap()), [("dev".into(), 2), ("prod".into(), 1)]);
     set(2, &[]).await.unwrap();
-    assert_eq!(owners(store.list_pins(&ws.id, "k").await.unwrap()), [("prod".into(), 1)]);
+    assert_eq!(owners(store.list_pins(&ws.id, &key("k")).await.unwrap()), [("prod".into(), 1)]);
     match set(1, &["prod", "nope", "gone"]).await.unwrap_err() {
         StoreError::NotFoundMany { names, .. } => assert_eq!(names, ["nope", "gone"]),
         other => panic!("{other:?}"),
@@ -152,11 +150,9 @@ async fn publishing_onto_owned_environments_conflicts_unless_moving(store: Store
     let (ws, actor) = world(&store, 1).await;
     pin(&store, &ws, &actor, "dev", Some(1)).await.unwrap();
     pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
-    let envs: Vec<String> = ["dev", "staging", "prod"].map(String::from).to_vec();
-    let owner = OWNER;
-    let publish =
-        |move_pins| Publish { content: json!("new"), message: "m", environments: &envs, move_pins, authority: &owner };
-    let err = store.publish_version(&ws.id, &actor, "k", publish(false)).await.unwrap_err();
+    let envs = envs(&["dev", "staging", "prod"]);
+    let publish = |move_pins| Publish { content: json!("new"), message: "m", environments: &envs, move_pins };
+    let err = store.publish_version(&owner(&ws.id, &actor), &key("k"), publish(false)).await.unwrap_err();
     match err {
         StoreError::Conflict { details: Some(details), message } => {
             assert_eq!(
@@ -167,68 +163,70 @@ async fn publishing_onto_owned_environments_conflicts_unless_moving(store: Store
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(store.get_artifact(&ws.id, "k").await.unwrap().latest_version, 1, "no version created");
-    let (version, write) = store.publish_version(&ws.id, &actor, "k", publish(true)).await.unwrap();
+    assert_eq!(store.get_artifact(&ws.id, &key("k")).await.unwrap().latest_version, 1, "no version created");
+    let (version, write) = store.publish_version(&owner(&ws.id, &actor), &key("k"), publish(true)).await.unwrap();
     assert_eq!(version.number, 2);
     assert_eq!(write.changes.len(), 3);
-    assert!(store.list_pins(&ws.id, "k").await.unwrap().iter().all(|p| p.version == 2));
+    assert!(store.list_pins(&ws.id, &key("k")).await.unwrap().iter().all(|p| p.version == 2));
 }
 
 async fn promote_copies_what_is_live_atomically_and_dry_runs_write_nothing(store: Store) {
     let (ws, actor) = world(&store, 2).await;
     pin(&store, &ws, &actor, "staging", Some(2)).await.unwrap();
     pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
-    let to: Vec<String> = vec!["prod".into(), "dev".into()];
-    let (version, dry) = store
-        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", true)
-        .await
-        .unwrap();
+    let to = envs(&["prod", "dev"]);
+    let (version, dry) =
+        store.promote(&owner(&ws.id, &actor), &key("k"), &env("staging"), &to, "", true).await.unwrap();
     assert_eq!(version, 2);
     assert_eq!(dry.revision, None);
     assert_eq!(
         dry.changes,
         [
-            PinChange { artifact: "k".into(), environment: "prod".into(), from: Some(1), to: Some(2) },
-            PinChange { artifact: "k".into(), environment: "dev".into(), from: None, to: Some(2) },
+            PinChange { artifact: key("k"), environment: env("prod"), from: Some(1), to: Some(2) },
+            PinChange { artifact: key("k"), environment: env("dev"), from: None, to: Some(2) },
         ]
     );
-    assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 1, "dry run wrote nothing");
-    let (_, real) = store
-        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", false)
-        .await
-        .unwrap();
+    assert_eq!(
+        store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().unwrap().version,
+        1,
+        "dry run wrote nothing"
+    );
+    let (_, real) = store.promote(&owner(&ws.id, &actor), &key("k"), &env("staging"), &to, "", false).await.unwrap();
     assert_eq!(real.changes, dry.changes);
     assert!(real.revision.is_some());
-    assert_eq!(store.get_pin(&ws.id, "k", "dev").await.unwrap().unwrap().version, 2);
+    assert_eq!(store.get_pin(&ws.id, &key("k"), &env("dev")).await.unwrap().unwrap().version, 2);
     let err = store
-        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &["nope".into()], "", false)
+        .promote(&owner(&ws.id, &actor), &key("k"), &env("staging"), &envs(&["nope"]), "", false)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFoundMany { .. }), "{err:?}");
     pin(&store, &ws, &actor, "staging", None).await.unwrap();
-    let err = store
-        .promote(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "staging", &to, "", false)
-        .await
-        .unwrap_err();
+    let err = store.promote(&owner(&ws.id, &actor), &key("k"), &env("staging"), &to, "", false).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
 }
 
 async fn protected_environments_need_an_owner_or_a_scoped_token(store: Store) {
     let (ws, actor) = world(&store, 1).await;
     let changes = cutover_store::EnvironmentChanges { protected: Some(true), ..Default::default() };
-    store.update_environment(&ws.id, &actor, "prod", &changes).await.unwrap();
+    store.update_environment(&owner(&ws.id, &actor), &env("prod"), &changes).await.unwrap();
     let editor = PinAuthority { owner: false, limited_to: vec![] };
     let err = store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), "k", "prod", Some(1), None, "")
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), &key("k"), &env("prod"), Some(v(1)), None, "")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
-    assert!(store.get_pin(&ws.id, "k", "prod").await.unwrap().is_none());
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), "k", "dev", Some(1), None, "").await.unwrap();
+    assert!(store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().is_none());
+    store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &editor), &key("k"), &env("dev"), Some(v(1)), None, "")
+        .await
+        .unwrap();
     let scoped = PinAuthority { owner: false, limited_to: vec!["prod".into()] };
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), "k", "prod", Some(1), None, "").await.unwrap();
+    store
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), &key("k"), &env("prod"), Some(v(1)), None, "")
+        .await
+        .unwrap();
     let err = store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), "k", "staging", Some(1), None, "")
+        .pin(&cutover_store::Caller::new(&ws.id, &actor, &scoped), &key("k"), &env("staging"), Some(v(1)), None, "")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
@@ -236,54 +234,46 @@ async fn protected_environments_need_an_owner_or_a_scoped_token(store: Store) {
     let err = store
         .promote(
             &cutover_store::Caller::new(&ws.id, &actor, &editor),
-            "k",
-            "dev",
-            &["staging".into(), "prod".into()],
+            &key("k"),
+            &env("dev"),
+            &envs(&["staging", "prod"]),
             "",
             false,
         )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
-    assert!(store.get_pin(&ws.id, "k", "staging").await.unwrap().is_none());
+    assert!(store.get_pin(&ws.id, &key("k"), &env("staging")).await.unwrap().is_none());
 }
 
 async fn a_stale_expected_revision_is_refused(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let err = store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(5), "")
-        .await
-        .unwrap_err();
+    let err = store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), Some(5), "").await.unwrap_err();
     assert!(matches!(err, StoreError::PreconditionFailed { expected: 5, current: 0, .. }), "{err:?}");
     let first = store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(0), "")
+        .pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), Some(0), "")
         .await
         .unwrap()
         .revision
         .unwrap();
-    store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(2), Some(first), "")
-        .await
-        .unwrap();
-    let err = store
-        .pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), Some(first), "")
-        .await
-        .unwrap_err();
+    store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(2)), Some(first), "").await.unwrap();
+    let err =
+        store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), Some(first), "").await.unwrap_err();
     assert!(matches!(err, StoreError::PreconditionFailed { .. }), "{err:?}");
-    assert_eq!(store.get_pin(&ws.id, "k", "prod").await.unwrap().unwrap().version, 2);
+    assert_eq!(store.get_pin(&ws.id, &key("k"), &env("prod")).await.unwrap().unwrap().version, 2);
 }
 
 async fn environments_with_live_pins_cannot_be_deleted(store: Store) {
     let (ws, actor) = world(&store, 1).await;
     pin(&store, &ws, &actor, "dev", Some(1)).await.unwrap();
-    match store.delete_environment(&ws.id, &actor, "dev").await.unwrap_err() {
+    match store.delete_environment(&owner(&ws.id, &actor), &env("dev")).await.unwrap_err() {
         StoreError::Conflict { details: Some(details), .. } => {
             assert_eq!(details["pins"], json!([{"artifact": "k", "version": 1}]))
         }
         other => panic!("{other:?}"),
     }
     pin(&store, &ws, &actor, "dev", None).await.unwrap();
-    store.delete_environment(&ws.id, &actor, "dev").await.unwrap();
+    store.delete_environment(&owner(&ws.id, &actor), &env("dev")).await.unwrap();
 }
 
 async fn live_pins_and_the_change_log_follow_every_write(store: Store) {
@@ -298,8 +288,5 @@ async fn live_pins_and_the_change_log_follow_every_write(store: Store) {
     assert_eq!((live[0].environment.as_str(), live[0].version, live[0].content.value()), ("prod", 2, &json!("v2")));
     let changes = store.changes_since(&ws.id, start + 1, 100).await.unwrap();
     assert_eq!(changes.iter().map(|c| c.revision).collect::<Vec<_>>(), [start + 2, start + 3]);
-    assert_eq!(
-        changes[1].pins,
-        [PinChange { artifact: "k".into(), environment: "dev".into(), from: Some(1), to: None }]
-    );
+    assert_eq!(changes[1].pins, [PinChange { artifact: key("k"), environment: env("dev"), from: Some(1), to: None }]);
 }

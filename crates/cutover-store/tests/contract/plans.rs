@@ -3,11 +3,11 @@
 //! environment) are still answered from the partial indexes, never by scanning history.
 
 use cutover_domain::{ArtifactKey, ValueType};
-use cutover_store::{NewArtifact, PinAuthority, Store};
+use cutover_store::{NewArtifact, Store};
 use serde_json::json;
 
 use crate::environments::new_env;
-use crate::setup;
+use crate::{env, key, owner, setup, v};
 
 cutover_store::contract_tests!(live_reads_use_the_partial_indexes_whatever_the_history);
 
@@ -32,11 +32,10 @@ async fn live_reads_use_the_partial_indexes_whatever_the_history(store: Store) {
         kind: "config".into(),
         description: String::new(),
     };
-    store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
-    store.create_version(&ws.id, &actor, "k", json!(1), "").await.unwrap();
-    store.create_environment(&ws.id, &actor, &new_env("prod"), 100).await.unwrap();
-    let owner = PinAuthority { owner: true, limited_to: vec![] };
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &owner), "k", "prod", Some(1), None, "").await.unwrap();
+    store.create_artifact(&owner(&ws.id, &actor), &artifact).await.unwrap();
+    store.create_version(&owner(&ws.id, &actor), &key("k"), json!(1), "").await.unwrap();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("prod"), 100).await.unwrap();
+    store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), None, "").await.unwrap();
 
     // History: copies of the live row, closed, under new ids.
     let history = format!(
@@ -93,8 +92,10 @@ async fn live_reads_use_the_partial_indexes_whatever_the_history(store: Store) {
             }
         }
     }
-    let count =
-        store.pin_history(&ws.id, "k", "prod", None, cutover_domain::PageLimit::parse(Some(1)).unwrap()).await.unwrap();
+    let count = store
+        .pin_history(&ws.id, &key("k"), &env("prod"), None, cutover_domain::PageLimit::parse(Some(1)).unwrap())
+        .await
+        .unwrap();
     assert_eq!(count.items[0].version, 1);
-    assert_eq!(store.list_pins(&ws.id, "k").await.unwrap().len(), 1, "history is not live");
+    assert_eq!(store.list_pins(&ws.id, &key("k")).await.unwrap().len(), 1, "history is not live");
 }

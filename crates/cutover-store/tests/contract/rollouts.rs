@@ -6,7 +6,7 @@ use cutover_store::{Actor, NewArtifact, NewRollout, PinAuthority, Store, StoreEr
 use serde_json::json;
 
 use crate::environments::new_env;
-use crate::setup;
+use crate::{env, key, owner, setup, v};
 
 cutover_store::contract_tests!(
     webhook_secrets_stored_in_plain_text_are_sealed_once,
@@ -21,8 +21,6 @@ cutover_store::contract_tests!(
     a_rollout_that_ends_leaves_no_operation_or_task_looking_alive,
 );
 
-const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
-
 /// Artifact `k` with 2 versions (v1 pinned in prod), environment `prod` with `targets` targets.
 async fn world(store: &Store, targets: usize) -> (Workspace, Actor) {
     let (ws, actor) = setup(store).await;
@@ -32,9 +30,9 @@ async fn world(store: &Store, targets: usize) -> (Workspace, Actor) {
         kind: "config".into(),
         description: String::new(),
     };
-    store.create_artifact(&ws.id, &actor, &artifact).await.unwrap();
+    store.create_artifact(&owner(&ws.id, &actor), &artifact).await.unwrap();
     for n in 1..=2 {
-        store.create_version(&ws.id, &actor, "k", json!(format!("v{n}")), "").await.unwrap();
+        store.create_version(&owner(&ws.id, &actor), &key("k"), json!(format!("v{n}")), "").await.unwrap();
     }
     let targets = (0..targets)
         .map(|i| DeploymentTarget {
@@ -42,17 +40,17 @@ async fn world(store: &Store, targets: usize) -> (Workspace, Actor) {
             config: json!({"index": i}).as_object().unwrap().clone(),
         })
         .collect();
-    let env = cutover_store::NewEnvironment { targets: DeploymentTargets::parse(targets).unwrap(), ..new_env("prod") };
-    store.create_environment(&ws.id, &actor, &env, 100).await.unwrap();
-    store.pin(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), "k", "prod", Some(1), None, "test").await.unwrap();
+    let prod = cutover_store::NewEnvironment { targets: DeploymentTargets::parse(targets).unwrap(), ..new_env("prod") };
+    store.create_environment(&owner(&ws.id, &actor), &prod, 100).await.unwrap();
+    store.pin(&owner(&ws.id, &actor), &key("k"), &env("prod"), Some(v(1)), None, "test").await.unwrap();
     (ws, actor)
 }
 
 fn rollout(max_parallel: u32, steps: &[&str]) -> NewRollout {
     NewRollout {
-        artifact: "k".into(),
-        environment: "prod".into(),
-        version: 2,
+        artifact: key("k"),
+        environment: env("prod"),
+        version: v(2),
         policy: RolloutPolicy::parse(Some(max_parallel), None, None).unwrap(),
         steps: steps.iter().map(|s| s.to_string()).collect(),
         executor: ExecutorSpec::Manual {},
@@ -61,12 +59,9 @@ fn rollout(max_parallel: u32, steps: &[&str]) -> NewRollout {
 
 async fn a_rollout_is_created_with_one_operation_per_target_in_waves(store: Store) {
     let (ws, actor) = world(&store, 5).await;
-    let made = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(2, &["drain", "apply"]))
-        .await
-        .unwrap();
+    let made = store.create_rollout(&owner(&ws.id, &actor), &rollout(2, &["drain", "apply"])).await.unwrap();
     assert_eq!(made.rollout.state, RolloutState::Pending);
-    assert_eq!((made.rollout.operation_count, made.rollout.version), (5, 2));
+    assert_eq!((made.rollout.operation_count, made.rollout.version.get()), (5, 2));
     let layout: Vec<(String, u32, u32)> =
         made.operations.iter().map(|o| (o.target.clone(), o.position, o.wave)).collect();
     assert_eq!(
@@ -84,11 +79,12 @@ async fn a_rollout_is_created_with_one_operation_per_target_in_waves(store: Stor
         made.operations.iter().flat_map(|o| o.tasks.iter().map(|t| t.idempotency_key.as_str())).collect();
     assert_eq!(keys.len(), 10, "one idempotency key per task");
     assert_eq!(store.get_rollout(&ws.id, &made.rollout.id).await.unwrap().operations.len(), 5);
-    let listed = store.list_rollouts(&ws.id, Some("prod"), Some(RolloutState::Pending), 50).await.unwrap();
+    let listed = store.list_rollouts(&ws.id, Some(&env("prod")), Some(RolloutState::Pending), 50).await.unwrap();
     assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [made.rollout.id.as_str()]);
     assert!(store.list_rollouts(&ws.id, None, Some(RolloutState::Running), 50).await.unwrap().is_empty());
     assert_eq!(store.live_rollouts().await.unwrap(), std::slice::from_ref(&made.rollout.id));
-    let filter = cutover_store::AuditFilter { object_type: Some("rollout".into()), ..Default::default() };
+    let filter =
+        cutover_store::AuditFilter { object_type: Some(cutover_domain::AuditObject::Rollout), ..Default::default() };
     let audit = store.list_audit(&ws.id, &filter, None, PageLimit::default()).await.unwrap();
     let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["rollout.create"]);
@@ -96,14 +92,11 @@ async fn a_rollout_is_created_with_one_operation_per_target_in_waves(store: Stor
 
 async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let missing = NewRollout { version: 9, ..rollout(1, &["apply"]) };
-    assert!(matches!(
-        store.create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &missing).await,
-        Err(StoreError::NotFound(_))
-    ));
-    store.create_environment(&ws.id, &actor, &new_env("bare"), 100).await.unwrap();
-    let bare = NewRollout { environment: "bare".into(), ..rollout(1, &["apply"]) };
-    let err = store.create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &bare).await.unwrap_err();
+    let missing = NewRollout { version: v(9), ..rollout(1, &["apply"]) };
+    assert!(matches!(store.create_rollout(&owner(&ws.id, &actor), &missing).await, Err(StoreError::NotFound(_))));
+    store.create_environment(&owner(&ws.id, &actor), &new_env("bare"), 100).await.unwrap();
+    let bare = NewRollout { environment: env("bare"), ..rollout(1, &["apply"]) };
+    let err = store.create_rollout(&owner(&ws.id, &actor), &bare).await.unwrap_err();
     assert!(err.to_string().contains("has no deployment targets"), "{err}");
     let scoped = PinAuthority { owner: false, limited_to: vec!["bare".into()] };
     assert!(matches!(
@@ -115,35 +108,18 @@ async fn a_rollout_needs_targets_an_existing_version_and_authority(store: Store)
 
 async fn controls_follow_the_domain_and_refuse_illegal_ones_unchanged(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let id = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
-        .await
-        .unwrap()
-        .rollout
-        .id;
-    let err = store
-        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Resume)
-        .await
-        .unwrap_err();
+    let id = store.create_rollout(&owner(&ws.id, &actor), &rollout(1, &["apply"])).await.unwrap().rollout.id;
+    let err = store.rollout_control(&owner(&ws.id, &actor), &id, RolloutControl::Resume).await.unwrap_err();
     assert_eq!(err.to_string(), "cannot resume a rollout that is pending");
     assert!(matches!(err, StoreError::IllegalControl(_)), "{err:?}");
-    let stopped = store
-        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Stop)
-        .await
-        .unwrap();
+    let stopped = store.rollout_control(&owner(&ws.id, &actor), &id, RolloutControl::Stop).await.unwrap();
     assert_eq!(stopped.rollout.state, RolloutState::Stopping);
-    let cancelled = store
-        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Cancel)
-        .await
-        .unwrap();
+    let cancelled = store.rollout_control(&owner(&ws.id, &actor), &id, RolloutControl::Cancel).await.unwrap();
     assert_eq!(cancelled.rollout.state, RolloutState::Cancelled);
     assert!(cancelled.rollout.ended_at.is_some());
     assert!(cancelled.operations.iter().all(|o| o.state == OperationState::Cancelled));
     assert!(store.live_rollouts().await.unwrap().is_empty());
-    let again = store
-        .rollout_control(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &id, RolloutControl::Resume)
-        .await
-        .unwrap_err();
+    let again = store.rollout_control(&owner(&ws.id, &actor), &id, RolloutControl::Resume).await.unwrap_err();
     assert_eq!(again.to_string(), "cannot resume a rollout that is cancelled");
 }
 
@@ -189,12 +165,7 @@ async fn a_lease_has_one_holder_among_16_racers_and_expires_to_another(store: St
 
 async fn completing_moves_the_pin_once_under_8_racing_engines(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let id = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
-        .await
-        .unwrap()
-        .rollout
-        .id;
+    let id = store.create_rollout(&owner(&ws.id, &actor), &rollout(1, &["apply"])).await.unwrap().rollout.id;
     assert!(store.advance_rollout(&id, RolloutState::Pending, RolloutState::Running).await.unwrap());
     let mut racers = Vec::new();
     for _ in 0..8 {
@@ -210,7 +181,7 @@ async fn completing_moves_the_pin_once_under_8_racing_engines(store: Store) {
     assert_eq!(won, 1);
     let detail = store.get_rollout(&ws.id, &id).await.unwrap();
     assert_eq!(detail.rollout.state, RolloutState::Completed);
-    let history = store.pin_history(&ws.id, "k", "prod", None, PageLimit::default()).await.unwrap();
+    let history = store.pin_history(&ws.id, &key("k"), &env("prod"), None, PageLimit::default()).await.unwrap();
     let versions: Vec<i64> = history.items.iter().map(|p| p.version).collect();
     assert_eq!(versions, [2, 1], "the pin moved once, to the rolled-out version");
     assert_eq!(detail.rollout.pinned_revision, Some(history.items[0].revision));
@@ -221,10 +192,7 @@ async fn completing_moves_the_pin_once_under_8_racing_engines(store: Store) {
 
 async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let made = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
-        .await
-        .unwrap();
+    let made = store.create_rollout(&owner(&ws.id, &actor), &rollout(1, &["apply"])).await.unwrap();
     let task = &made.operations[0].tasks[0];
     let deadline = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
     let started = store.start_task(&task.id, 1, Some(deadline)).await.unwrap().expect("started");
@@ -247,10 +215,7 @@ async fn a_task_result_is_recorded_once_under_its_run_token(store: Store) {
 
 async fn a_crashed_run_is_taken_over_only_after_its_deadline(store: Store) {
     let (ws, actor) = world(&store, 2).await;
-    let made = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
-        .await
-        .unwrap();
+    let made = store.create_rollout(&owner(&ws.id, &actor), &rollout(1, &["apply"])).await.unwrap();
     let (a, b) = (&made.operations[0].tasks[0], &made.operations[1].tasks[0]);
     let future = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
     let past = Timestamp::from_micros(Timestamp::now().as_micros() - 1);
@@ -280,10 +245,7 @@ async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
         timeout_seconds: 10,
     };
     let id = store
-        .create_rollout(
-            &cutover_store::Caller::new(&ws.id, &actor, &OWNER),
-            &NewRollout { executor: legacy, ..rollout(1, &["apply"]) },
-        )
+        .create_rollout(&owner(&ws.id, &actor), &NewRollout { executor: legacy, ..rollout(1, &["apply"]) })
         .await
         .unwrap()
         .rollout
@@ -303,10 +265,7 @@ async fn webhook_secrets_stored_in_plain_text_are_sealed_once(store: Store) {
 
 async fn each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included(store: Store) {
     let (ws, actor) = world(&store, 1).await;
-    let made = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(1, &["apply"]))
-        .await
-        .unwrap();
+    let made = store.create_rollout(&owner(&ws.id, &actor), &rollout(1, &["apply"])).await.unwrap();
     let (rollout_id, task) = (&made.rollout.id, &made.operations[0].tasks[0].id);
     store.start_task(task, 1, None).await.unwrap().expect("first run");
     assert!(store.stop_task(task, Some(1), TaskState::Stopped, Some("first, killed\n")).await.unwrap());
@@ -327,10 +286,7 @@ async fn each_attempt_of_a_task_keeps_its_own_log_a_stopped_one_included(store: 
 
 async fn a_rollout_that_ends_leaves_no_operation_or_task_looking_alive(store: Store) {
     let (ws, actor) = world(&store, 3).await;
-    let made = store
-        .create_rollout(&cutover_store::Caller::new(&ws.id, &actor, &OWNER), &rollout(2, &["drain", "apply"]))
-        .await
-        .unwrap();
+    let made = store.create_rollout(&owner(&ws.id, &actor), &rollout(2, &["drain", "apply"])).await.unwrap();
     let id = &made.rollout.id;
     let [first, second, _] = &made.operations[..] else { panic!("three operations") };
     for operation in [first, second] {

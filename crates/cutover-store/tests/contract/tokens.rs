@@ -2,7 +2,7 @@ use cutover_domain::{Role, TokenSecret, WorkspaceName};
 use cutover_store::{Store, StoreError};
 
 use crate::environments::new_env;
-use crate::{principal, setup};
+use crate::{envs, owner, principal, setup};
 
 cutover_store::contract_tests!(
     tokens_authenticate_until_revoked,
@@ -15,22 +15,23 @@ cutover_store::contract_tests!(
 
 async fn tokens_authenticate_until_revoked(store: Store) {
     let (ws, actor) = setup(&store).await;
-    store.create_environment(&ws.id, &actor, &new_env("production"), 100).await.unwrap();
-    let (token, secret) = store.create_token(&ws.id, &actor, "app", Role::Sdk, &["production".into()]).await.unwrap();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("production"), 100).await.unwrap();
+    let (token, secret) =
+        store.create_token(&owner(&ws.id, &actor), "app", Role::Sdk, &envs(&["production"])).await.unwrap();
     let who = principal(&store, &secret).await.expect("authenticates");
     assert_eq!(who.token.role, Role::Sdk);
     assert_eq!(who.token.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["production"]);
     assert!(who.may_touch("production") && !who.may_touch("staging"));
     assert_eq!(who.token.created_by.as_ref(), Some(&actor));
 
-    store.revoke_token(&ws.id, &actor, &token.id).await.unwrap();
+    store.revoke_token(&owner(&ws.id, &actor), &token.id).await.unwrap();
     assert!(principal(&store, &secret).await.is_none());
     assert!(principal(&store, &TokenSecret::generate()).await.is_none());
 }
 
 async fn tokens_are_stored_only_as_hashes(store: Store) {
     let (ws, actor) = setup(&store).await;
-    let (_, secret) = store.create_token(&ws.id, &actor, "ci", Role::Editor, &[]).await.unwrap();
+    let (_, secret) = store.create_token(&owner(&ws.id, &actor), "ci", Role::Editor, &[]).await.unwrap();
     let query = "SELECT COUNT(*) FROM tokens WHERE hash = $1";
     let count = |value: String| {
         let store = store.clone();
@@ -52,9 +53,9 @@ async fn tokens_are_stored_only_as_hashes(store: Store) {
 
 async fn unknown_environments_are_all_listed(store: Store) {
     let (ws, actor) = setup(&store).await;
-    store.create_environment(&ws.id, &actor, &new_env("production"), 100).await.unwrap();
-    let names = ["nope".to_string(), "production".into(), "gone".into()];
-    let err = store.create_token(&ws.id, &actor, "x", Role::Viewer, &names).await.unwrap_err();
+    store.create_environment(&owner(&ws.id, &actor), &new_env("production"), 100).await.unwrap();
+    let names = envs(&["nope", "production", "gone"]);
+    let err = store.create_token(&owner(&ws.id, &actor), "x", Role::Viewer, &names).await.unwrap_err();
     match err {
         StoreError::NotFoundMany { names, .. } => assert_eq!(names, ["nope", "gone"]),
         other => panic!("{other:?}"),
@@ -64,27 +65,27 @@ async fn unknown_environments_are_all_listed(store: Store) {
 
 async fn the_last_unscoped_owner_cannot_be_revoked(store: Store) {
     let (ws, actor) = setup(&store).await;
-    let err = store.revoke_token(&ws.id, &actor, &actor.token_id).await.unwrap_err();
+    let err = store.revoke_token(&owner(&ws.id, &actor), &actor.token_id).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    let (second, _) = store.create_token(&ws.id, &actor, "owner-2", Role::Owner, &[]).await.unwrap();
-    store.revoke_token(&ws.id, &actor, &actor.token_id).await.unwrap();
-    assert!(store.revoke_token(&ws.id, &actor, &second.id).await.is_err());
+    let (second, _) = store.create_token(&owner(&ws.id, &actor), "owner-2", Role::Owner, &[]).await.unwrap();
+    store.revoke_token(&owner(&ws.id, &actor), &actor.token_id).await.unwrap();
+    assert!(store.revoke_token(&owner(&ws.id, &actor), &second.id).await.is_err());
 }
 
 async fn revoking_twice_changes_nothing(store: Store) {
     let (ws, actor) = setup(&store).await;
-    let (token, _) = store.create_token(&ws.id, &actor, "v", Role::Viewer, &[]).await.unwrap();
-    let first = store.revoke_token(&ws.id, &actor, &token.id).await.unwrap();
-    let second = store.revoke_token(&ws.id, &actor, &token.id).await.unwrap();
+    let (token, _) = store.create_token(&owner(&ws.id, &actor), "v", Role::Viewer, &[]).await.unwrap();
+    let first = store.revoke_token(&owner(&ws.id, &actor), &token.id).await.unwrap();
+    let second = store.revoke_token(&owner(&ws.id, &actor), &token.id).await.unwrap();
     assert_eq!(first.revoked_at, second.revoked_at);
 }
 
 async fn tokens_of_one_workspace_cannot_see_or_revoke_another_s(store: Store) {
     let (admin, actor) = setup(&store).await;
     let (other, other_owner, _) =
-        store.create_workspace(&admin.id, &actor, &WorkspaceName::parse("other").unwrap(), "o").await.unwrap();
+        store.create_workspace(&owner(&admin.id, &actor), &WorkspaceName::parse("other").unwrap(), "o").await.unwrap();
     assert!(store.list_tokens(&admin.id).await.unwrap().iter().all(|t| t.id != other_owner.id));
-    let err = store.revoke_token(&admin.id, &actor, &other_owner.id).await.unwrap_err();
+    let err = store.revoke_token(&owner(&admin.id, &actor), &other_owner.id).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     assert_eq!(store.list_tokens(&other.id).await.unwrap()[0].revoked_at, None);
 }

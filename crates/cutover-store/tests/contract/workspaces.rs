@@ -1,7 +1,7 @@
 use cutover_domain::{PageLimit, WorkspaceName};
 use cutover_store::{AuditFilter, Store, StoreError};
 
-use crate::{principal, setup};
+use crate::{owner, principal, setup};
 
 cutover_store::contract_tests!(
     bootstrap_happens_once,
@@ -38,14 +38,15 @@ async fn concurrent_bootstraps_make_one_admin_workspace(store: Store) {
 async fn created_workspaces_get_a_working_owner_token_and_audit_in_both(store: Store) {
     let (admin, actor) = setup(&store).await;
     let name = WorkspaceName::parse("acme").unwrap();
-    let (workspace, token, secret) = store.create_workspace(&admin.id, &actor, &name, "acme-owner").await.unwrap();
+    let (workspace, token, secret) =
+        store.create_workspace(&owner(&admin.id, &actor), &name, "acme-owner").await.unwrap();
     assert!(!workspace.admin);
     assert_eq!(token.name, "acme-owner");
     let principal = principal(&store, &secret).await.expect("new owner token authenticates");
     assert_eq!(principal.workspace.id, workspace.id);
 
     for ws in [&admin.id, &workspace.id] {
-        let filter = AuditFilter { object_type: Some("workspace".into()), ..Default::default() };
+        let filter = AuditFilter { object_type: Some(cutover_domain::AuditObject::Workspace), ..Default::default() };
         let events = store.list_audit(ws, &filter, None, PageLimit::default()).await.unwrap().items;
         assert!(events.iter().any(|e| e.action == "workspace.create" && e.object_id == workspace.id), "{ws}");
     }
@@ -54,8 +55,8 @@ async fn created_workspaces_get_a_working_owner_token_and_audit_in_both(store: S
 async fn workspace_names_are_unique(store: Store) {
     let (admin, actor) = setup(&store).await;
     let name = WorkspaceName::parse("acme").unwrap();
-    store.create_workspace(&admin.id, &actor, &name, "o").await.unwrap();
-    let err = store.create_workspace(&admin.id, &actor, &name, "o").await.unwrap_err();
+    store.create_workspace(&owner(&admin.id, &actor), &name, "o").await.unwrap();
+    let err = store.create_workspace(&owner(&admin.id, &actor), &name, "o").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     assert_eq!(store.list_workspaces().await.unwrap().len(), 2);
 }

@@ -1,36 +1,14 @@
 //! `cutover audit`: who changed what, newest first.
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+use clap::builder::PossibleValuesParser;
 use cutover_api::{AuditEvent, Page};
 use cutover_client::AuditQuery;
+use cutover_domain::AuditObject;
 use serde_json::Value;
 
 use super::Context;
 use crate::output::{self, OutputFormat};
-
-/// What the audit log is about (versions and pins are audited on their artifact).
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ObjectType {
-    Workspace,
-    Environment,
-    Artifact,
-    Token,
-    Experiment,
-    Rollout,
-}
-
-impl ObjectType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Workspace => "workspace",
-            Self::Environment => "environment",
-            Self::Artifact => "artifact",
-            Self::Token => "token",
-            Self::Experiment => "experiment",
-            Self::Rollout => "rollout",
-        }
-    }
-}
 
 /// Most pages `--all` follows, so that a huge log cannot run forever.
 const MAX_PAGES: usize = 1_000;
@@ -38,8 +16,8 @@ const MAX_PAGES: usize = 1_000;
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only events about this type of object (versions and pins are audited on their artifact).
-    #[arg(long, value_name = "TYPE", value_enum)]
-    object_type: Option<ObjectType>,
+    #[arg(long, value_name = "TYPE", value_parser = PossibleValuesParser::new(AuditObject::names()))]
+    object_type: Option<String>,
     /// Only events about this object (a name, key or id).
     #[arg(long, value_name = "ID")]
     object_id: Option<String>,
@@ -59,7 +37,7 @@ pub struct AuditArgs {
 
 pub async fn run(context: &Context, args: AuditArgs) -> anyhow::Result<()> {
     let mut query = AuditQuery {
-        object_type: args.object_type.map(|t| t.as_str().to_owned()),
+        object_type: args.object_type,
         object_id: args.object_id,
         actor: args.actor,
         limit: args.limit,
