@@ -284,6 +284,13 @@ async fn pin_requests_are_validated(store: Store) {
         let (status, answer) = put(&app, path, body.clone(), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
     }
+    for version in [0, -3] {
+        let (status, answer) =
+            put(&app, "/api/v1/artifacts/greeting/pins/production", json!({ "version": version }), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["code"], "invalid_field", "{answer}");
+        assert_eq!(answer["error"]["details"]["field"], "version", "{answer}");
+    }
     assert_eq!(
         put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 7}), None).await,
         (StatusCode::NOT_FOUND, error("not_found", "version 7 of artifact \"greeting\" not found"))
