@@ -100,6 +100,10 @@ pub struct Environment {
     /// Only owners, or tokens limited to this environment, may change what is live here.
     pub protected: bool,
     pub targets: Vec<Target>,
+    /// Where the environment is listed (lists go from low to high, ties by name): the order
+    /// its users set, such as dev, staging, production. New environments go last.
+    #[serde(default)]
+    pub position: i64,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -117,6 +121,10 @@ pub struct CreateEnvironment {
     #[serde(default)]
     #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
+    /// Where to list it (1 to 1000000); left out: after every environment there is.
+    #[serde(default, deserialize_with = "integer::option_i64", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub position: Option<i64>,
 }
 
 /// Fields left out are unchanged. The name cannot change: it is how tokens, pins and clients
@@ -132,6 +140,10 @@ pub struct UpdateEnvironment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = schema::targets)]
     pub targets: Option<Vec<Target>>,
+    /// Where to list it (1 to 1000000).
+    #[serde(default, deserialize_with = "integer::option_i64", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -40,6 +40,7 @@ pub fn environment(e: store::Environment) -> api::Environment {
             .iter()
             .map(|t| api::Target { name: t.name.to_string(), config: t.config.clone() })
             .collect(),
+        position: e.position,
         created_at: e.created_at.to_rfc3339(),
         updated_at: e.updated_at.to_rfc3339(),
     }

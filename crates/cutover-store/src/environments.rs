@@ -11,11 +11,12 @@ struct EnvironmentRow {
     description: String,
     protected: bool,
     targets: String,
+    position: i64,
     created_at: i64,
     updated_at: i64,
 }
 
-const COLUMNS: &str = "id, name, description, protected, targets, created_at, updated_at";
+const COLUMNS: &str = "id, name, description, protected, targets, position, created_at, updated_at";
 
 impl TryFrom<EnvironmentRow> for Environment {
     type Error = StoreError;
@@ -27,6 +28,7 @@ impl TryFrom<EnvironmentRow> for Environment {
             id: row.id,
             description: row.description,
             protected: row.protected,
+            position: row.position,
             created_at: Timestamp::from_micros(row.created_at),
             updated_at: Timestamp::from_micros(row.updated_at),
         })
@@ -80,8 +82,12 @@ impl Store {
                 tx,
                 fetch_one,
                 sqlx::query_as(&format!(
-                    "INSERT INTO environments (id, workspace_id, name, description, protected, targets, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+                    "INSERT INTO environments
+                         (id, workspace_id, name, description, protected, targets, position, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6,
+                         COALESCE($8, (SELECT COALESCE(MAX(position), 0) + 1 FROM environments WHERE workspace_id = $2)),
+                         $7, $7)
+                     RETURNING {COLUMNS}"
                 ))
                 .bind(new_id())
                 .bind(workspace_id)
@@ -90,6 +96,7 @@ impl Store {
                 .bind(new.protected)
                 .bind(new.targets.to_json())
                 .bind(now)
+                .bind(new.position)
             )
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Conflict { .. } => {
@@ -131,7 +138,7 @@ impl Store {
                 tx,
                 fetch_one,
                 sqlx::query_as(&format!(
-                    "UPDATE environments SET description = $1, protected = $2, targets = $3, updated_at = $4
+                    "UPDATE environments SET description = $1, protected = $2, targets = $3, updated_at = $4, position = $6
                      WHERE id = $5 RETURNING {COLUMNS}"
                 ))
                 .bind(changes.description.as_ref().unwrap_or(&before.description))
@@ -139,6 +146,7 @@ impl Store {
                 .bind(changes.targets.as_ref().unwrap_or(&before.targets).to_json())
                 .bind(Timestamp::now().as_micros())
                 .bind(&before.id)
+                .bind(changes.position.unwrap_or(before.position))
             )?;
             let after = Environment::try_from(row)?;
             record(
@@ -233,7 +241,7 @@ pub(crate) async fn fetch_all(conn: &mut Conn<'_>, workspace_id: &str) -> Result
     let rows: Vec<EnvironmentRow> = q!(
         conn,
         fetch_all,
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY name"))
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM environments WHERE workspace_id = $1 ORDER BY position, name"))
             .bind(workspace_id)
     )?;
     rows.into_iter().map(Environment::try_from).collect()

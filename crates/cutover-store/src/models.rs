@@ -67,6 +67,8 @@ pub struct Environment {
     pub description: String,
     pub protected: bool,
     pub targets: DeploymentTargets,
+    /// Where the environment is listed: lower first, ties by name.
+    pub position: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -77,6 +79,8 @@ pub struct NewEnvironment {
     pub description: String,
     pub protected: bool,
     pub targets: DeploymentTargets,
+    /// `None`: after every environment the workspace has.
+    pub position: Option<i64>,
 }
 
 /// Changes to an environment; `None` leaves a field as it is.
@@ -85,6 +89,8 @@ pub struct EnvironmentChanges {
     pub description: Option<String>,
     pub protected: Option<bool>,
     pub targets: Option<DeploymentTargets>,
+    /// Where the environment is listed: lower first, ties by name.
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

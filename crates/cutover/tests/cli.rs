@@ -57,6 +57,26 @@ fn environments_can_be_created_listed_and_shown() {
     let updated = server.json(&["env", "update", "production", "--protected", "false", "--clear-targets"]);
     assert_eq!(updated["protected"], false);
     assert_eq!(updated["targets"], Value::Array(Vec::new()));
+
+    // A target's configuration from the command line; a bare name keeps the one it has.
+    let configured = server.json(&["env", "update", "production", "--target", r#"eu={"region": "eu-west-1"}"#]);
+    assert_eq!(configured["targets"], serde_json::json!([{"name": "eu", "config": {"region": "eu-west-1"}}]));
+    let kept = server.json(&["env", "update", "production", "--target", "eu", "--target", "us"]);
+    assert_eq!(kept["targets"], serde_json::json!([{"name": "eu", "config": {"region": "eu-west-1"}}, {"name": "us"}]));
+    let refused = server.cutover(&["env", "update", "production", "--target", "eu=[1]"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("must be a JSON object"), "{}", text(&refused.stderr));
+
+    // Listed in the order made, then in the order the user sets.
+    server.json(&["env", "create", "staging"]);
+    server.json(&["env", "create", "dev"]);
+    assert_eq!(names(&server.json(&["env", "list"]), "name"), ["production", "staging", "dev"]);
+    let ordered = server.json(&["env", "order", "dev", "staging"]);
+    assert_eq!(names(&ordered, "name"), ["dev", "staging", "production"]);
+    assert_eq!(names(&server.json(&["env", "list"]), "name"), ["dev", "staging", "production"]);
+    let unknown = server.cutover(&["env", "order", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+    assert!(text(&unknown.stderr).contains("no such environment: nope"), "{}", text(&unknown.stderr));
 }
 
 #[test]
@@ -1331,10 +1351,10 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
 
     let table = server.table(&["status"]);
     let lines: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
-    // Environments in the order `env list` gives them.
-    assert_eq!(lines[0], ["ARTIFACT", "LATEST", "DEV", "PRODUCTION", "STAGING"], "{table}");
+    // Environments in the order `env list` gives them: the order they were made in.
+    assert_eq!(lines[0], ["ARTIFACT", "LATEST", "DEV", "STAGING", "PRODUCTION"], "{table}");
     assert_eq!(lines[1], ["limits", "0", "-", "-", "-"], "{table}");
-    assert_eq!(lines[2], ["prompts/greeting", "3", "3", "2*", "-"], "{table}");
+    assert_eq!(lines[2], ["prompts/greeting", "3", "3", "-", "2*"], "{table}");
     assert!(
         table.contains(&format!("\n{}  prompts/greeting  production   warmer  running  2, 3\n", &experiment[..13])),
         "{table}"
@@ -1343,7 +1363,7 @@ fn status_shows_what_is_live_where_and_what_is_under_way() {
     assert_eq!(rollout_line[1..4], ["prompts/greeting", "staging", "3"], "{table}");
 
     let answer = server.json(&["status"]);
-    assert_eq!(answer["environments"], serde_json::json!(["dev", "production", "staging"]));
+    assert_eq!(answer["environments"], serde_json::json!(["dev", "staging", "production"]));
     assert_eq!(
         answer["artifacts"],
         serde_json::json!([

@@ -52,6 +52,7 @@ pub async fn create(
         description: text("description", body.description)?,
         protected: body.protected.unwrap_or(false),
         targets: targets(body.targets.unwrap_or_default())?,
+        position: position(body.position)?,
     };
     let environment = state.store.create_environment(&auth.caller(), &new, state.config.max_environments).await?;
     Ok((StatusCode::CREATED, axum::Json(convert::environment(environment))))
@@ -97,6 +98,7 @@ pub async fn update(
         description: body.description.map(|d| text("description", Some(d))).transpose()?,
         protected: body.protected,
         targets: body.targets.map(targets).transpose()?,
+        position: position(body.position)?,
     };
     let environment = state.store.update_environment(&auth.caller(), &name, &changes).await?;
     Ok(axum::Json(convert::environment(environment)))
@@ -119,4 +121,14 @@ pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<
     auth.require_environment(Access::Administer, name.as_str())?;
     state.store.delete_environment(&auth.caller(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where an environment is listed: 1 to 1,000,000.
+fn position(position: Option<i64>) -> Result<Option<i64>, DomainError> {
+    match position {
+        Some(p) if !(1..=1_000_000).contains(&p) => {
+            Err(DomainError::invalid("position", "must be between 1 and 1000000"))
+        }
+        other => Ok(other),
+    }
 }

@@ -24,7 +24,7 @@ async fn environments_round_trip_through_the_api(store: Store) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let expected = json!({
         "name": "production", "description": "live", "protected": true,
-        "targets": [{"name": "eu-1", "config": {"cluster": "a"}}, {"name": "us-1"}],
+        "targets": [{"name": "eu-1", "config": {"cluster": "a"}}, {"name": "us-1"}], "position": 1,
         "created_at": created["created_at"], "updated_at": created["created_at"],
     });
     assert_eq!(created, expected);
@@ -39,6 +39,26 @@ async fn environments_round_trip_through_the_api(store: Store) {
         (json!(false), json!([]), json!("live"))
     );
 
+    // Lists follow the position, then the name; a new environment goes last.
+    let (_, staging) = app.post("/api/v1/environments", json!({"name": "staging"})).await;
+    assert_eq!(staging["position"], 2);
+    let (_, dev) = app.post("/api/v1/environments", json!({"name": "dev", "position": 1})).await;
+    assert_eq!(dev["position"], 1);
+    let names = |page: serde_json::Value| {
+        page["items"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(app.get("/api/v1/environments").await.1), ["dev", "production", "staging"]);
+    let (status, moved) = app.patch("/api/v1/environments/production", json!({"position": 9})).await;
+    assert_eq!((status, moved["position"].clone()), (StatusCode::OK, json!(9)));
+    assert_eq!(names(app.get("/api/v1/environments").await.1), ["dev", "staging", "production"]);
+    for position in [json!(0), json!(1_000_001), json!(1.5), json!("2")] {
+        let (status, answer) = app.patch("/api/v1/environments/production", json!({ "position": position })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{position}: {answer}");
+    }
+    assert_eq!(app.get("/api/v1/environments/production").await.1["position"], 9, "nothing written");
+    app.delete("/api/v1/environments/staging").await;
+    app.delete("/api/v1/environments/dev").await;
+
     assert_eq!(app.delete("/api/v1/environments/production").await, (StatusCode::NO_CONTENT, serde_json::Value::Null));
     assert_eq!(
         app.get("/api/v1/environments/production").await,
@@ -46,7 +66,7 @@ async fn environments_round_trip_through_the_api(store: Store) {
     );
     let (_, audit) = app.get("/api/v1/audit?object_type=environment&object_id=production").await;
     let actions: Vec<_> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["environment.delete", "environment.update", "environment.create"]);
+    assert_eq!(actions, ["environment.delete", "environment.update", "environment.update", "environment.create"]);
 }
 
 async fn invalid_environments_get_400_and_nothing_is_written(store: Store) {

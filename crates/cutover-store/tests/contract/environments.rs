@@ -16,6 +16,7 @@ pub fn new_env(name: &str) -> NewEnvironment {
         description: String::new(),
         protected: false,
         targets: DeploymentTargets::default(),
+        position: None,
     }
 }
 
@@ -23,9 +24,20 @@ async fn environments_are_created_listed_updated_and_deleted_with_audit(store: S
     let (ws, actor) = setup(&store).await;
     let created = store.create_environment(&owner(&ws.id, &actor), &new_env("staging"), 100).await.unwrap();
     store.create_environment(&owner(&ws.id, &actor), &new_env("production"), 100).await.unwrap();
-    let names: Vec<_> =
-        store.list_environments(&ws.id).await.unwrap().into_iter().map(|e| e.name.into_string()).collect();
-    assert_eq!(names, ["production", "staging"]);
+    let names = |store: Store, ws: String| async move {
+        store.list_environments(&ws).await.unwrap().into_iter().map(|e| e.name.into_string()).collect::<Vec<_>>()
+    };
+    // Listed in the order they were made (new ones go last), not by name…
+    assert_eq!(names(store.clone(), ws.id.clone()).await, ["staging", "production"]);
+    // …until a position says otherwise; equal positions list by name.
+    let first = EnvironmentChanges { position: Some(1), ..Default::default() };
+    let moved = store.update_environment(&owner(&ws.id, &actor), &env("production"), &first).await.unwrap();
+    assert_eq!(moved.position, 1);
+    assert_eq!(names(store.clone(), ws.id.clone()).await, ["production", "staging"]);
+    let dev = NewEnvironment { position: Some(1), ..new_env("dev") };
+    store.create_environment(&owner(&ws.id, &actor), &dev, 100).await.unwrap();
+    assert_eq!(names(store.clone(), ws.id.clone()).await, ["dev", "production", "staging"]);
+    store.delete_environment(&owner(&ws.id, &actor), &env("dev")).await.unwrap();
 
     let targets = DeploymentTargets::parse(vec![DeploymentTarget {
         name: TargetName::parse("eu-1").unwrap(),

@@ -65,6 +65,7 @@ mod tests {
             description: String::new(),
             protected,
             targets: Vec::new(),
+            position: 1,
             created_at: String::new(),
             updated_at: String::new(),
         }

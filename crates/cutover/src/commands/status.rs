@@ -1,8 +1,9 @@
 //! `cutover status`: one screen of what is live where (artifacts × environments), the
 //! experiments splitting traffic, and the rollouts in progress.
 //!
-//! The API does not say which version each deployment target runs, so targets that differ from
-//! the pin are not shown; a rollout in progress is where they would.
+//! Targets can run a version the pin does not show yet: those a rollout in progress has already
+//! applied its version to (the pin moves when the whole rollout completes). Each such
+//! environment gets a line under the rollouts.
 
 use std::collections::BTreeMap;
 
@@ -75,8 +76,14 @@ async fn gather(context: &Context) -> anyhow::Result<Status> {
         experiments.extend(listed.into_iter().filter(|e| matches!(e.status.as_str(), "running" | "paused")));
     }
     let rollouts = client.list_rollouts(None, None, Some(ROLLOUTS_LOOKED_AT)).await?.items;
-    let rollouts = rollouts.into_iter().filter(|rollout| !FINISHED.contains(&rollout.state.as_str())).collect();
-    Ok(Status { environments, artifacts, experiments, rollouts })
+    let mut in_progress = Vec::new();
+    for rollout in rollouts.into_iter().filter(|rollout| !FINISHED.contains(&rollout.state.as_str())) {
+        // The list leaves out operations; one rollout's answer counts them by state.
+        let mut detail = client.get_rollout(&rollout.id).await?;
+        detail.operations = None;
+        in_progress.push(detail);
+    }
+    Ok(Status { environments, artifacts, experiments, rollouts: in_progress })
 }
 
 /// The grid, then the experiments and rollouts; a cell is the live version, `-` for none, with
@@ -131,15 +138,46 @@ fn render(status: &Status) -> String {
         let short = ids::short_ids(status.rollouts.iter().map(|r| r.id.as_str()));
         let rows = status.rollouts.iter().zip(short).map(|(rollout, id)| super::rollout::row(rollout, id));
         sections.push(output::table(["ROLLOUT", "ARTIFACT", "ENVIRONMENT", "VERSION", "STATE", "STARTED"], rows));
+        let ahead = ahead_of_the_pin(status);
+        if !ahead.is_empty() {
+            sections.push(ahead.join("\n"));
+        }
     }
     sections.join("\n\n")
+}
+
+/// Where a rollout in progress has already applied its version to some targets while the pin
+/// still shows another: those targets run a version the grid above does not.
+fn ahead_of_the_pin(status: &Status) -> Vec<String> {
+    status
+        .rollouts
+        .iter()
+        .filter_map(|rollout| {
+            let progress = rollout.progress.as_ref()?;
+            let done = progress.get("completed").copied().unwrap_or(0);
+            let total: usize = progress.values().sum();
+            let pinned = status
+                .artifacts
+                .iter()
+                .find(|artifact| artifact.key == rollout.artifact)
+                .and_then(|artifact| artifact.live.get(&rollout.environment))
+                .copied();
+            (done > 0 && pinned != Some(rollout.version)).then(|| {
+                let shows = pinned.map_or_else(|| "nothing".to_owned(), |v| format!("version {v}"));
+                format!(
+                    "{}: {done} of {total} targets already run {} version {} (the pin shows {shows})",
+                    rollout.environment, rollout.artifact, rollout.version
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{ArtifactStatus, Status, render};
+    use super::{ArtifactStatus, Status, ahead_of_the_pin, render};
 
     #[test]
     fn the_grid_has_one_column_per_environment_in_order_and_dashes_where_nothing_is_live() {
@@ -162,5 +200,34 @@ mod tests {
         assert_eq!(lines[1], ["prompts/greeting", "3", "3", "-", "2"], "{text}");
         assert_eq!(lines[2], ["limits", "0", "-", "-", "-"], "{text}");
         assert!(text.ends_with("no experiments running\n\nno rollouts in progress"), "{text}");
+    }
+
+    #[test]
+    fn targets_a_rollout_already_moved_are_pointed_out_while_the_pin_lags() {
+        let rollout: cutover_api::Rollout = serde_json::from_value(serde_json::json!({
+            "id": "r1", "artifact": "prompts/greeting", "environment": "production", "version": 3,
+            "state": "running", "max_parallel": 1, "on_failure": "pause", "failure_budget": null,
+            "steps": ["apply"], "progress": {"completed": 2, "running": 1, "pending": 2},
+            "pinned_revision": null, "created_at": "", "updated_at": "", "ended_at": null,
+            "created_by": "ci", "operations": null
+        }))
+        .unwrap();
+        let mut status = Status {
+            environments: vec!["production".into()],
+            artifacts: vec![ArtifactStatus {
+                key: "prompts/greeting".into(),
+                latest_version: 3,
+                live: BTreeMap::from([("production".into(), 2)]),
+            }],
+            experiments: Vec::new(),
+            rollouts: vec![rollout],
+        };
+        assert_eq!(
+            ahead_of_the_pin(&status),
+            ["production: 2 of 5 targets already run prompts/greeting version 3 (the pin shows version 2)"]
+        );
+        assert!(render(&status).ends_with("(the pin shows version 2)"), "{}", render(&status));
+        status.rollouts[0].progress = Some(BTreeMap::from([("pending".into(), 5)]));
+        assert!(ahead_of_the_pin(&status).is_empty(), "no target moved yet");
     }
 }
