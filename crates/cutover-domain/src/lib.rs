@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod diff;
 mod error;
 pub mod experiments;
 mod names;

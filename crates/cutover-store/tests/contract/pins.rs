@@ -16,6 +16,7 @@ cutover_store::contract_tests!(
     a_stale_expected_revision_is_refused,
     environments_with_live_pins_cannot_be_deleted,
     live_pins_and_the_change_log_follow_every_write,
+    pins_at_a_moment_are_the_intervals_open_then,
 );
 
 const OWNER: PinAuthority = PinAuthority { owner: true, limited_to: Vec::new() };
@@ -302,4 +303,29 @@ async fn live_pins_and_the_change_log_follow_every_write(store: Store) {
         changes[1].pins,
         [PinChange { artifact: "k".into(), environment: "dev".into(), from: Some(1), to: None }]
     );
+}
+
+async fn pins_at_a_moment_are_the_intervals_open_then(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let before = cutover_domain::Timestamp::now();
+    pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    pin(&store, &ws, &actor, "staging", Some(1)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let first = cutover_domain::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
+    pin(&store, &ws, &actor, "staging", None).await.unwrap();
+
+    assert!(store.pins_at(&ws.id, before).await.unwrap().is_empty());
+    let then: Vec<_> =
+        store.pins_at(&ws.id, first).await.unwrap().into_iter().map(|p| (p.environment, p.version)).collect();
+    assert_eq!(then, [("prod".to_owned(), 1), ("staging".to_owned(), 1)]);
+    let now: Vec<_> = store
+        .pins_at(&ws.id, cutover_domain::Timestamp::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.environment, p.version))
+        .collect();
+    assert_eq!(now, [("prod".to_owned(), 2)]);
 }
