@@ -5,16 +5,16 @@
 
 mod artifact;
 mod assets;
-// mod audit;
+mod audit;
 mod diff;
 mod events;
-// mod experiments;
+mod experiments;
 mod guard;
 mod history;
 mod matrix;
 mod page;
 mod preview;
-// mod rollouts;
+mod rollouts;
 mod session;
 
 use axum::Router;
@@ -41,6 +41,14 @@ pub fn router() -> Router<AppState> {
         .route("/artifacts/{key}/pin", post(artifact::pin))
         .route("/artifacts/{key}/promote", post(artifact::promote))
         .route("/artifacts/{key}/history/{env}", get(history::page))
+        .route("/experiments", get(experiments::list))
+        .route("/experiments/{id}", get(experiments::show))
+        .route("/experiments/{id}/{action}", post(experiments::action))
+        .route("/rollouts", get(rollouts::list))
+        .route("/rollouts/{id}", get(rollouts::show))
+        .route("/ui/rollouts/{id}", get(rollouts::fragment))
+        .route("/rollouts/{id}/{control}", post(rollouts::control))
+        .route("/audit", get(audit::page))
         .route("/queue", get(page::placeholder))
         .route("/pools", get(page::placeholder))
         .layer(axum::middleware::from_fn(guard::guard))

@@ -1,0 +1,114 @@
+//! The audit log: filters by actor, object and action, paged newest first, each entry's
+//! before/after shown as a field diff. `at` (from a time-travel cell) marks the entry of that
+//! moment.
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use cutover_domain::diff::{FieldChange, fields};
+use cutover_domain::{Access, Cursor, PageLimit};
+use cutover_store::{AUDIT_OBJECT_TYPES, AuditFilter};
+use serde_json::Value;
+
+use super::matrix::urlencode;
+use super::page::{Layout, UiError, ok, when};
+use super::session::Session;
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    object_type: String,
+    #[serde(default)]
+    object_id: String,
+    /// Actions starting with this (`pin.`, `version.create`…), within each page.
+    #[serde(default)]
+    action: String,
+    cursor: Option<String>,
+    /// Marks the entries made at this moment (microseconds).
+    at: Option<i64>,
+}
+
+pub struct Entry {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub changes: Vec<FieldChange>,
+    pub marked: bool,
+}
+
+#[derive(askama::Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    layout: Layout,
+    entries: Vec<Entry>,
+    types: &'static [&'static str],
+    actor: String,
+    object_type: String,
+    object_id: String,
+    action: String,
+    next: Option<String>,
+}
+
+fn optional(text: &str) -> Result<Option<String>, UiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    cutover_domain::check_label("filter", text)?;
+    Ok(Some(text.to_owned()))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, UiError> {
+    session.auth.require(Access::Read)?;
+    let object_type = optional(&query.object_type)?;
+    if let Some(t) = object_type.as_deref().filter(|t| !AUDIT_OBJECT_TYPES.contains(t)) {
+        return Err(ApiError::bad_request("invalid_query", format!("object_type {t:?} is not one of {}", AUDIT_OBJECT_TYPES.join(", "))).into());
+    }
+    let filter = AuditFilter { object_type, object_id: optional(&query.object_id)?, actor: optional(&query.actor)? };
+    let before = query.cursor.as_deref().map(|c| Cursor::parse(c)?.before()).transpose()?;
+    let page = state.store.list_audit(session.auth.workspace_id(), &filter, before, PageLimit::default()).await?;
+    let action = query.action.trim().to_owned();
+    let entries = page
+        .items
+        .into_iter()
+        .filter(|e| e.action.starts_with(&action))
+        .map(|e| Entry {
+            seq: e.seq,
+            marked: query.at.is_some_and(|at| (e.at.as_micros() - at).abs() < 1_000_000),
+            at: when(e.at),
+            actor: e.actor.name,
+            action: e.action,
+            object: format!("{} {}", e.object_type, e.object_id),
+            changes: fields(&e.before.unwrap_or(Value::Null), &e.after.unwrap_or(Value::Null)),
+        })
+        .collect();
+    let next = page.next.map(|cursor| {
+        format!(
+            "/audit?actor={}&object_type={}&object_id={}&action={}&cursor={}",
+            urlencode(&query.actor),
+            urlencode(&query.object_type),
+            urlencode(&query.object_id),
+            urlencode(&action),
+            urlencode(&cursor.encode())
+        )
+    });
+    ok(&AuditPage {
+        layout: Layout::new(&session, "audit", "Audit log"),
+        entries,
+        types: AUDIT_OBJECT_TYPES,
+        actor: query.actor,
+        object_type: query.object_type,
+        object_id: query.object_id,
+        action,
+        next,
+    })
+}
