@@ -71,7 +71,11 @@ pub async fn page(
     session.auth.require(Access::Read)?;
     let object_type = optional(&query.object_type)?;
     if let Some(t) = object_type.as_deref().filter(|t| !AUDIT_OBJECT_TYPES.contains(t)) {
-        return Err(ApiError::bad_request("invalid_query", format!("object_type {t:?} is not one of {}", AUDIT_OBJECT_TYPES.join(", "))).into());
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("object_type {t:?} is not one of {}", AUDIT_OBJECT_TYPES.join(", ")),
+        )
+        .into());
     }
     let filter = AuditFilter { object_type, object_id: optional(&query.object_id)?, actor: optional(&query.actor)? };
     let before = query.cursor.as_deref().map(|c| Cursor::parse(c)?.before()).transpose()?;

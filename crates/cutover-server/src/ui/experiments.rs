@@ -138,7 +138,11 @@ fn metric_block(metric: &cutover_api::MetricResult) -> MetricBlock {
     }
 }
 
-pub async fn show(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Result<Response, UiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
     session.auth.require(Access::Read)?;
     let experiment = state.store.get_experiment(session.auth.workspace_id(), &id).await?;
     session.auth.require_environment(Access::Read, &experiment.environment)?;
@@ -185,7 +189,10 @@ pub async fn action(
         action.parse().map_err(|_| ApiError::not_found(format!("no experiment action {action:?}")))?;
     let winner = match form.winner.trim() {
         "" => None,
-        text => Some(text.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_field", "winner must be a version number"))?),
+        text => Some(
+            text.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid_field", "winner must be a version number"))?,
+        ),
     };
     state.store.experiment_action(&session.auth.caller(), &id, action, winner).await?;
     Ok(Redirect::to(&format!("/experiments/{id}")).into_response())

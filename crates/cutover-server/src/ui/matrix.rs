@@ -35,6 +35,14 @@ pub struct Cell {
     pub by: String,
 }
 
+/// What was (or is) live in one cell, and where it came from.
+struct Found {
+    version: i64,
+    since: String,
+    by: String,
+    audit: Option<String>,
+}
+
 pub struct Row {
     pub key: String,
     pub path: String,
@@ -143,8 +151,7 @@ async fn build(state: &AppState, session: &Session, query: MatrixQuery) -> Resul
         .collect();
     let at = moment(&query.at)?;
     let view = state.resolver.view(workspace_id).await?;
-    // (artifact, environment) → (version, since, by, audit link)
-    let mut live: HashMap<(String, String), (i64, String, String, Option<String>)> = HashMap::new();
+    let mut live: HashMap<(String, String), Found> = HashMap::new();
     match at {
         Some(at) => {
             for pin in state.store.pins_at(workspace_id, at).await? {
@@ -153,19 +160,20 @@ async fn build(state: &AppState, session: &Session, query: MatrixQuery) -> Resul
                     urlencode(&pin.artifact),
                     pin.started_at.as_micros()
                 );
-                live.insert(
-                    (pin.artifact, pin.environment),
-                    (pin.version, when(pin.started_at), pin.started_by.name, Some(audit)),
-                );
+                let found = Found {
+                    version: pin.version,
+                    since: when(pin.started_at),
+                    by: pin.started_by.name,
+                    audit: Some(audit),
+                };
+                live.insert((pin.artifact, pin.environment), found);
             }
         }
         None => {
             for (environment, values) in &view.live {
                 for (artifact, value) in values {
-                    live.insert(
-                        (artifact.clone(), environment.clone()),
-                        (value.version, String::new(), String::new(), None),
-                    );
+                    let found = Found { version: value.version, since: String::new(), by: String::new(), audit: None };
+                    live.insert((artifact.clone(), environment.clone()), found);
                 }
             }
         }
@@ -197,12 +205,12 @@ async fn build(state: &AppState, session: &Session, query: MatrixQuery) -> Resul
                         .flatten()
                         .map(|e| if e.running { "experiment" } else { "experiment paused" });
                     Cell {
-                        version: found.map(|f| f.0),
+                        version: found.map(|f| f.version),
                         experiment,
                         rollout: rolling.contains(&(key.to_owned(), env.to_owned())),
-                        audit: found.and_then(|f| f.3.clone()),
-                        since: found.map(|f| f.1.clone()).unwrap_or_default(),
-                        by: found.map(|f| f.2.clone()).unwrap_or_default(),
+                        audit: found.and_then(|f| f.audit.clone()),
+                        since: found.map(|f| f.since.clone()).unwrap_or_default(),
+                        by: found.map(|f| f.by.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();

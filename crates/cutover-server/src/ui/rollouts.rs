@@ -153,11 +153,19 @@ async fn detail(state: &AppState, session: &Session, id: &str) -> Result<Rollout
     Ok(detail)
 }
 
-pub async fn show(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Result<Response, UiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
     let detail = detail(&state, &session, &id).await?;
     let rollout = &detail.rollout;
     ok(&DetailPage {
-        layout: Layout::new(&session, "rollouts", format!("Rollout of {} v{} to {}", rollout.artifact, rollout.version, rollout.environment)),
+        layout: Layout::new(
+            &session,
+            "rollouts",
+            format!("Rollout of {} v{} to {}", rollout.artifact, rollout.version, rollout.environment),
+        ),
         artifact: rollout.artifact.clone(),
         path: key_path(&rollout.artifact),
         environment: rollout.environment.clone(),
@@ -168,7 +176,11 @@ pub async fn show(State(state): State<AppState>, session: Session, Path(id): Pat
     })
 }
 
-pub async fn fragment(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Result<Response, UiError> {
+pub async fn fragment(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
     let detail = detail(&state, &session, &id).await?;
     ok(&GridFragment { grid: grid(&session, &detail) })
 }

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod pages;
+mod screens;
 mod sessions;
 
 use axum::Router;
