@@ -161,3 +161,70 @@ def test_every_other_screen_renders_cleanly(watched, world):
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
         check_page(watched, name)
+
+
+def test_experiment_results_equal_the_api_s(watched, world):
+    page = watched.page
+    status, body = api("POST", "/api/v1/artifacts", body={"key": "exp/banner", "value_type": "string", "kind": "copy"})
+    assert status == 201, body
+    for content, envs in (("Buy now", ["staging"]), ("Try it free", [])):
+        status, body = api("POST", "/api/v1/artifacts/exp%2Fbanner/versions", body={"content": content, "environments": envs})
+        assert status == 201, body
+    status, made = api(
+        "POST",
+        "/api/v1/environments/staging/experiments",
+        body={"artifact": "exp/banner", "name": "free trial banner", "treatments": [2], "primary_metric": "signup"},
+    )
+    assert status == 201, made
+    sign_in(page, token("owner", name="erin"))
+    page.goto(f"/experiments/{made['id']}")
+    page.click("button:text-is('start')")
+    expect(page.locator("#status")).to_have_text("running")
+    sdk = token("sdk", ["staging"], name="app")
+    for i in range(30):
+        status, _ = api("POST", "/ofrep/v1/evaluate/flags/exp%2Fbanner", token=sdk, body={"context": {"targetingKey": f"user-{i}"}})
+        assert status == 200
+    status, body = api("POST", "/api/v1/events", token=sdk, body={"events": [{"metric": "signup", "targeting_key": f"user-{i}"} for i in range(0, 30, 3)]})
+    assert status == 200, body
+    page.reload()
+    status, results = api("GET", f"/api/v1/experiments/{made['id']}/results")
+    assert status == 200
+    expect(page.get_by_role("status").last).to_contain_text(f"{results['exposures']} users exposed")
+    rows = page.locator("section.metric[data-metric=signup] tbody tr")
+    for index, variant in enumerate(results["metrics"][0]["variants"]):
+        cells = rows.nth(index).locator("td")
+        expect(cells.nth(1)).to_have_text(str(variant["exposures"]))
+        expect(cells.nth(2)).to_have_text(str(variant["conversions"]))
+    check_page(watched, "experiment-results")
+
+
+def test_a_rollout_progresses_live_then_is_stopped_and_resumed(watched, world):
+    page = watched.page
+    status, body = api("POST", "/api/v1/environments", body={"name": "edge", "targets": [{"name": "eu-1"}, {"name": "us-1"}]})
+    assert status == 201, body
+    status, made = api(
+        "POST",
+        "/api/v1/rollouts",
+        body={"artifact": "prompts/welcome", "environment": "edge", "version": 2, "max_parallel": 1, "executor": {"type": "manual"}},
+    )
+    assert status == 201, made
+    rollout = made["id"]
+    sign_in(page, token("owner", name="rory"))
+    page.goto(f"/rollouts/{rollout}")
+    first = page.locator(".task").first
+    expect(first).to_contain_text("running", timeout=15_000)
+    target = first.get_attribute("data-target")
+    check_page(watched, "rollout")
+    # A person completes the first target's task through the API; the page follows without reload.
+    _, detail = api("GET", f"/api/v1/rollouts/{rollout}")
+    task = next(t["id"] for o in detail["operations"] if o["target"] == target for t in o["tasks"])
+    status, body = api("POST", f"/api/v1/rollouts/{rollout}/tasks/{task}/complete", body={"message": "done by hand"})
+    assert status == 200, body
+    expect(page.locator(f".task[data-target='{target}'] .badge")).to_have_text("completed", timeout=15_000)
+    page.click("button:text-is('stop')")
+    expect(page.locator("#rollout-state")).not_to_have_text("running", timeout=15_000)
+    resume = page.locator("button:text-is('resume')")
+    expect(resume).to_be_visible(timeout=20_000)
+    resume.click()
+    expect(page.locator("#rollout-state")).to_have_text(re.compile("running|completed"), timeout=15_000)
+    check_page(watched, "rollout-resumed")
