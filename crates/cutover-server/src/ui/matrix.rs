@@ -151,31 +151,22 @@ async fn build(state: &AppState, session: &Session, query: MatrixQuery) -> Resul
         .collect();
     let at = moment(&query.at)?;
     let view = state.resolver.view(workspace_id).await?;
-    let mut live: HashMap<(String, String), Found> = HashMap::new();
-    match at {
-        Some(at) => {
-            for pin in state.store.pins_at(workspace_id, at).await? {
-                let audit = format!(
-                    "/audit?object_type=artifact&object_id={}&at={}",
-                    urlencode(&pin.artifact),
-                    pin.started_at.as_micros()
-                );
-                let found = Found {
-                    version: pin.version,
-                    since: when(pin.started_at),
-                    by: pin.started_by.name,
-                    audit: Some(audit),
-                };
-                live.insert((pin.artifact, pin.environment), found);
-            }
-        }
-        None => {
-            for (environment, values) in &view.live {
-                for (artifact, value) in values {
-                    let found = Found { version: value.version, since: String::new(), by: String::new(), audit: None };
-                    live.insert((artifact.clone(), environment.clone()), found);
-                }
-            }
+    // The past, from pin history, by environment then artifact; the present is the resolve view.
+    let mut past: HashMap<String, HashMap<String, Found>> = HashMap::new();
+    if let Some(at) = at {
+        for pin in state.store.pins_at(workspace_id, at).await? {
+            let audit = format!(
+                "/audit?object_type=artifact&object_id={}&at={}",
+                urlencode(&pin.artifact),
+                pin.started_at.as_micros()
+            );
+            let found = Found {
+                version: pin.version,
+                since: when(pin.started_at),
+                by: pin.started_by.name,
+                audit: Some(audit),
+            };
+            past.entry(pin.environment).or_default().insert(pin.artifact, found);
         }
     }
     let rolling: HashSet<(String, String)> = if at.is_none() {
@@ -198,16 +189,17 @@ async fn build(state: &AppState, session: &Session, query: MatrixQuery) -> Resul
                 .iter()
                 .map(|environment| {
                     let env = environment.name.as_str();
-                    let found = live.get(&(key.to_owned(), env.to_owned()));
+                    let found = past.get(env).and_then(|artifacts| artifacts.get(key));
+                    let now = view.get(env, key).filter(|_| at.is_none());
                     let experiment = at
                         .is_none()
                         .then(|| view.experiment(env, key))
                         .flatten()
                         .map(|e| if e.running { "experiment" } else { "experiment paused" });
                     Cell {
-                        version: found.map(|f| f.version),
+                        version: found.map(|f| f.version).or(now.map(|v| v.version)),
                         experiment,
-                        rollout: rolling.contains(&(key.to_owned(), env.to_owned())),
+                        rollout: !rolling.is_empty() && rolling.contains(&(key.to_owned(), env.to_owned())),
                         audit: found.and_then(|f| f.audit.clone()),
                         since: found.map(|f| f.since.clone()).unwrap_or_default(),
                         by: found.map(|f| f.by.clone()).unwrap_or_default(),
