@@ -5,7 +5,7 @@ import urllib.parse
 
 from playwright.sync_api import expect
 
-from conftest import BASE, api, check_page, sign_in, token
+from conftest import BASE, SHOTS, api, check_page, sign_in, token
 
 
 def test_sign_in_and_out(watched):
@@ -85,7 +85,8 @@ def test_promote_with_preview_confirmed_in_history_and_seen_live_in_a_second_tab
 
     # The other tab was not reloaded: the change came through the stream.
     expect(cell).to_contain_text("v2", timeout=10_000)
-    other.screenshot(path="target/screenshots/matrix-updated-live.png")
+    other.bring_to_front()
+    other.screenshot(path=str(SHOTS / "matrix-updated-live.png"))
 
 
 def test_a_stale_rollback_is_refused_clearly(watched, world):
