@@ -92,7 +92,7 @@ pub async fn page(
             actor: e.actor.name,
             action: e.action,
             object: format!("{} {}", e.object_type, e.object_id),
-            changes: fields(&e.before.unwrap_or(Value::Null), &e.after.unwrap_or(Value::Null)),
+            changes: changes(e.before, e.after),
         })
         .collect();
     let next = page.next.map(|cursor| {
@@ -115,4 +115,31 @@ pub async fn page(
         action,
         next,
     })
+}
+
+/// What an entry changed, field by field; a created or deleted object lists its fields, not a
+/// whole value against nothing.
+fn changes(before: Option<Value>, after: Option<Value>) -> Vec<FieldChange> {
+    let one_sided = before.is_none() || after.is_none();
+    let empty = || Value::Object(serde_json::Map::new());
+    fields(&before.unwrap_or_else(empty), &after.unwrap_or_else(empty))
+        .into_iter()
+        .filter(|change| !(one_sided && change.path.is_empty()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::changes;
+
+    #[test]
+    fn a_creation_lists_its_fields_and_a_change_what_moved() {
+        let created = changes(None, Some(json!({"key": "k", "kind": "prompt"})));
+        let paths: Vec<_> = created.iter().map(|c| (c.path.as_str(), c.from.is_none())).collect();
+        assert_eq!(paths, [("key", true), ("kind", true)]);
+        let moved = changes(Some(json!({"version": 1})), Some(json!({"version": 2})));
+        assert_eq!((moved.len(), moved[0].path.as_str()), (1, "version"));
+    }
 }
