@@ -5,6 +5,7 @@
 
 pub mod access;
 mod audit;
+pub mod diff;
 mod error;
 pub mod experiments;
 mod names;

@@ -70,9 +70,9 @@ impl Auth {
     }
 
     /// 403 unless the token's role grants `access` and its scope includes `environment`.
-    pub fn require_environment(&self, access: Access, environment: &str) -> ApiResult<&Self> {
+    pub fn require_environment(&self, access: Access, environment: impl AsRef<str>) -> ApiResult<&Self> {
         self.require(access)?;
-        self.authority().may_see(environment).map_err(|refusal| ApiError::forbidden(refusal.to_string()))?;
+        self.authority().may_see(environment.as_ref()).map_err(|refusal| ApiError::forbidden(refusal.to_string()))?;
         Ok(self)
     }
 

@@ -18,6 +18,7 @@ pub mod resolve;
 pub mod router;
 mod startup;
 pub mod tokens;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -110,6 +111,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let (router, _) = router::router().split_for_parts();
     router
+        .merge(ui::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -18,6 +18,7 @@ mod leases;
 mod models;
 mod pins;
 mod rollouts;
+mod sessions;
 mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -54,7 +54,8 @@ impl Principal {
     }
 
     /// Whether the token may act on this environment: unscoped tokens may act on all.
-    pub fn may_touch(&self, environment: &str) -> bool {
+    pub fn may_touch(&self, environment: impl AsRef<str>) -> bool {
+        let environment = environment.as_ref();
         cutover_domain::access::in_scope(self.token.environments.iter().map(|e| e.name.as_str()), environment)
     }
 }

@@ -442,6 +442,25 @@ impl Store {
         })
     }
 
+    /// What was live in every environment at `at` (time travel), by artifact key then
+    /// environment name: the intervals open at that moment.
+    pub async fn pins_at(&self, workspace_id: &str, at: Timestamp) -> Result<Vec<Pin>> {
+        read!(self, |conn| {
+            let rows: Vec<PinRow> = q!(
+                conn,
+                fetch_all,
+                sqlx::query_as(&format!(
+                    "{SELECT_PINS}
+                     WHERE a.workspace_id = $1 AND p.started_at <= $2 AND (p.ended_at IS NULL OR p.ended_at > $2)
+                     ORDER BY a.key, e.name"
+                ))
+                .bind(workspace_id)
+                .bind(at.as_micros())
+            )?;
+            rows.into_iter().map(Pin::try_from).collect()
+        })
+    }
+
     /// Everything live in a workspace with its content, and the workspace revision it is as of:
     /// what the resolve snapshot is built from. Costs the live pins, not the history.
     pub async fn live_pins(&self, workspace_id: &str) -> Result<(i64, Vec<LivePin>)> {

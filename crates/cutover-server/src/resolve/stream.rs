@@ -50,7 +50,7 @@ pub struct StreamEvent {
 }
 
 #[derive(Clone, Copy)]
-enum Format {
+pub(crate) enum Format {
     Cutover,
     Ofrep,
 }
@@ -164,6 +164,18 @@ pub async fn stream(
         Some(id) => Some(id),
         None => query.last_event_id,
     };
+    changes(&state, auth, ticket_environment, last, format).await
+}
+
+/// The change events a caller may see, after revision `last` (replayed first) or from now on;
+/// the web UI's pages listen to the same stream.
+pub(crate) async fn changes(
+    state: &AppState,
+    auth: Auth,
+    ticket_environment: Option<String>,
+    last: Option<i64>,
+    format: Format,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
     let workspace_id = auth.workspace_id().to_owned();
     // Subscribe before replaying, so that nothing falls between the two.
     let live = BroadcastStream::new(state.resolver.subscribe(&workspace_id));

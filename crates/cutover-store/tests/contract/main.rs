@@ -9,6 +9,7 @@ mod migrations;
 mod pins;
 mod plans;
 mod rollouts;
+mod sessions;
 mod tokens;
 mod workspaces;
 

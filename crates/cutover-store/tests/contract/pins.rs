@@ -16,6 +16,7 @@ cutover_store::contract_tests!(
     a_stale_expected_revision_is_refused,
     environments_with_live_pins_cannot_be_deleted,
     live_pins_and_the_change_log_follow_every_write,
+    pins_at_a_moment_are_the_intervals_open_then,
 );
 
 /// An artifact `k` with `versions` string versions and environments `dev`, `staging`, `prod`.
@@ -289,4 +290,29 @@ async fn live_pins_and_the_change_log_follow_every_write(store: Store) {
     let changes = store.changes_since(&ws.id, start + 1, 100).await.unwrap();
     assert_eq!(changes.iter().map(|c| c.revision).collect::<Vec<_>>(), [start + 2, start + 3]);
     assert_eq!(changes[1].pins, [PinChange { artifact: key("k"), environment: env("dev"), from: Some(1), to: None }]);
+}
+
+async fn pins_at_a_moment_are_the_intervals_open_then(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let before = cutover_domain::Timestamp::now();
+    pin(&store, &ws, &actor, "prod", Some(1)).await.unwrap();
+    pin(&store, &ws, &actor, "staging", Some(1)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let first = cutover_domain::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    pin(&store, &ws, &actor, "prod", Some(2)).await.unwrap();
+    pin(&store, &ws, &actor, "staging", None).await.unwrap();
+
+    assert!(store.pins_at(&ws.id, before).await.unwrap().is_empty());
+    let then: Vec<_> =
+        store.pins_at(&ws.id, first).await.unwrap().into_iter().map(|p| (p.environment, p.version)).collect();
+    assert_eq!(then, [(env("prod"), 1), (env("staging"), 1)]);
+    let now: Vec<_> = store
+        .pins_at(&ws.id, cutover_domain::Timestamp::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.environment, p.version))
+        .collect();
+    assert_eq!(now, [(env("prod"), 2)]);
 }

@@ -1,0 +1,55 @@
+//! The web UI at `/`: server-rendered pages (askama templates in `templates/`), htmx and its SSE
+//! extension vendored under `static/vendor/`, hand-written CSS. Pages call the same store methods
+//! as the API's handlers, through the same [`crate::auth::Auth`]: a session acts exactly as the
+//! token it was opened with. See docs/ui.md.
+
+mod artifact;
+mod assets;
+mod audit;
+mod diff;
+mod events;
+mod experiments;
+mod guard;
+mod history;
+mod matrix;
+mod page;
+mod preview;
+mod rollouts;
+mod session;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub use page::UiError;
+pub use session::{COOKIE, Session};
+
+/// Every page of the UI, behind the CSRF and `Origin` guard.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(matrix::page))
+        .route("/ui/matrix", get(matrix::fragment))
+        .route("/ui/events", get(events::stream))
+        .route("/sign-in", get(session::sign_in_page).post(session::sign_in))
+        .route("/sign-out", post(session::sign_out))
+        .route("/static/{*file}", get(assets::serve))
+        .route("/artifacts/{key}", get(artifact::page))
+        .route("/artifacts/{key}/versions", post(artifact::publish))
+        .route("/artifacts/{key}/diff", get(diff::page))
+        .route("/artifacts/{key}/preview", get(preview::page))
+        .route("/artifacts/{key}/pin", post(artifact::pin))
+        .route("/artifacts/{key}/promote", post(artifact::promote))
+        .route("/artifacts/{key}/history/{env}", get(history::page))
+        .route("/experiments", get(experiments::list))
+        .route("/experiments/{id}", get(experiments::show))
+        .route("/experiments/{id}/{action}", post(experiments::action))
+        .route("/rollouts", get(rollouts::list))
+        .route("/rollouts/{id}", get(rollouts::show))
+        .route("/ui/rollouts/{id}", get(rollouts::fragment))
+        .route("/rollouts/{id}/{control}", post(rollouts::control))
+        .route("/audit", get(audit::page))
+        .route("/queue", get(page::placeholder))
+        .route("/pools", get(page::placeholder))
+        .layer(axum::middleware::from_fn(guard::guard))
+}
