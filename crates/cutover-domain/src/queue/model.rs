@@ -109,6 +109,10 @@ pub struct Batch {
     /// Its requests, in queue order. Never changes: a split or a cancel makes new batches.
     pub requests: Vec<RequestId>,
     pub state: BatchState,
+    /// Made by splitting a failed batch: it may hold the culprit. Until it passes, the batches
+    /// that depend on it are not checked: speculating on its fate is a coin toss that costs a
+    /// check at every level of a bisection.
+    pub suspect: bool,
 }
 
 /// A check's result so far.
@@ -186,6 +190,33 @@ impl<K: PartialEq> BaseLine<K> {
             rest = tail;
         }
     }
+
+    /// Whether the state this line predicted can still come true: what landed since is a prefix of
+    /// the requests ahead, and the rest of them are still to land, in order, with only requests
+    /// that may still fail (`uncertain`) in between. A check on such a base (an alternative, which
+    /// assumed one of those would fail) is worth finishing.
+    pub fn may_still_hold(&self, now: &BaseLine<K>, uncertain: impl Fn(RequestId) -> bool) -> bool {
+        if self.scope != now.scope {
+            return false;
+        }
+        let (mut lineage, mut rest) = (self.head, self.ahead.as_slice());
+        while lineage != now.head {
+            let Some((first, tail)) = rest.split_first() else {
+                return false;
+            };
+            lineage = lineage.then(*first);
+            rest = tail;
+        }
+        let mut rest = rest.iter().peekable();
+        for &pending in &now.ahead {
+            if rest.peek() == Some(&&pending) {
+                rest.next();
+            } else if !uncertain(pending) {
+                return false;
+            }
+        }
+        rest.next().is_none()
+    }
 }
 
 /// What a check ran on: every request ahead it assumed would land (their content is given to the
@@ -201,6 +232,12 @@ impl<K: PartialEq> CheckBase<K> {
     /// `now` (same scopes, in the same order: the batch's requests never change).
     pub fn still_holds(&self, now: &CheckBase<K>) -> bool {
         self.lines.len() == now.lines.len() && self.lines.iter().zip(&now.lines).all(|(a, b)| a.still_holds(b))
+    }
+
+    /// Whether a check run on `self` may still turn out to check the state the batch lands on.
+    pub fn may_still_hold(&self, now: &CheckBase<K>, uncertain: impl Fn(RequestId) -> bool) -> bool {
+        self.lines.len() == now.lines.len()
+            && self.lines.iter().zip(&now.lines).all(|(a, b)| a.may_still_hold(b, &uncertain))
     }
 }
 
@@ -280,4 +317,7 @@ pub struct QueuePolicy {
     /// request is refused: a flaky check fails good changes now and then. (A failed batch of
     /// several is split instead, and its parts are checked again anyway.)
     pub max_flake_retries: u32,
+    /// With budget left, also check batches on the base without their nearest dependency that may
+    /// still fail, so that its failure costs them no extra round.
+    pub hedge: bool,
 }
