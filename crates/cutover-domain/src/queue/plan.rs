@@ -592,6 +592,9 @@ mod tests {
             [Action::Reject { batch: b(1), request: r(1), check: CheckId(10) }, Action::Abandon { check: CheckId(20) }]
         );
         queue.0.checks.get_mut(&CheckId(20)).unwrap().status = CheckStatus::Abandoned;
+        queue.0.batches.remove(&b(1));
+        queue.0.checks.remove(&CheckId(10));
+        queue.0.requests.remove(&r(1));
         let Action::Check { batch, base, attempt } = &queue.plan(at(0)).actions[0] else { panic!("a check starts") };
         assert_eq!((*batch, *attempt), (b(2), 2), "attempts keep counting");
         assert!(base.requests.is_empty(), "checked without the change predicted to fail");
