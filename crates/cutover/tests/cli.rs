@@ -207,6 +207,68 @@ fn completions_are_printed_without_a_server() {
 }
 
 #[test]
+fn queue_simulate_runs_without_a_server_and_the_same_seed_prints_the_same_report() {
+    let args = [
+        "queue",
+        "simulate",
+        "--lambda",
+        "60",
+        "--hours",
+        "1",
+        "--failure-rate",
+        "0.1",
+        "--flake-rate",
+        "0.05",
+        "--budget",
+        "4",
+        "--max-batch-size",
+        "4",
+        "--check-mean-seconds",
+        "300",
+        "--seed",
+        "7",
+        "--output",
+        "json",
+    ];
+    let run = || succeeded(&cutover_command().args(args).output().expect("running cutover"), &args);
+    let first = run();
+    assert_eq!(first, run(), "a seeded simulation is deterministic");
+    let report = stdout_json(&first);
+    assert_eq!(report["config"]["lambda_per_hour"], 60.0);
+    assert_eq!(report["config"]["budget"], 4);
+    assert_eq!(report["config"]["seed"], 7);
+    let strategies = report["strategies"].as_array().expect("strategies");
+    let names: Vec<_> = strategies.iter().map(|s| s["strategy"].as_str().expect("a name")).collect();
+    assert_eq!(names, ["serial", "optimistic-prefix", "batch-bisect", "batch-dorfman", "speculative", "oracle"]);
+    for s in strategies {
+        assert_eq!(s["invariant_violations"], 0, "{s}");
+        let submitted = s["submitted"].as_u64().expect("submitted");
+        let ended = ["landed", "rejected", "cancelled"].map(|field| s[field].as_u64().expect(field));
+        assert_eq!(ended.iter().sum::<u64>(), submitted, "{s}");
+        assert!(submitted > 30, "{s}");
+        for field in ["mean", "p50", "p95", "p99"] {
+            assert!(s["time_to_land_seconds"][field].as_f64().expect(field) > 0.0, "{s}");
+        }
+        for field in ["landed_per_hour", "checks_per_landed", "drained_after_hours"] {
+            assert!(s[field].as_f64().expect(field) > 0.0, "{s}");
+        }
+    }
+
+    let table_args = ["queue", "simulate", "--hours", "0.5", "--strategy", "oracle", "--strategy", "serial"];
+    let table = succeeded(&cutover_command().args(table_args).output().expect("running cutover"), &table_args);
+    let header = table.lines().find(|line| line.starts_with("STRATEGY")).expect("a header row");
+    assert!(header.contains("P50") && header.contains("CHECKS/LANDED") && header.contains("VIOLATIONS"), "{table}");
+    let rows: Vec<_> = table.lines().skip_while(|line| !line.starts_with("STRATEGY")).skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].starts_with("oracle") && rows[1].starts_with("serial"), "in the order asked: {table}");
+
+    let bad = ["queue", "simulate", "--failure-rate", "2"];
+    let refused = cutover_command().args(bad).output().expect("running cutover");
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("--failure-rate: must be between 0 and 1"), "{}", text(&refused.stderr));
+}
+
+#[test]
 fn an_unreachable_server_is_named_and_exits_3() {
     let url = format!("http://127.0.0.1:{}", free_port());
     let output =

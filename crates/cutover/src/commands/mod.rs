@@ -9,6 +9,7 @@ pub mod event;
 pub mod experiment;
 pub mod ids;
 pub mod pin;
+pub mod queue;
 pub mod resolve;
 pub mod rights;
 pub mod rollout;
@@ -43,6 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     let data_dir = global.data_dir.as_deref();
     match command {
+        // The simulator runs here: no server, no token.
+        Command::Client(ClientCommand::Queue(command)) => queue::run(command, global.output()),
         Command::Client(command) => {
             let context =
                 Context { client: Client::new(global.server(), Some(token(&global)?))?, output: global.output() };
@@ -72,6 +75,7 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Resolve(args) => resolve::run(context, args).await,
         ClientCommand::Experiment(command) => experiment::run(context, command).await,
         ClientCommand::Rollout(command) => rollout::run(context, command).await,
+        ClientCommand::Queue(command) => queue::run(command, context.output),
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,

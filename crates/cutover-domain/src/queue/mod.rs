@@ -1,0 +1,23 @@
+//! The submit queue's scheduling: change requests land in an environment in order, after checks,
+//! batched and checked speculatively. Pure: no clock, no IO; time is passed in.
+//!
+//! - [`RequestState`], [`BatchState`]: the stored vocabulary and the only legal moves.
+//! - [`QueueView`]: what a queue looks like to the planner; [`QueuePolicy`]: how it schedules.
+//! - [`plan`]: from a view and `now`, the [`Action`]s to take (form a batch, check a batch on a
+//!   base, land, split, refuse a culprit, cancel, abandon a stale check).
+//! - [`simulate`]: a deterministic discrete-event simulator that drives the same planner with faked
+//!   checks and compares strategies.
+//!
+//! `docs/queue.md` states the rules these functions hold.
+
+mod model;
+mod plan;
+pub mod simulate;
+mod state;
+
+pub use model::{
+    BaseLine, Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Lane, Lineage, Position,
+    QueuePolicy, QueueView, Request, RequestId, Scope, Split,
+};
+pub use plan::{Action, NewBatch, Plan, plan};
+pub use state::{BatchEvent, BatchState, IllegalBatchTransition, IllegalRequestTransition, RequestEvent, RequestState};
