@@ -9,6 +9,7 @@ pub mod experiments;
 mod names;
 pub mod net;
 mod page;
+pub mod pools;
 mod role;
 pub mod rollouts;
 pub mod secrets;

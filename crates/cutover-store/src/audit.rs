@@ -6,7 +6,8 @@ use crate::db::{Conn, q, read};
 use crate::{Actor, AuditEvent, AuditFilter, Page, Result, Store, StoreError};
 
 /// Every `object_type` the audit log records, for filters to be checked against.
-pub const AUDIT_OBJECT_TYPES: &[&str] = &["workspace", "environment", "artifact", "token", "experiment", "rollout"];
+pub const AUDIT_OBJECT_TYPES: &[&str] =
+    &["workspace", "environment", "artifact", "token", "experiment", "rollout", "pool"];
 
 /// One change, written to the audit log in the transaction that makes it.
 pub(crate) struct Change<'a> {
