@@ -13,6 +13,7 @@ use crate::commands::env::EnvCommand;
 use crate::commands::event::EventCommand;
 use crate::commands::experiment::ExperimentCommand;
 use crate::commands::pin::{HistoryArgs, PinArgs, PinsArgs, PromoteArgs, RollbackArgs, UnpinArgs};
+use crate::commands::pool::PoolCommand;
 use crate::commands::resolve::ResolveArgs;
 use crate::commands::rollout::RolloutCommand;
 use crate::commands::token::TokenCommand;
@@ -206,6 +207,9 @@ pub enum ClientCommand {
     /// Rollouts: a version applied to every deployment target of an environment, in waves.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Warm pools: ready instances of the version pinned to an environment, claimed at once.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Metric events (conversions, values) that experiments count.
     #[command(subcommand)]
     Event(EventCommand),
