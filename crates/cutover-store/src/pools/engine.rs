@@ -473,6 +473,25 @@ impl Store {
                     "instance": instance_id, "build": build_id, "transition": transition, "error": outcome.error,
                 }));
                 record(tx, &pool.workspace_id, &engine_actor(&pool), change).await?;
+                if transition == "start" {
+                    // The start that reaches the hard limit says so once: creating stops here.
+                    let (version,): (Option<i64>,) = q!(
+                        tx,
+                        fetch_one,
+                        sqlx::query_as(
+                            "SELECT p.version FROM pool_builds b LEFT JOIN pool_presets p ON p.id = b.preset_id
+                             WHERE b.id = $1"
+                        )
+                        .bind(build_id)
+                    )?;
+                    let record_now = failures(tx, &pool, version).await?;
+                    if record_now.failed_in_a_row == pool.settings.failure_limit {
+                        let change = Change::new("pool.failure_limit", "pool", &pool_id).after(&serde_json::json!({
+                            "version": version, "failures": record_now.failed_in_a_row,
+                        }));
+                        record(tx, &pool.workspace_id, &engine_actor(&pool), change).await?;
+                    }
+                }
             }
             true
         })

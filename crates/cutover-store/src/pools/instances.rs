@@ -457,3 +457,29 @@ impl Store {
         })
     }
 }
+
+#[cfg(feature = "testing")]
+impl Store {
+    /// The plan of the running-instances query for `pool_id`, as the engine prints it
+    /// (PostgreSQL: `EXPLAIN (ANALYZE, BUFFERS)`; SQLite: `EXPLAIN QUERY PLAN`), for benchmarks.
+    pub async fn explain_running_pool_instances(&self, pool_id: &str) -> Result<Vec<String>> {
+        let sql = format!("{LIVE_INSTANCES}{LIVE_COLUMNS} WHERE {RUNNING} ORDER BY i.id");
+        read!(self, |conn| {
+            Ok(match self.kind() {
+                EngineKind::Postgres => {
+                    let rows: Vec<(String,)> = q!(
+                        conn,
+                        fetch_all,
+                        sqlx::query_as(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).bind(pool_id)
+                    )?;
+                    rows.into_iter().map(|(line,)| line).collect()
+                }
+                EngineKind::Sqlite => {
+                    let rows: Vec<(i64, i64, i64, String)> =
+                        q!(conn, fetch_all, sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).bind(pool_id))?;
+                    rows.into_iter().map(|(id, parent, _, detail)| format!("{id} {parent} {detail}")).collect()
+                }
+            })
+        })
+    }
+}

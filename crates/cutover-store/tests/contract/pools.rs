@@ -308,6 +308,11 @@ async fn a_pass_reads_one_snapshot_and_the_plan_follows_it(store: Store) {
     built(&store, &pool.id, Some(failed())).await;
     let status = store.pool_status(&ws.id, "runners").await.unwrap();
     assert_eq!((status.failures, status.blocked), (3, Some(Blocked::FailureLimit { failures: 3 })));
+    let filter = cutover_store::AuditFilter { object_type: Some("pool".into()), ..Default::default() };
+    let events = store.list_audit(&ws.id, &filter, None, cutover_domain::PageLimit::default()).await.unwrap();
+    let limits: Vec<_> = events.items.iter().filter(|e| e.action == "pool.failure_limit").collect();
+    assert_eq!(limits.len(), 1, "said once");
+    assert_eq!(limits[0].after, Some(json!({"version": 1, "failures": 3})));
     // Resume forgets them.
     store.set_pool_paused(&caller, "runners", false).await.unwrap();
     assert_eq!(store.pool_status(&ws.id, "runners").await.unwrap().failures, 0);

@@ -17,6 +17,7 @@ pub enum ObjectType {
     Token,
     Experiment,
     Rollout,
+    Pool,
 }
 
 impl ObjectType {
@@ -28,6 +29,7 @@ impl ObjectType {
             Self::Token => "token",
             Self::Experiment => "experiment",
             Self::Rollout => "rollout",
+            Self::Pool => "pool",
         }
     }
 }
