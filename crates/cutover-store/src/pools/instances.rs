@@ -16,35 +16,37 @@ use crate::audit::{Change, record};
 use crate::db::{Conn, q, read, transaction};
 use crate::{Actor, Caller, EngineKind, Result, Store, StoreError};
 
-/// The sets, each computed once. `$1` is the pool's id.
+/// The sets, each computed once. `$1` is the pool's id. `MATERIALIZED` (PostgreSQL 12+, SQLite
+/// 3.35+) keeps PostgreSQL from inlining a set used once into the join, where it planned it as
+/// an aggregate rescanned per live instance: each set is computed once, then joined.
 pub(crate) const LIVE_INSTANCES: &str = "
-WITH live AS (
+WITH live AS MATERIALIZED (
     SELECT i.id, i.created_at
     FROM pool_instances i
     WHERE i.pool_id = $1 AND i.deleted_at IS NULL
 ),
-latest_numbers AS (
+latest_numbers AS MATERIALIZED (
     SELECT b.instance_id, MAX(b.number) AS number
     FROM pool_builds b JOIN live ON live.id = b.instance_id
     GROUP BY b.instance_id
 ),
-latest_builds AS (
+latest_builds AS MATERIALIZED (
     SELECT b.instance_id, b.id, b.transition, b.status, b.preset_id
     FROM pool_builds b JOIN latest_numbers n ON n.instance_id = b.instance_id AND n.number = b.number
 ),
-preset_numbers AS (
+preset_numbers AS MATERIALIZED (
     SELECT b.instance_id, MAX(b.number) AS number
     FROM pool_builds b JOIN live ON live.id = b.instance_id
     WHERE b.transition = 'start' AND b.status = 'succeeded' AND b.preset_id IS NOT NULL
     GROUP BY b.instance_id
 ),
-latest_presets AS (
+latest_presets AS MATERIALIZED (
     SELECT b.instance_id, p.version, p.parameters
     FROM pool_builds b
     JOIN preset_numbers n ON n.instance_id = b.instance_id AND n.number = b.number
     JOIN pool_presets p ON p.id = b.preset_id
 ),
-ready_agents AS (
+ready_agents AS MATERIALIZED (
     SELECT a.build_id, COUNT(*) AS agents, SUM(CASE WHEN a.lifecycle = 'ready' THEN 1 ELSE 0 END) AS ready
     FROM pool_agents a JOIN latest_builds lb ON lb.id = a.build_id
     WHERE a.parent_id IS NULL AND a.deleted_at IS NULL
