@@ -21,6 +21,7 @@ cutover_store::contract_tests!(
     the_reconciler_fills_a_pool_and_64_concurrent_claims_get_32_instances_and_32_pool_empty,
     agents_report_with_their_instance_token_and_make_it_ready,
     a_new_version_replaces_the_pool_instances,
+    a_build_cut_off_mid_run_runs_again_with_its_key_and_never_creates_twice,
 );
 
 /// `provision` runs `sh -c script` for every build.
@@ -379,4 +380,57 @@ async fn a_new_version_replaces_the_pool_instances(store: Store) {
         let (_, gone) = app.get(&format!("/api/v1/instances/{}", old["id"].as_str().unwrap())).await;
         assert_eq!(gone["builds"][0]["transition"], "delete", "{gone}");
     }
+}
+
+async fn a_build_cut_off_mid_run_runs_again_with_its_key_and_never_creates_twice(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    // The first attempt hangs (until its replica goes away); the second completes.
+    let script = format!(
+        "echo \"$CUTOVER_INSTANCE_ID $CUTOVER_IDEMPOTENCY_KEY $CUTOVER_ATTEMPT\" >> '{}'; \
+         test \"$CUTOVER_ATTEMPT\" = 1 && sleep 60; exit 0",
+        keys.display()
+    );
+    let config = |executors| ServerConfig {
+        engine_tick_ms: 50,
+        engine_lease_seconds: 1,
+        engine_shutdown_seconds: 0,
+        executors,
+        ..ServerConfig::default()
+    };
+    let first = TestApp::with_config(store.clone(), config(provisioner(&script))).await;
+    first.state.start_engine().unwrap();
+    world(&first).await;
+    let mut body = pool_body("ci", 1);
+    body["timeout_seconds"] = json!(3);
+    assert_eq!(first.post("/api/v1/pools", body).await.0, StatusCode::CREATED);
+    let started = Instant::now();
+    while std::fs::read_to_string(&keys).unwrap_or_default().lines().count() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first attempt never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The replica goes away mid-build: its run never records a result.
+    first.state.shutdown.send_replace(true);
+
+    // Another replica on the same database takes the build over once the run's deadline (its
+    // timeout and a grace) has passed: same instance, same key, the next attempt.
+    let made = store.bootstrap(&cutover_domain::WorkspaceName::parse("default").unwrap()).await.unwrap();
+    assert!(made.is_none(), "the same database");
+    let state = cutover_server::AppState::new(store.clone(), config(provisioner(&script)));
+    state.start_engine().unwrap();
+    let second =
+        TestApp { router: cutover_server::app(state.clone()), state, store: store.clone(), owner: first.owner.clone() };
+    wait_for(&second, "ci", "the instance ready after the takeover", |p| p["counts"]["ready"] == 1).await;
+    let lines: Vec<String> = std::fs::read_to_string(&keys).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (one, two): (Vec<&str>, Vec<&str>) = (lines[0].split(' ').collect(), lines[1].split(' ').collect());
+    assert_eq!((one[0], one[1], one[2]), (two[0], two[1], "1"), "same instance and key: {lines:?}");
+    assert_eq!(two[2], "2");
+    let (_, instances) = second.get("/api/v1/pools/ci/instances").await;
+    assert_eq!(instances.as_array().unwrap().len(), 1, "never created twice: {instances:#}");
+    let (_, instance) = second.get(&format!("/api/v1/instances/{}", one[0])).await;
+    assert_eq!(
+        (instance["builds"][0]["attempts"].clone(), instance["builds"][0]["status"].clone()),
+        (json!(2), json!("succeeded"))
+    );
 }
