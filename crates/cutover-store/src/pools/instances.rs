@@ -18,38 +18,39 @@ use crate::{Actor, Caller, EngineKind, Result, Store, StoreError};
 
 /// The sets, each computed once. `$1` is the pool's id. `MATERIALIZED` (PostgreSQL 12+, SQLite
 /// 3.35+) keeps PostgreSQL from inlining a set used once into the join, where it planned it as
-/// an aggregate rescanned per live instance: each set is computed once, then joined.
+/// an aggregate rescanned per live instance: each set is computed once, then joined. Each set
+/// starts from the live instances (`CROSS JOIN`, which SQLite's planner keeps in the written
+/// order and PostgreSQL treats as an inner join), so that SQLite does not scan every build of
+/// the history because a filter on builds looked selective; the newest build and the newest
+/// successful start of each instance come from one pass over its builds (`numbers`).
 pub(crate) const LIVE_INSTANCES: &str = "
 WITH live AS MATERIALIZED (
     SELECT i.id, i.created_at
     FROM pool_instances i
     WHERE i.pool_id = $1 AND i.deleted_at IS NULL
 ),
-latest_numbers AS MATERIALIZED (
-    SELECT b.instance_id, MAX(b.number) AS number
-    FROM pool_builds b JOIN live ON live.id = b.instance_id
+numbers AS MATERIALIZED (
+    SELECT b.instance_id, MAX(b.number) AS latest,
+           MAX(CASE WHEN b.transition = 'start' AND b.status = 'succeeded' AND b.preset_id IS NOT NULL
+                    THEN b.number END) AS preset
+    FROM live CROSS JOIN pool_builds b
+    WHERE b.instance_id = live.id
     GROUP BY b.instance_id
 ),
 latest_builds AS MATERIALIZED (
     SELECT b.instance_id, b.id, b.transition, b.status, b.preset_id
-    FROM pool_builds b JOIN latest_numbers n ON n.instance_id = b.instance_id AND n.number = b.number
-),
-preset_numbers AS MATERIALIZED (
-    SELECT b.instance_id, MAX(b.number) AS number
-    FROM pool_builds b JOIN live ON live.id = b.instance_id
-    WHERE b.transition = 'start' AND b.status = 'succeeded' AND b.preset_id IS NOT NULL
-    GROUP BY b.instance_id
+    FROM numbers n CROSS JOIN pool_builds b
+    WHERE b.instance_id = n.instance_id AND b.number = n.latest
 ),
 latest_presets AS MATERIALIZED (
     SELECT b.instance_id, p.version, p.parameters
-    FROM pool_builds b
-    JOIN preset_numbers n ON n.instance_id = b.instance_id AND n.number = b.number
-    JOIN pool_presets p ON p.id = b.preset_id
+    FROM numbers n CROSS JOIN pool_builds b CROSS JOIN pool_presets p
+    WHERE b.instance_id = n.instance_id AND b.number = n.preset AND p.id = b.preset_id
 ),
 ready_agents AS MATERIALIZED (
     SELECT a.build_id, COUNT(*) AS agents, SUM(CASE WHEN a.lifecycle = 'ready' THEN 1 ELSE 0 END) AS ready
-    FROM pool_agents a JOIN latest_builds lb ON lb.id = a.build_id
-    WHERE a.parent_id IS NULL AND a.deleted_at IS NULL
+    FROM latest_builds lb CROSS JOIN pool_agents a
+    WHERE a.build_id = lb.id AND a.parent_id IS NULL AND a.deleted_at IS NULL
     GROUP BY a.build_id
 )";
 
