@@ -59,8 +59,9 @@ CREATE TABLE pool_instances (
     -- soft delete: its delete build succeeded
     deleted_at          BIGINT
 );
--- What the running-instances query starts from: a pool's live instances, whatever the history.
-CREATE INDEX pool_instances_live ON pool_instances (pool_id, id) WHERE deleted_at IS NULL;
+-- What the running-instances query starts from: a pool's live instances, whatever the history
+-- (both columns compared by equality, so SQLite's planner takes it as readily as PostgreSQL's).
+CREATE INDEX pool_instances_live ON pool_instances (pool_id, deleted_at, id);
 CREATE INDEX pool_instances_by_origin ON pool_instances (origin_pool_id, id);
 
 CREATE TABLE pool_builds (

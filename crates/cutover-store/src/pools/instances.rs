@@ -58,8 +58,7 @@ ready_agents AS MATERIALIZED (
 const LIVE_COLUMNS: &str = "
 SELECT i.id, i.created_at, lb.transition, lb.status, lp.version, lp.parameters, bp.version AS build_version,
        COALESCE(ra.agents, 0) AS agents, COALESCE(ra.ready, 0) AS agents_ready
-FROM pool_instances i
-JOIN live ON live.id = i.id
+FROM live i
 JOIN latest_builds lb ON lb.instance_id = i.id
 LEFT JOIN pool_presets bp ON bp.id = lb.preset_id
 LEFT JOIN latest_presets lp ON lp.instance_id = i.id
@@ -372,10 +371,10 @@ impl Store {
                 fetch_optional,
                 sqlx::query_as(&format!(
                     "{LIVE_INSTANCES}
-                     SELECT i.id FROM pool_instances i
+                     SELECT i.id FROM live CROSS JOIN pool_instances i
                      JOIN latest_builds lb ON lb.instance_id = i.id
                      LEFT JOIN ready_agents ra ON ra.build_id = lb.id
-                     WHERE i.pool_id = $1 AND i.deleted_at IS NULL AND i.claimed_at IS NULL
+                     WHERE i.id = live.id AND i.pool_id = $1 AND i.deleted_at IS NULL AND i.claimed_at IS NULL
                        AND i.delete_requested_at IS NULL AND {RUNNING}
                        AND COALESCE(ra.ready, 0) >= COALESCE(ra.agents, 0)
                      ORDER BY i.id LIMIT 1{lock}"
