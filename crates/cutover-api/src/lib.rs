@@ -7,7 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+pub mod pools;
 pub mod schema;
+
+pub use pools::{
+    CreatePool, DesiredCount, Pool, PoolAgent, PoolBlocked, PoolBuild, PoolCounts, PoolInstance, PoolSchedule,
+    ReportAgentState, UpdatePool,
+};
 
 /// The one error shape: every failure of every route.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -818,6 +824,7 @@ pub enum AuditObjectTypeName {
     Token,
     Experiment,
     Rollout,
+    Pool,
 }
 
 /// A token's role (schema only: the wire carries the string).
@@ -905,6 +912,11 @@ mod integer {
 
     pub fn option_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?.map(parse).transpose()
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = parse::<D::Error>(serde_json::Number::deserialize(d)?)?;
+        ::core::primitive::u32::try_from(n).map_err(|_| D::Error::custom(format!("invalid value: {n}, expected a u32")))
     }
 
     pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {

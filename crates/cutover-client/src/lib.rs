@@ -8,6 +8,7 @@
 
 mod error;
 mod path;
+mod pools;
 
 use std::time::Duration;
 

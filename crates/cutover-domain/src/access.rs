@@ -43,7 +43,8 @@ pub struct EnvironmentScope {
 
 impl EnvironmentScope {
     /// May the token act on `environment` at all (read it, resolve in it)?
-    pub fn may_see(&self, environment: &str) -> Result<(), EnvironmentRefusal> {
+    pub fn may_see(&self, environment: impl AsRef<str>) -> Result<(), EnvironmentRefusal> {
+        let environment = environment.as_ref();
         if in_scope(self.limited_to.iter().map(String::as_str), environment) {
             Ok(())
         } else {

@@ -16,12 +16,13 @@ pub enum AuditObject {
     Token,
     Experiment,
     Rollout,
+    Pool,
 }
 
 impl AuditObject {
     /// Every type, in the order documents list them.
-    pub const ALL: [AuditObject; 6] =
-        [Self::Workspace, Self::Environment, Self::Artifact, Self::Token, Self::Experiment, Self::Rollout];
+    pub const ALL: [AuditObject; 7] =
+        [Self::Workspace, Self::Environment, Self::Artifact, Self::Token, Self::Experiment, Self::Rollout, Self::Pool];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +32,7 @@ impl AuditObject {
             Self::Token => "token",
             Self::Experiment => "experiment",
             Self::Rollout => "rollout",
+            Self::Pool => "pool",
         }
     }
 
@@ -70,7 +72,10 @@ mod tests {
         }
         for bad in ["", "version", "pin", "Artifact", "artifact "] {
             let err = bad.parse::<AuditObject>().unwrap_err();
-            assert!(err.to_string().contains("workspace, environment, artifact, token, experiment, rollout"), "{err}");
+            assert!(
+                err.to_string().contains("workspace, environment, artifact, token, experiment, rollout, pool"),
+                "{err}"
+            );
         }
     }
 }

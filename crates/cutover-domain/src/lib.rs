@@ -11,6 +11,7 @@ pub mod experiments;
 mod names;
 pub mod net;
 mod page;
+pub mod pools;
 pub mod queue;
 mod role;
 pub mod rollouts;

@@ -90,20 +90,51 @@ impl AppState {
     /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
     pub fn start_engine(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let config = self.config.engine();
+        // Each reconciler has its own wake (a `Notify` wakes one waiter); a change for the
+        // engine wakes them all.
+        let rollouts_wake = Arc::new(tokio::sync::Notify::new());
+        let pools_wake = Arc::new(tokio::sync::Notify::new());
+        let forward = {
+            let (engine, wakes) = (self.engine_wake.clone(), [rollouts_wake.clone(), pools_wake.clone()]);
+            let mut shutdown = self.shutdown.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = engine.notified() => wakes.iter().for_each(|wake| wake.notify_one()),
+                        _ = shutdown.wait_for(|stopping| *stopping) => break,
+                    }
+                }
+            })
+        };
         let rollouts = engine::rollouts::RolloutReconciler::new(
             self.store.clone(),
             config,
-            self.engine_wake.clone(),
+            rollouts_wake.clone(),
             self.config.public_url(),
             self.admission.clone(),
         )?;
-        Ok(engine::spawn(
+        let rollouts = engine::spawn(
             Arc::new(rollouts),
-            self.engine_wake.clone(),
+            rollouts_wake,
             config,
             self.engine_health.clone(),
             self.shutdown.subscribe(),
-        ))
+        );
+        let pools = engine::pools::PoolReconciler::new(
+            self.store.clone(),
+            config,
+            pools_wake.clone(),
+            self.config.public_url(),
+            self.admission.clone(),
+            self.metrics.pools.clone(),
+        );
+        let pools =
+            engine::spawn(Arc::new(pools), pools_wake, config, self.engine_health.clone(), self.shutdown.subscribe());
+        Ok(tokio::spawn(async move {
+            let _ = rollouts.await;
+            let _ = pools.await;
+            let _ = forward.await;
+        }))
     }
 }
 

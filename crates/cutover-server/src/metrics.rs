@@ -48,6 +48,8 @@ pub struct Metrics {
     pub engine_pass_failures: Family<ReconcilerLabels, Counter>,
     /// How long a reconciler waits before its next pass after failures (0 when healthy).
     pub engine_backoff: Family<ReconcilerLabels, Gauge<f64, AtomicU64>>,
+    /// Warm pools: creates, failures, claims, counts.
+    pub pools: crate::engine::pool_metrics::PoolMetrics,
 }
 
 impl Default for Metrics {
@@ -89,7 +91,9 @@ impl Default for Metrics {
             Unit::Seconds,
             engine_backoff.clone(),
         );
+        let pools = crate::engine::pool_metrics::PoolMetrics::register(&mut registry);
         Self {
+            pools,
             registry,
             requests,
             latency,

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         (name = "pins", description = "Which version is live in each environment"),
         (name = "experiments", description = "Splitting an environment between versions"),
         (name = "rollouts", description = "Applying a version to every deployment target of an environment"),
+        (name = "pools", description = "Warm pools: ready instances of a version, claimed at once"),
         (name = "resolve", description = "What is live, read fast, and the change stream"),
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
     )

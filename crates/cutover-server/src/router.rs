@@ -6,7 +6,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::api::{
-    artifacts, audit, environments, events, experiments, health, pins, results, rollouts, tokens, versions, workspaces,
+    artifacts, audit, environments, events, experiments, health, pins, pools, results, rollouts, tokens, versions,
+    workspaces,
 };
 
 /// Every route with its OpenAPI description.
@@ -52,6 +53,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::fail_task))
         .routes(routes!(rollouts::task_log))
         .routes(routes!(rollouts::task_callback))
+        .routes(routes!(pools::create, pools::list))
+        .routes(routes!(pools::show, pools::update, pools::delete))
+        .routes(routes!(pools::pause))
+        .routes(routes!(pools::resume))
+        .routes(routes!(pools::claim))
+        .routes(routes!(pools::instances))
+        .routes(routes!(pools::show_instance))
+        .routes(routes!(pools::report_agent))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .merge(crate::resolve::ofrep::flag_route())

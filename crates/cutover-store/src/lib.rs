@@ -17,6 +17,7 @@ mod health;
 mod leases;
 mod models;
 mod pins;
+mod pools;
 mod rollouts;
 mod sessions;
 mod snapshot;
@@ -37,6 +38,10 @@ pub use artifacts::Publish;
 pub use error::StoreError;
 pub use events::ExposureFlush;
 pub use models::*;
+pub use pools::{
+    BuildOutcome, BuildRun, InstanceDetail, NewPool, OpenBuild, Pool, PoolAgent, PoolBuild, PoolChanges, PoolInstance,
+    PoolStatus, PoolWork,
+};
 pub use snapshot::ResolveSnapshot;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -13,6 +13,7 @@ use crate::commands::env::EnvCommand;
 use crate::commands::event::EventCommand;
 use crate::commands::experiment::ExperimentCommand;
 use crate::commands::pin::{HistoryArgs, PinArgs, PinsArgs, PromoteArgs, RollbackArgs, UnpinArgs};
+use crate::commands::pool::PoolCommand;
 use crate::commands::queue::QueueCommand;
 use crate::commands::resolve::ResolveArgs;
 use crate::commands::rollout::RolloutCommand;
@@ -210,6 +211,9 @@ pub enum ClientCommand {
     /// Submit queues: changes checked and landed in order (`simulate` needs no server).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Warm pools: ready instances of the version pinned to an environment, claimed at once.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Metric events (conversions, values) that experiments count.
     #[command(subcommand)]
     Event(EventCommand),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cutover_api::CreateEnvironment;
 use cutover_client::{Client, ClientError};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{STARTUP_TIMEOUT, Server, cutover_command, free_port, healthz, stdout_json, succeeded, text};
 
 fn names(page: &Value, field: &str) -> Vec<String> {
@@ -1522,4 +1522,74 @@ fn the_audit_log_shows_what_changed_filters_by_actor_name_and_pages() {
     assert_eq!(paged, all_ids[..4], "pages follow one another without gaps");
     let output = server.cutover(&["audit", "--limit", "2"]);
     assert_eq!(text(&output.stderr), format!("(older events: --cursor {cursor}, or --all)\n"));
+}
+
+#[test]
+fn a_pool_is_created_filled_by_the_engine_claimed_and_paused_from_the_cli() {
+    let server = Server::fresh_with_config(
+        "engine_tick_ms = 50\n[executors.provision]\nprogram = [\"sh\", \"-c\", \"exit 0\"]\n",
+    );
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "runner", "--type", "string"]);
+    server.json(&["version", "create", "runner", "--text", "image 1"]);
+    server.json(&["pin", "runner", "production", "1"]);
+    let made = server.json(&[
+        "pool",
+        "create",
+        "ci",
+        "--artifact",
+        "runner",
+        "--env",
+        "production",
+        "--executor",
+        "provision",
+        "--instances",
+        "2",
+        "--schedule",
+        "* 0-5 * * *=0",
+        "--parameters",
+        "{\"size\": \"large\"}",
+    ]);
+    assert_eq!((made["name"].clone(), made["version"].clone()), (json!("ci"), json!(1)));
+    assert_eq!(made["desired"]["schedules"][0], json!({"cron": "* 0-5 * * *", "instances": 0}));
+    assert_eq!(server.json(&["pool", "list"]).as_array().unwrap().len(), 1);
+
+    // The engine fills it (outside 00:00–05:59 UTC; inside, the schedule asks for none).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wanted = server.json(&["pool", "show", "ci"])["counts"]["desired"].as_u64().unwrap();
+    loop {
+        let shown = server.json(&["pool", "show", "ci"]);
+        if shown["counts"]["ready"].as_u64() == Some(wanted) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "waiting for {wanted} ready: {shown:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let table = server.table(&["pool", "show", "ci"]);
+    assert!(table.contains(&format!("{wanted} desired")), "{table}");
+    assert_eq!(server.json(&["pool", "instances", "ci"]).as_array().unwrap().len() as u64, wanted);
+    if wanted > 0 {
+        let claimed = server.json(&["pool", "claim", "ci"]);
+        assert_eq!((claimed["ready"].clone(), claimed["version"].clone()), (json!(true), json!(1)));
+        assert!(claimed["builds"].as_array().is_some_and(|b| !b.is_empty()), "{claimed}");
+    }
+    let paused = server.json(&["pool", "pause", "ci"]);
+    assert_eq!((paused["paused"].clone(), paused["blocked"]["reason"].clone()), (json!(true), json!("paused")));
+    assert_eq!(server.json(&["pool", "resume", "ci"])["paused"], false);
+
+    // An undeclared provisioner: the server's words, exit code 1.
+    let output = server.cutover(&[
+        "pool",
+        "create",
+        "other",
+        "--artifact",
+        "runner",
+        "--env",
+        "production",
+        "--executor",
+        "rm-rf",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no executor named \"rm-rf\""), "{stderr}");
 }

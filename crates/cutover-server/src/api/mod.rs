@@ -10,6 +10,7 @@ pub mod experiments;
 pub mod health;
 pub mod params;
 pub mod pins;
+pub mod pools;
 pub mod responses;
 pub mod results;
 pub mod rollouts;

@@ -11,6 +11,8 @@
 pub mod admission;
 pub mod executors;
 pub mod health;
+pub mod pool_metrics;
+pub mod pools;
 pub mod rollouts;
 pub mod webhook;
 

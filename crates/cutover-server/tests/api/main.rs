@@ -9,6 +9,7 @@ mod events;
 mod experiments;
 mod health;
 mod pins;
+mod pools;
 mod resilience;
 mod resolve;
 mod rollouts;

@@ -8,6 +8,7 @@ mod experiments;
 mod migrations;
 mod pins;
 mod plans;
+mod pools;
 mod rollouts;
 mod sessions;
 mod tokens;

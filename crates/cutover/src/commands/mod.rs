@@ -9,6 +9,7 @@ pub mod event;
 pub mod experiment;
 pub mod ids;
 pub mod pin;
+pub mod pool;
 pub mod queue;
 pub mod resolve;
 pub mod rights;
@@ -76,6 +77,7 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Experiment(command) => experiment::run(context, command).await,
         ClientCommand::Rollout(command) => rollout::run(context, command).await,
         ClientCommand::Queue(command) => queue::run(command, context.output),
+        ClientCommand::Pool(command) => pool::run(context, command).await,
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,

@@ -1,0 +1,487 @@
+//! Instances: the running-instances query, claims, details and agents' reports.
+//!
+//! The running-instances query is **one set-based query** (the shape of Coder's rewritten
+//! "running prebuilt workspaces" query): a pool's live instances (a partial index), their latest
+//! builds, their current presets and their ready agents are each computed once as a set (CTEs)
+//! and joined once, with no correlated per-row subquery, so its cost follows the live instances
+//! and not the history of builds.
+
+use cutover_domain::pools::{AgentLifecycle, BuildTransition, InstancePhase, JobStatus};
+use cutover_domain::{AuditObject, Timestamp, TokenHash};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::corrupt;
+use crate::audit::{Change, record};
+use crate::db::{Conn, q, read, transaction};
+use crate::{Actor, Caller, EngineKind, Result, Store, StoreError};
+
+/// The sets, each computed once. `$1` is the pool's id. `MATERIALIZED` (PostgreSQL 12+, SQLite
+/// 3.35+) keeps PostgreSQL from inlining a set used once into the join, where it planned it as
+/// an aggregate rescanned per live instance: each set is computed once, then joined. Each set
+/// starts from the live instances (`CROSS JOIN`, which SQLite's planner keeps in the written
+/// order and PostgreSQL treats as an inner join), so that SQLite does not scan every build of
+/// the history because a filter on builds looked selective; the newest build and the newest
+/// successful start of each instance come from one pass over its builds (`numbers`).
+pub(crate) const LIVE_INSTANCES: &str = "
+WITH live AS MATERIALIZED (
+    SELECT i.id, i.created_at
+    FROM pool_instances i
+    WHERE i.pool_id = $1 AND i.deleted_at IS NULL
+),
+numbers AS MATERIALIZED (
+    SELECT b.instance_id, MAX(b.number) AS latest,
+           MAX(CASE WHEN b.transition = 'start' AND b.status = 'succeeded' AND b.preset_id IS NOT NULL
+                    THEN b.number END) AS preset
+    FROM live CROSS JOIN pool_builds b
+    WHERE b.instance_id = live.id
+    GROUP BY b.instance_id
+),
+latest_builds AS MATERIALIZED (
+    SELECT b.instance_id, b.id, b.transition, b.status, b.preset_id
+    FROM numbers n CROSS JOIN pool_builds b
+    WHERE b.instance_id = n.instance_id AND b.number = n.latest
+),
+latest_presets AS MATERIALIZED (
+    SELECT b.instance_id, p.version, p.parameters
+    FROM numbers n CROSS JOIN pool_builds b CROSS JOIN pool_presets p
+    WHERE b.instance_id = n.instance_id AND b.number = n.preset AND p.id = b.preset_id
+),
+ready_agents AS MATERIALIZED (
+    SELECT a.build_id, COUNT(*) AS agents, SUM(CASE WHEN a.lifecycle = 'ready' THEN 1 ELSE 0 END) AS ready
+    FROM latest_builds lb CROSS JOIN pool_agents a
+    WHERE a.build_id = lb.id AND a.parent_id IS NULL AND a.deleted_at IS NULL
+    GROUP BY a.build_id
+)";
+
+/// The columns every listing returns, over the sets above.
+const LIVE_COLUMNS: &str = "
+SELECT i.id, i.created_at, lb.transition, lb.status, lp.version, lp.parameters, bp.version AS build_version,
+       COALESCE(ra.agents, 0) AS agents, COALESCE(ra.ready, 0) AS agents_ready
+FROM live i
+JOIN latest_builds lb ON lb.instance_id = i.id
+LEFT JOIN pool_presets bp ON bp.id = lb.preset_id
+LEFT JOIN latest_presets lp ON lp.instance_id = i.id
+LEFT JOIN ready_agents ra ON ra.build_id = lb.id";
+
+const RUNNING: &str = "lb.transition = 'start' AND lb.status = 'succeeded'";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LiveRow {
+    pub id: String,
+    pub created_at: i64,
+    pub transition: String,
+    pub status: String,
+    pub version: Option<i64>,
+    pub parameters: Option<String>,
+    pub build_version: Option<i64>,
+    pub agents: i64,
+    pub agents_ready: i64,
+}
+
+impl LiveRow {
+    pub(crate) fn transition(&self) -> Result<BuildTransition> {
+        self.transition.parse().map_err(corrupt)
+    }
+
+    pub(crate) fn status(&self) -> Result<JobStatus> {
+        self.status.parse().map_err(corrupt)
+    }
+
+    pub(crate) fn ready(&self) -> bool {
+        self.agents_ready >= self.agents
+    }
+
+    /// What the domain reads of this instance.
+    pub(crate) fn phase(&self) -> Result<InstancePhase> {
+        use BuildTransition::*;
+        use JobStatus::*;
+        Ok(match (self.transition()?, self.status()?) {
+            (Start, Pending) => InstancePhase::Starting { pending: true },
+            (Start, Running) => InstancePhase::Starting { pending: false },
+            (Start, Succeeded) => InstancePhase::Running { ready: self.ready() },
+            (Start, Failed | Canceled) | (Stop | Delete, Succeeded | Failed | Canceled) => InstancePhase::Failed,
+            (Stop | Delete, Pending | Running) => InstancePhase::Deleting,
+        })
+    }
+}
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolInstance {
+    pub id: String,
+    /// The pool that made it.
+    pub pool: String,
+    /// The pool's environment (for scope checks).
+    #[serde(skip)]
+    pub environment: String,
+    /// Its current preset: the newest successful start's.
+    pub version: Option<i64>,
+    pub parameters: Option<Value>,
+    /// Its latest build.
+    pub transition: BuildTransition,
+    pub status: JobStatus,
+    pub agents: u32,
+    pub agents_ready: u32,
+    /// Running (its latest build is a succeeded start) and every agent ready.
+    pub ready: bool,
+    pub created_at: Timestamp,
+    pub claimed_at: Option<Timestamp>,
+    pub claimed_by: Option<Actor>,
+    pub deleted_at: Option<Timestamp>,
+}
+
+fn instance_of(pool: &super::Pool, row: LiveRow) -> Result<PoolInstance> {
+    let (transition, status) = (row.transition()?, row.status()?);
+    let running = transition == BuildTransition::Start && status == JobStatus::Succeeded;
+    Ok(PoolInstance {
+        id: row.id.clone(),
+        pool: pool.name.clone(),
+        environment: pool.environment.to_string(),
+        version: row.version,
+        parameters: row.parameters.as_deref().map(serde_json::from_str).transpose()?,
+        transition,
+        status,
+        agents: u32::try_from(row.agents).unwrap_or(0),
+        agents_ready: u32::try_from(row.agents_ready).unwrap_or(0),
+        ready: running && row.ready(),
+        created_at: Timestamp::from_micros(row.created_at),
+        claimed_at: None,
+        claimed_by: None,
+        deleted_at: None,
+    })
+}
+
+/// The pool's live instances (not deleted, not claimed), running ones only when `running`,
+/// ordered by id.
+pub(crate) async fn live_rows(conn: &mut Conn<'_>, pool_id: &str, running: bool) -> Result<Vec<LiveRow>> {
+    let filter = if running { format!(" WHERE {RUNNING}") } else { String::new() };
+    Ok(q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(&format!("{LIVE_INSTANCES}{LIVE_COLUMNS}{filter} ORDER BY i.id")).bind(pool_id)
+    )?)
+}
+
+/// One build of an instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolBuild {
+    pub id: String,
+    pub number: u32,
+    pub transition: BuildTransition,
+    pub status: JobStatus,
+    pub version: Option<i64>,
+    pub idempotency_key: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub log: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+}
+
+/// One agent of an instance's latest build.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolAgent {
+    pub name: String,
+    pub lifecycle: AgentLifecycle,
+    pub updated_at: Timestamp,
+}
+
+/// An instance with its builds (newest first) and its latest build's agents.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceDetail {
+    #[serde(flatten)]
+    pub instance: PoolInstance,
+    pub builds: Vec<PoolBuild>,
+    pub agents: Vec<PoolAgent>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BuildRow {
+    id: String,
+    number: i32,
+    transition: String,
+    status: String,
+    version: Option<i64>,
+    idempotency_key: String,
+    attempts: i32,
+    error: Option<String>,
+    log: String,
+    created_at: i64,
+    started_at: Option<i64>,
+    ended_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: String,
+    pool: String,
+    environment: String,
+    created_at: i64,
+    claimed_at: Option<i64>,
+    claimed_by_token_id: Option<String>,
+    claimed_by_name: Option<String>,
+    deleted_at: Option<i64>,
+}
+
+async fn fetch_detail(conn: &mut Conn<'_>, workspace_id: &str, id: &str) -> Result<InstanceDetail> {
+    let row: Option<InstanceRow> = q!(
+        conn,
+        fetch_optional,
+        sqlx::query_as(
+            "SELECT i.id, p.name AS pool, e.name AS environment, i.created_at, i.claimed_at, i.claimed_by_token_id,
+                    i.claimed_by_name, i.deleted_at
+             FROM pool_instances i JOIN pools p ON p.id = i.origin_pool_id JOIN environments e ON e.id = p.environment_id
+             WHERE i.id = $1 AND i.workspace_id = $2"
+        )
+        .bind(id)
+        .bind(workspace_id)
+    )?;
+    let row = row.ok_or_else(|| StoreError::NotFound(format!("instance {id:?}")))?;
+    let builds: Vec<BuildRow> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(
+            "SELECT b.id, b.number, b.transition, b.status, p.version, b.idempotency_key, b.attempts, b.error, b.log,
+                    b.created_at, b.started_at, b.ended_at
+             FROM pool_builds b LEFT JOIN pool_presets p ON p.id = b.preset_id
+             WHERE b.instance_id = $1 ORDER BY b.number DESC"
+        )
+        .bind(id)
+    )?;
+    let builds = builds
+        .into_iter()
+        .map(|b| {
+            Ok(PoolBuild {
+                id: b.id,
+                number: u32::try_from(b.number).map_err(corrupt)?,
+                transition: b.transition.parse().map_err(corrupt)?,
+                status: b.status.parse().map_err(corrupt)?,
+                version: b.version,
+                idempotency_key: b.idempotency_key,
+                attempts: u32::try_from(b.attempts).map_err(corrupt)?,
+                error: b.error,
+                log: b.log,
+                created_at: Timestamp::from_micros(b.created_at),
+                started_at: b.started_at.map(Timestamp::from_micros),
+                ended_at: b.ended_at.map(Timestamp::from_micros),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let latest = builds.first().ok_or_else(|| StoreError::Corrupt(format!("instance {id:?} has no build")))?;
+    let agents: Vec<(String, String, i64)> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(
+            "SELECT name, lifecycle, updated_at FROM pool_agents
+             WHERE build_id = $1 AND parent_id IS NULL AND deleted_at IS NULL ORDER BY name"
+        )
+        .bind(&latest.id)
+    )?;
+    let agents = agents
+        .into_iter()
+        .map(|(name, lifecycle, at)| {
+            Ok(PoolAgent {
+                name,
+                lifecycle: lifecycle.parse().map_err(corrupt)?,
+                updated_at: Timestamp::from_micros(at),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let current = builds
+        .iter()
+        .find(|b| b.transition == BuildTransition::Start && b.status == JobStatus::Succeeded && b.version.is_some());
+    let parameters: Option<(String,)> = match current {
+        Some(build) => q!(
+            conn,
+            fetch_optional,
+            sqlx::query_as(
+                "SELECT p.parameters FROM pool_builds b JOIN pool_presets p ON p.id = b.preset_id WHERE b.id = $1"
+            )
+            .bind(&build.id)
+        )?,
+        None => None,
+    };
+    let running = latest.transition == BuildTransition::Start && latest.status == JobStatus::Succeeded;
+    let ready_agents = agents.iter().filter(|a| a.lifecycle == AgentLifecycle::Ready).count();
+    let instance = PoolInstance {
+        id: row.id,
+        pool: row.pool,
+        environment: row.environment,
+        version: current.and_then(|b| b.version),
+        parameters: parameters.map(|(p,)| serde_json::from_str(&p)).transpose()?,
+        transition: latest.transition,
+        status: latest.status,
+        agents: u32::try_from(agents.len()).unwrap_or(u32::MAX),
+        agents_ready: u32::try_from(ready_agents).unwrap_or(u32::MAX),
+        ready: running && row.deleted_at.is_none() && ready_agents == agents.len(),
+        created_at: Timestamp::from_micros(row.created_at),
+        claimed_at: row.claimed_at.map(Timestamp::from_micros),
+        claimed_by: row
+            .claimed_by_name
+            .map(|name| Actor { token_id: row.claimed_by_token_id.unwrap_or_default(), name }),
+        deleted_at: row.deleted_at.map(Timestamp::from_micros),
+    };
+    Ok(InstanceDetail { instance, builds, agents })
+}
+
+impl Store {
+    /// The pool's running instances (latest build a succeeded start, not deleted, not claimed),
+    /// with their presets and readiness, ordered by id: one set-based query.
+    pub async fn running_pool_instances(&self, workspace_id: &str, pool: &str) -> Result<Vec<PoolInstance>> {
+        read!(self, |conn| {
+            let pool = super::fetch(conn, workspace_id, pool).await?;
+            live_rows(conn, &pool.id, true).await?.into_iter().map(|row| instance_of(&pool, row)).collect()
+        })
+    }
+
+    /// Every live instance the pool owns (starting, running, failing, being deleted), by id.
+    pub async fn list_pool_instances(&self, workspace_id: &str, pool: &str) -> Result<Vec<PoolInstance>> {
+        read!(self, |conn| {
+            let pool = super::fetch(conn, workspace_id, pool).await?;
+            live_rows(conn, &pool.id, false).await?.into_iter().map(|row| instance_of(&pool, row)).collect()
+        })
+    }
+
+    /// An instance of the workspace (claimed or deleted ones too) with its builds and agents.
+    pub async fn get_pool_instance(&self, workspace_id: &str, id: &str) -> Result<InstanceDetail> {
+        read!(self, |conn| fetch_detail(conn, workspace_id, id).await)
+    }
+
+    /// Hands one ready instance of the pool to the caller, atomically: the oldest ready one that
+    /// no other claim holds and the reconciler is not deleting. `None`: none is ready.
+    ///
+    /// PostgreSQL locks the candidate `FOR UPDATE SKIP LOCKED`, so concurrent claims take
+    /// different rows without waiting on each other; SQLite runs one writer at a time. The
+    /// instance's row then changes owner under the same conditions (compare-and-set), which the
+    /// reconciler's delete request also checks: a claimed instance is never deleted, a deleting
+    /// one never claimed.
+    pub async fn claim_pool_instance(&self, caller: &Caller, pool: &str) -> Result<Option<InstanceDetail>> {
+        let workspace_id = caller.workspace_id.as_str();
+        let lock = match self.kind() {
+            EngineKind::Postgres => " FOR UPDATE OF i SKIP LOCKED",
+            EngineKind::Sqlite => "",
+        };
+        transaction!(self, |tx| {
+            let pool = super::fetch(tx, workspace_id, pool).await?;
+            super::authorize(tx, caller, &pool.environment).await?;
+            let candidate: Option<(String,)> = q!(
+                tx,
+                fetch_optional,
+                sqlx::query_as(&format!(
+                    "{LIVE_INSTANCES}
+                     SELECT i.id FROM live CROSS JOIN pool_instances i
+                     JOIN latest_builds lb ON lb.instance_id = i.id
+                     LEFT JOIN ready_agents ra ON ra.build_id = lb.id
+                     WHERE i.id = live.id AND i.pool_id = $1 AND i.deleted_at IS NULL AND i.claimed_at IS NULL
+                       AND i.delete_requested_at IS NULL AND {RUNNING}
+                       AND COALESCE(ra.ready, 0) >= COALESCE(ra.agents, 0)
+                     ORDER BY i.id LIMIT 1{lock}"
+                ))
+                .bind(&pool.id)
+            )?;
+            let Some((id,)) = candidate else { return Ok(None) };
+            let now = Timestamp::now().as_micros();
+            let taken = q!(
+                tx,
+                execute,
+                sqlx::query(
+                    "UPDATE pool_instances SET pool_id = NULL, claimed_at = $1, claimed_by_token_id = $2,
+                         claimed_by_name = $3
+                     WHERE id = $4 AND pool_id = $5 AND claimed_at IS NULL AND delete_requested_at IS NULL
+                       AND deleted_at IS NULL"
+                )
+                .bind(now)
+                .bind(&caller.actor.token_id)
+                .bind(&caller.actor.name)
+                .bind(&id)
+                .bind(&pool.id)
+            )?;
+            if taken != 1 {
+                return Ok(None);
+            }
+            tx.effects.engine();
+            let detail = fetch_detail(tx, workspace_id, &id).await?;
+            record(
+                tx,
+                workspace_id,
+                &caller.actor,
+                Change::new("pool.claim", AuditObject::Pool, &pool.id).after(&detail.instance),
+            )
+            .await?;
+            Some(detail)
+        })
+    }
+
+    /// An agent of the instance reports its lifecycle state, with the instance's agent token.
+    /// A token of another instance, a revoked one, or an unknown agent is refused.
+    pub async fn report_agent_state(
+        &self,
+        instance_id: &str,
+        token: &TokenHash,
+        agent: &str,
+        lifecycle: AgentLifecycle,
+    ) -> Result<PoolAgent> {
+        transaction!(self, |tx| {
+            let holder: Option<(String, String)> = q!(
+                tx,
+                fetch_optional,
+                sqlx::query_as(
+                    "SELECT token_hash, instance_id FROM pool_instance_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+                )
+                .bind(token.as_str())
+            )?;
+            let allowed = holder
+                .is_some_and(|(hash, instance)| TokenHash::from_stored(hash).matches(token) && instance == instance_id);
+            if !allowed {
+                return Err(StoreError::Forbidden("this token may not report for this instance".into()));
+            }
+            let now = Timestamp::now().as_micros();
+            let changed = q!(
+                tx,
+                execute,
+                sqlx::query(
+                    "UPDATE pool_agents SET lifecycle = $1, updated_at = $2
+                     WHERE name = $3 AND deleted_at IS NULL AND build_id = (
+                         SELECT id FROM pool_builds WHERE instance_id = $4 ORDER BY number DESC LIMIT 1)"
+                )
+                .bind(lifecycle.as_str())
+                .bind(now)
+                .bind(agent)
+                .bind(instance_id)
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("agent {agent:?} of instance {instance_id:?}")));
+            }
+            tx.effects.engine();
+            PoolAgent { name: agent.to_owned(), lifecycle, updated_at: Timestamp::from_micros(now) }
+        })
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Store {
+    /// The plan of the running-instances query for `pool_id`, as the engine prints it
+    /// (PostgreSQL: `EXPLAIN (ANALYZE, BUFFERS)`; SQLite: `EXPLAIN QUERY PLAN`), for benchmarks.
+    pub async fn explain_running_pool_instances(&self, pool_id: &str) -> Result<Vec<String>> {
+        let sql = format!("{LIVE_INSTANCES}{LIVE_COLUMNS} WHERE {RUNNING} ORDER BY i.id");
+        read!(self, |conn| {
+            Ok(match self.kind() {
+                EngineKind::Postgres => {
+                    let rows: Vec<(String,)> = q!(
+                        conn,
+                        fetch_all,
+                        sqlx::query_as(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).bind(pool_id)
+                    )?;
+                    rows.into_iter().map(|(line,)| line).collect()
+                }
+                EngineKind::Sqlite => {
+                    let rows: Vec<(i64, i64, i64, String)> =
+                        q!(conn, fetch_all, sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).bind(pool_id))?;
+                    rows.into_iter().map(|(id, parent, _, detail)| format!("{id} {parent} {detail}")).collect()
+                }
+            })
+        })
+    }
+}
