@@ -229,7 +229,7 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::
 /// it creates nothing (paused, nothing pinned, backoff, failure limit).
 #[utoipa::path(
     get, path = "/api/v1/pools/{pool}", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses((status = 200, body = Pool), ReadErrors)
 )]
 pub async fn show(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<axum::Json<Pool>> {
@@ -241,7 +241,7 @@ pub async fn show(State(state): State<AppState>, auth: Auth, Path(name): Path<St
 /// settings.
 #[utoipa::path(
     patch, path = "/api/v1/pools/{pool}", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     request_body = UpdatePool,
     responses((status = 200, body = Pool), WriteErrors)
 )]
@@ -276,7 +276,7 @@ pub async fn update(
 /// instances belong to their claimers and stay).
 #[utoipa::path(
     delete, path = "/api/v1/pools/{pool}", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses((status = 204, description = "deleted"), ReadErrors)
 )]
 pub async fn delete(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<StatusCode> {
@@ -299,7 +299,7 @@ async fn set_paused(state: &AppState, auth: &Auth, name: &str, paused: bool) -> 
 /// work.
 #[utoipa::path(
     post, path = "/api/v1/pools/{pool}/pause", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses((status = 200, body = Pool), ReadErrors)
 )]
 pub async fn pause(State(state): State<AppState>, auth: Auth, Path(name): Path<String>) -> ApiResult<axum::Json<Pool>> {
@@ -309,7 +309,7 @@ pub async fn pause(State(state): State<AppState>, auth: Auth, Path(name): Path<S
 /// Resumes a pool, forgetting earlier failed starts (which lifts the hard failure limit).
 #[utoipa::path(
     post, path = "/api/v1/pools/{pool}/resume", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses((status = 200, body = Pool), ReadErrors)
 )]
 pub async fn resume(
@@ -325,7 +325,7 @@ pub async fn resume(
 /// owner is now the caller) and the reconciler replaces it.
 #[utoipa::path(
     post, path = "/api/v1/pools/{pool}/claim", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses(
         (status = 200, body = PoolInstance),
         ReadErrors,
@@ -364,7 +364,7 @@ pub async fn claim(
 /// Every live instance the pool owns (starting, running, failing, being deleted), by id.
 #[utoipa::path(
     get, path = "/api/v1/pools/{pool}/instances", tag = "pools", security(("token" = [])),
-    params(("pool" = String, Path, description = "Pool name")),
+    params(("pool" = String, Path, description = "Pool name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     responses((status = 200, body = Vec<PoolInstance>), ReadErrors)
 )]
 pub async fn instances(
