@@ -70,30 +70,37 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> TaskLog {
     log
 }
 
-/// Runs a `command` task with the declared executor. `stop` turning true kills the program and
-/// ends the run as stopped.
-pub async fn run_command(
+/// How one run of a declared program ended, with its output (stdout then stderr, bounded).
+pub enum ProgramEnd {
+    /// It exited (successfully or not).
+    Exited { status: std::process::ExitStatus, log: String },
+    /// It could not run, or did not end in time: why.
+    Failed { error: String, log: String },
+    /// `stop` turned true and it was killed.
+    Stopped { log: String },
+}
+
+/// Runs the operator's declared program with a clean environment: only the server variables
+/// the declaration lists, plus what `describe` adds (the run's `CUTOVER_*` variables), in the
+/// declared working directory or a new empty one (`describe` may write files into it). The
+/// program gets its own process group, killed on timeout or when `stop` turns true. Every
+/// executor that runs a program (rollout tasks, pool provisioners) goes through here.
+pub async fn run_declared(
     declared: &ExecutorConfig,
     timeout: Duration,
-    context: &TaskContext,
+    describe: impl FnOnce(&std::path::Path, &mut tokio::process::Command) -> Result<(), String>,
     mut stop: watch::Receiver<bool>,
-) -> RunEnd {
-    let failed = |error: String, log: String| {
-        RunEnd::Finished(TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log })
-    };
+) -> ProgramEnd {
+    let failed = |error: String| ProgramEnd::Failed { error, log: String::new() };
     let Some((name, args)) = declared.program.split_first() else {
-        return failed("the executor names no program".into(), String::new());
+        return failed("the executor names no program".into());
     };
-    // A directory of the run's own: the content file, and the working directory unless the
-    // operator set one. Removed when the run ends.
+    // A directory of the run's own: files the run is handed, and the working directory unless
+    // the operator set one. Removed when the run ends.
     let scratch = match tempfile::Builder::new().prefix("cutover-run-").tempdir() {
         Ok(dir) => dir,
-        Err(e) => return failed(format!("could not make the run's directory: {e}"), String::new()),
+        Err(e) => return failed(format!("could not make the run's directory: {e}")),
     };
-    let content_file = scratch.path().join("content");
-    if let Err(e) = std::fs::write(&content_file, content_bytes(context)) {
-        return failed(format!("could not write the content file: {e}"), String::new());
-    }
     let mut command = tokio::process::Command::new(name);
     // Nothing of the server's environment (its database URL, its secret key) unless listed.
     command.env_clear();
@@ -102,31 +109,17 @@ pub async fn run_command(
             command.env(variable, value);
         }
     }
-    command.current_dir(declared.working_dir.as_deref().unwrap_or(scratch.path()));
-    command
-        .args(args)
-        .env("CUTOVER_ROLLOUT_ID", &context.rollout_id)
-        .env("CUTOVER_TASK_ID", &context.task_id)
-        .env("CUTOVER_ARTIFACT", &context.artifact)
-        .env("CUTOVER_ENVIRONMENT", &context.environment)
-        .env("CUTOVER_TARGET", &context.target)
-        .env("CUTOVER_TARGET_CONFIG", Value::Object(context.target_config.clone()).to_string())
-        .env("CUTOVER_VERSION", context.version.to_string())
-        .env("CUTOVER_STEP", &context.step)
-        .env("CUTOVER_IDEMPOTENCY_KEY", &context.idempotency_key)
-        .env("CUTOVER_ATTEMPT", context.attempt.to_string())
-        .env("CUTOVER_VALUE_TYPE", &context.value_type)
-        .env("CUTOVER_CONTENT_FILE", &content_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // Its own process group: stopping the task kills everything it started, not only the program.
+    command.current_dir(declared.working_dir.as_deref().unwrap_or(scratch.path())).args(args);
+    if let Err(error) = describe(scratch.path(), &mut command) {
+        return failed(error);
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Its own process group: stopping the run kills everything it started, not only the program.
     #[cfg(unix)]
     command.process_group(0);
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return failed(format!("could not start {name:?}: {e}"), String::new()),
+        Err(e) => return failed(format!("could not start {name:?}: {e}")),
     };
     let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s)));
     let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s)));
@@ -170,21 +163,63 @@ pub async fn run_command(
     let err = drain(stderr).await;
     let log = log(out, err);
     match ended {
-        Ended::Exited(Ok(status)) if status.success() => {
+        Ended::Exited(Ok(status)) => ProgramEnd::Exited { status, log },
+        Ended::Exited(Err(e)) => ProgramEnd::Failed { error: format!("could not wait for {name:?}: {e}"), log },
+        Ended::TimedOut => ProgramEnd::Failed { error: format!("timed out after {} s", timeout.as_secs()), log },
+        Ended::Stopped => ProgramEnd::Stopped { log },
+    }
+}
+
+/// Why a program that exited did not succeed.
+pub fn exit_error(status: std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "killed by a signal".to_owned(),
+    }
+}
+
+/// Runs a `command` task with the declared executor. `stop` turning true kills the program and
+/// ends the run as stopped.
+pub async fn run_command(
+    declared: &ExecutorConfig,
+    timeout: Duration,
+    context: &TaskContext,
+    stop: watch::Receiver<bool>,
+) -> RunEnd {
+    let describe = |scratch: &std::path::Path, command: &mut tokio::process::Command| {
+        let content_file = scratch.join("content");
+        std::fs::write(&content_file, content_bytes(context))
+            .map_err(|e| format!("could not write the content file: {e}"))?;
+        command
+            .env("CUTOVER_ROLLOUT_ID", &context.rollout_id)
+            .env("CUTOVER_TASK_ID", &context.task_id)
+            .env("CUTOVER_ARTIFACT", &context.artifact)
+            .env("CUTOVER_ENVIRONMENT", &context.environment)
+            .env("CUTOVER_TARGET", &context.target)
+            .env("CUTOVER_TARGET_CONFIG", Value::Object(context.target_config.clone()).to_string())
+            .env("CUTOVER_VERSION", context.version.to_string())
+            .env("CUTOVER_STEP", &context.step)
+            .env("CUTOVER_IDEMPOTENCY_KEY", &context.idempotency_key)
+            .env("CUTOVER_ATTEMPT", context.attempt.to_string())
+            .env("CUTOVER_VALUE_TYPE", &context.value_type)
+            .env("CUTOVER_CONTENT_FILE", &content_file);
+        Ok(())
+    };
+    let failed = |error: String, log: String| {
+        RunEnd::Finished(TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log })
+    };
+    match run_declared(declared, timeout, describe, stop).await {
+        ProgramEnd::Exited { status, log } if status.success() => {
             RunEnd::Finished(TaskOutcome { succeeded: true, exit_code: status.code(), error: None, log })
         }
-        Ended::Exited(Ok(status)) => RunEnd::Finished(TaskOutcome {
+        ProgramEnd::Exited { status, log } => RunEnd::Finished(TaskOutcome {
             succeeded: false,
             exit_code: status.code(),
-            error: Some(match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "killed by a signal".to_owned(),
-            }),
+            error: Some(exit_error(status)),
             log,
         }),
-        Ended::Exited(Err(e)) => failed(format!("could not wait for {name:?}: {e}"), log),
-        Ended::TimedOut => failed(format!("timed out after {} s", timeout.as_secs()), log),
-        Ended::Stopped => RunEnd::Stopped { log },
+        ProgramEnd::Failed { error, log } => failed(error, log),
+        ProgramEnd::Stopped { log } => RunEnd::Stopped { log },
     }
 }
 

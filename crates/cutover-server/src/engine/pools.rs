@@ -16,18 +16,16 @@
 //! agent token in `CUTOVER_AGENT_TOKEN`; only its hash is stored.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cutover_domain::Timestamp;
 use cutover_domain::pools::plan;
-use cutover_domain::rollouts::TaskLog;
 use cutover_store::{BuildOutcome, BuildRun, Store};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, watch};
 
 use super::admission::Admission;
+use super::executors::{self, ProgramEnd};
 use super::pool_metrics::{PoolLabels, PoolMetrics};
 use super::{EngineConfig, Reconciler};
 use crate::config::ExecutorConfig;
@@ -172,19 +170,6 @@ impl PoolReconciler {
     }
 }
 
-/// A stream's output, bounded as it arrives.
-async fn capture(mut stream: impl AsyncRead + Unpin) -> TaskLog {
-    let mut log = TaskLog::default();
-    let mut chunk = [0_u8; 8192];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => log.push(&chunk[..n]),
-        }
-    }
-    log
-}
-
 /// Runs the provisioner for one build, with a clean environment: the build described in
 /// `CUTOVER_*` variables (the agent token among them) and only the server's variables the
 /// declaration lists. `None`: stopped before it ended.
@@ -193,100 +178,34 @@ async fn provision(
     timeout: Duration,
     run: &BuildRun,
     agent_url: &str,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Option<BuildOutcome> {
-    let failed = |error: String| Some(BuildOutcome { succeeded: false, error: Some(error), log: String::new() });
-    let Some((program, args)) = declared.program.split_first() else {
-        return failed("the executor names no program".into());
+    let describe = |_: &std::path::Path, command: &mut tokio::process::Command| {
+        command
+            .env("CUTOVER_POOL", &run.pool.name)
+            .env("CUTOVER_ARTIFACT", run.pool.artifact.as_str())
+            .env("CUTOVER_ENVIRONMENT", run.pool.environment.as_str())
+            .env("CUTOVER_INSTANCE_ID", &run.instance_id)
+            .env("CUTOVER_BUILD_ID", &run.build_id)
+            .env("CUTOVER_TRANSITION", run.transition.as_str())
+            .env("CUTOVER_VERSION", run.version.map(|v| v.to_string()).unwrap_or_default())
+            .env("CUTOVER_PARAMETERS", run.parameters.to_string())
+            .env("CUTOVER_AGENTS", run.pool.agents.join(","))
+            .env("CUTOVER_IDEMPOTENCY_KEY", &run.idempotency_key)
+            .env("CUTOVER_ATTEMPT", run.attempt.to_string())
+            .env("CUTOVER_AGENT_URL", agent_url)
+            .env("CUTOVER_AGENT_TOKEN", run.agent_token.expose());
+        Ok(())
     };
-    let scratch = match tempfile::Builder::new().prefix("cutover-pool-").tempdir() {
-        Ok(dir) => dir,
-        Err(e) => return failed(format!("could not make the run's directory: {e}")),
-    };
-    let mut command = tokio::process::Command::new(program);
-    command.env_clear();
-    for variable in &declared.env {
-        if let Some(value) = std::env::var_os(variable) {
-            command.env(variable, value);
+    match executors::run_declared(declared, timeout, describe, stop).await {
+        ProgramEnd::Exited { status, log } if status.success() => {
+            Some(BuildOutcome { succeeded: true, error: None, log })
         }
-    }
-    command
-        .current_dir(declared.working_dir.as_deref().unwrap_or(scratch.path()))
-        .args(args)
-        .env("CUTOVER_POOL", &run.pool.name)
-        .env("CUTOVER_ARTIFACT", run.pool.artifact.as_str())
-        .env("CUTOVER_ENVIRONMENT", run.pool.environment.as_str())
-        .env("CUTOVER_INSTANCE_ID", &run.instance_id)
-        .env("CUTOVER_BUILD_ID", &run.build_id)
-        .env("CUTOVER_TRANSITION", run.transition.as_str())
-        .env("CUTOVER_VERSION", run.version.map(|v| v.to_string()).unwrap_or_default())
-        .env("CUTOVER_PARAMETERS", run.parameters.to_string())
-        .env("CUTOVER_AGENTS", run.pool.agents.join(","))
-        .env("CUTOVER_IDEMPOTENCY_KEY", &run.idempotency_key)
-        .env("CUTOVER_ATTEMPT", run.attempt.to_string())
-        .env("CUTOVER_AGENT_URL", agent_url)
-        .env("CUTOVER_AGENT_TOKEN", run.agent_token.expose())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return failed(format!("could not start {program:?}: {e}")),
-    };
-    let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s)));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s)));
-    enum Ended {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        Stopped,
-    }
-    let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status),
-        () = tokio::time::sleep(timeout) => Ended::TimedOut,
-        _ = stop.wait_for(|stop| *stop) => Ended::Stopped,
-    };
-    if !matches!(ended, Ended::Exited(_)) {
-        #[cfg(unix)]
-        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        ProgramEnd::Exited { status, log } => {
+            Some(BuildOutcome { succeeded: false, error: Some(executors::exit_error(status)), log })
         }
-        let _ = child.kill().await;
-    }
-    let drain = |handle: Option<tokio::task::JoinHandle<TaskLog>>| async move {
-        let Some(handle) = handle else { return TaskLog::default() };
-        let abort = handle.abort_handle();
-        match tokio::time::timeout(Duration::from_secs(2), handle).await {
-            Ok(log) => log.unwrap_or_default(),
-            Err(_) => {
-                abort.abort();
-                TaskLog::default()
-            }
-        }
-    };
-    let mut log = drain(stdout).await;
-    log.append(drain(stderr).await);
-    let log = log.into_string();
-    match ended {
-        Ended::Exited(Ok(status)) if status.success() => Some(BuildOutcome { succeeded: true, error: None, log }),
-        Ended::Exited(Ok(status)) => Some(BuildOutcome {
-            succeeded: false,
-            error: Some(
-                status.code().map_or_else(|| "killed by a signal".to_owned(), |c| format!("exited with status {c}")),
-            ),
-            log,
-        }),
-        Ended::Exited(Err(e)) => {
-            Some(BuildOutcome { succeeded: false, error: Some(format!("could not wait: {e}")), log })
-        }
-        Ended::TimedOut => Some(BuildOutcome {
-            succeeded: false,
-            error: Some(format!("timed out after {} s", timeout.as_secs())),
-            log,
-        }),
-        Ended::Stopped => None,
+        ProgramEnd::Failed { error, log } => Some(BuildOutcome { succeeded: false, error: Some(error), log }),
+        ProgramEnd::Stopped { .. } => None,
     }
 }
 
