@@ -825,6 +825,7 @@ pub enum AuditObjectTypeName {
     Experiment,
     Rollout,
     Pool,
+    Queue,
 }
 
 /// A token's role (schema only: the wire carries the string).

@@ -17,12 +17,21 @@ pub enum AuditObject {
     Experiment,
     Rollout,
     Pool,
+    Queue,
 }
 
 impl AuditObject {
     /// Every type, in the order documents list them.
-    pub const ALL: [AuditObject; 7] =
-        [Self::Workspace, Self::Environment, Self::Artifact, Self::Token, Self::Experiment, Self::Rollout, Self::Pool];
+    pub const ALL: [AuditObject; 8] = [
+        Self::Workspace,
+        Self::Environment,
+        Self::Artifact,
+        Self::Token,
+        Self::Experiment,
+        Self::Rollout,
+        Self::Pool,
+        Self::Queue,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +42,7 @@ impl AuditObject {
             Self::Experiment => "experiment",
             Self::Rollout => "rollout",
             Self::Pool => "pool",
+            Self::Queue => "queue",
         }
     }
 
@@ -73,7 +83,7 @@ mod tests {
         for bad in ["", "version", "pin", "Artifact", "artifact "] {
             let err = bad.parse::<AuditObject>().unwrap_err();
             assert!(
-                err.to_string().contains("workspace, environment, artifact, token, experiment, rollout, pool"),
+                err.to_string().contains("workspace, environment, artifact, token, experiment, rollout, pool, queue"),
                 "{err}"
             );
         }

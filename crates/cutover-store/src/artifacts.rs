@@ -91,6 +91,56 @@ pub(crate) async fn fetch(conn: &mut Conn<'_>, workspace_id: &str, key: &Artifac
     row.ok_or_else(|| StoreError::NotFound(format!("artifact {:?}", key.as_str())))?.try_into()
 }
 
+/// Inserts the next version of `artifact` (its number from the artifact row's counter) and its
+/// audit event, in the caller's transaction.
+pub(crate) async fn insert_version(
+    tx: &mut Conn<'_>,
+    workspace_id: &str,
+    actor: &Actor,
+    artifact: &Artifact,
+    content: &Content,
+    message: &str,
+) -> Result<Version> {
+    let now = Timestamp::now().as_micros();
+    let (number,): (i64,) = q!(
+        tx,
+        fetch_one,
+        sqlx::query_as(
+            "UPDATE artifacts SET latest_version = latest_version + 1, updated_at = $1
+             WHERE id = $2 RETURNING latest_version"
+        )
+        .bind(now)
+        .bind(&artifact.id)
+    )?;
+    let row: VersionRow = q!(
+        tx,
+        fetch_one,
+        sqlx::query_as(&format!(
+            "INSERT INTO versions (artifact_id, number, content, sha256, message, author_token_id, author_name, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {VERSION_COLUMNS}"
+        ))
+        .bind(&artifact.id)
+        .bind(number)
+        .bind(content.as_json())
+        .bind(content.sha256())
+        .bind(message)
+        .bind(&actor.token_id)
+        .bind(&actor.name)
+        .bind(now)
+    )?;
+    let version = row.into_version(&artifact.key)?;
+    let summary =
+        serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
+    record(
+        tx,
+        workspace_id,
+        actor,
+        Change::new("version.create", AuditObject::Artifact, artifact.key.as_str()).after(&summary),
+    )
+    .await?;
+    Ok(version)
+}
+
 impl Store {
     pub async fn create_artifact(&self, caller: &Caller, new: &NewArtifact) -> Result<Artifact> {
         let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
@@ -238,43 +288,7 @@ impl Store {
                     });
                 }
             }
-            let now = Timestamp::now().as_micros();
-            let (number,): (i64,) = q!(
-                tx,
-                fetch_one,
-                sqlx::query_as(
-                    "UPDATE artifacts SET latest_version = latest_version + 1, updated_at = $1
-                     WHERE id = $2 RETURNING latest_version"
-                )
-                .bind(now)
-                .bind(&artifact.id)
-            )?;
-            let row: VersionRow = q!(
-                tx,
-                fetch_one,
-                sqlx::query_as(&format!(
-                    "INSERT INTO versions (artifact_id, number, content, sha256, message, author_token_id, author_name, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {VERSION_COLUMNS}"
-                ))
-                .bind(&artifact.id)
-                .bind(number)
-                .bind(content.as_json())
-                .bind(content.sha256())
-                .bind(message)
-                .bind(&actor.token_id)
-                .bind(&actor.name)
-                .bind(now)
-            )?;
-            let version = row.into_version(&artifact.key)?;
-            let summary =
-                serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
-            record(
-                tx,
-                workspace_id,
-                actor,
-                Change::new("version.create", AuditObject::Artifact, key.as_str()).after(&summary),
-            )
-            .await?;
+            let version = insert_version(tx, workspace_id, actor, &artifact, &content, message).await?;
             let desired: Vec<_> = targets.into_iter().map(|e| (e, Some(version.number))).collect();
             let pinned = pins::apply(tx, workspace_id, actor, authority, &artifact, &desired, message).await?;
             (version, pinned)

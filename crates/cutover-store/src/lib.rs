@@ -18,6 +18,7 @@ mod leases;
 mod models;
 mod pins;
 mod pools;
+mod queue;
 mod rollouts;
 mod sessions;
 mod snapshot;
@@ -41,6 +42,10 @@ pub use models::*;
 pub use pools::{
     BuildOutcome, BuildRun, InstanceDetail, NewPool, OpenBuild, Pool, PoolAgent, PoolBuild, PoolChanges, PoolInstance,
     PoolStatus, PoolWork,
+};
+pub use queue::{
+    ActiveListing, Applied, BatchSpec, ChangeRequest, CheckRun, NewChangeRequest, NewQueue, Queue, QueueBatch,
+    QueueStatus, QueueWork, RequestChange, RequestTransition, RunningCheck,
 };
 pub use snapshot::ResolveSnapshot;
 

@@ -10,11 +10,16 @@
 //!
 //! `docs/queue.md` states the rules these functions hold.
 
+mod definition;
 mod model;
 mod plan;
 pub mod simulate;
 mod state;
 
+pub use definition::{
+    MAX_BATCH_SIZE, MAX_BUDGET, MAX_CHANGES, MAX_FLAKE_RETRIES, MAX_MESSAGE_CHARS, MAX_WAIT_SECONDS, QueueName,
+    QueueSettings, check_message,
+};
 pub use model::{
     BaseLine, Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Lane, Lineage, Position,
     QueuePolicy, QueueView, Request, RequestId, Scope, Split,

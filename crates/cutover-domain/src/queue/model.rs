@@ -3,25 +3,25 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::state::{BatchState, RequestState};
 use crate::Timestamp;
 
 /// A change request's id. Ids grow with submission: within a lane, queue order is id order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(pub u64);
 
 /// A batch's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BatchId(pub u64);
 
 /// A check's id (one per attempt: the executor's idempotency key is derived from it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CheckId(pub u64);
 
 /// The lane a request waits in: hotfixes go ahead of every normal batch that is not landing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Lane {
     Hotfix,
@@ -31,7 +31,7 @@ pub enum Lane {
 /// Where a batch stands in the queue: its lane, then the order batches were formed in, then the
 /// index of its first request in the batch it was formed as, so that the parts of a split batch
 /// keep their parent's place and their order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Position {
     pub lane: Lane,
     pub seq: u64,
@@ -128,7 +128,7 @@ pub enum CheckStatus {
 }
 
 /// What part of the environment a base line covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope<K> {
     /// The whole environment: strategies that do not look at footprints.
     Environment,
@@ -140,7 +140,7 @@ pub enum Scope<K> {
 /// order. Two scopes with the same lineage had the same requests land in the same order (but for a
 /// collision, about 2^-64). The last landed request alone would not do: a request ahead that was
 /// refused while the ones after it landed leaves the same last request, not the same state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Lineage(pub u64);
 
 impl Lineage {
@@ -163,7 +163,7 @@ impl Lineage {
 /// One line of a check's base: in `scope`, the lineage when the check started, then the requests
 /// ahead that the check assumed would land, in order. The checked state of the scope is that
 /// lineage, then those requests, then the batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseLine<K> {
     pub scope: Scope<K>,
     pub head: Lineage,
@@ -221,7 +221,7 @@ impl<K: PartialEq> BaseLine<K> {
 
 /// What a check ran on: every request ahead it assumed would land (their content is given to the
 /// executor with the batch's), and per scope the exact sequence it checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckBase<K> {
     pub requests: Vec<RequestId>,
     pub lines: Vec<BaseLine<K>>,

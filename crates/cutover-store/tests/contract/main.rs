@@ -9,6 +9,7 @@ mod migrations;
 mod pins;
 mod plans;
 mod pools;
+mod queue;
 mod rollouts;
 mod sessions;
 mod tokens;
