@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 pub mod pools;
+pub mod queue;
 pub mod schema;
 
 pub use pools::{

@@ -55,6 +55,9 @@ exposure_flush_ms = 1000
 engine_lease_seconds = 15
 engine_tick_ms = 1000
 engine_shutdown_seconds = 10
+# Submit queue: a batch membership whose batch row is still missing this long after it was
+# written (a create that failed or died) is pruned.
+queue_prune_seconds = 600
 
 # The key webhook secrets are encrypted with at rest: 32 bytes as base64 (`openssl rand -base64 32`).
 # Unset: a key is generated on the first start and kept in <data_dir>/cutover-secret-key (0600).
@@ -112,6 +115,7 @@ pub struct ServerConfig {
     pub engine_lease_seconds: u64,
     pub engine_tick_ms: u64,
     pub engine_shutdown_seconds: u64,
+    pub queue_prune_seconds: u64,
     pub log: String,
     pub log_format: LogFormat,
     pub secret_key: Option<String>,
@@ -184,6 +188,7 @@ impl Default for ServerConfig {
             engine_lease_seconds: 15,
             engine_tick_ms: 1_000,
             engine_shutdown_seconds: 10,
+            queue_prune_seconds: 600,
             log: "info".into(),
             log_format: LogFormat::Text,
             secret_key: None,
@@ -320,6 +325,7 @@ impl fmt::Debug for ServerConfig {
             .field("engine_lease_seconds", &self.engine_lease_seconds)
             .field("engine_tick_ms", &self.engine_tick_ms)
             .field("engine_shutdown_seconds", &self.engine_shutdown_seconds)
+            .field("queue_prune_seconds", &self.queue_prune_seconds)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "[redacted]"))

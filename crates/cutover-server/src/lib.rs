@@ -94,8 +94,10 @@ impl AppState {
         // engine wakes them all.
         let rollouts_wake = Arc::new(tokio::sync::Notify::new());
         let pools_wake = Arc::new(tokio::sync::Notify::new());
+        let queue_wake = Arc::new(tokio::sync::Notify::new());
         let forward = {
-            let (engine, wakes) = (self.engine_wake.clone(), [rollouts_wake.clone(), pools_wake.clone()]);
+            let (engine, wakes) =
+                (self.engine_wake.clone(), [rollouts_wake.clone(), pools_wake.clone(), queue_wake.clone()]);
             let mut shutdown = self.shutdown.subscribe();
             tokio::spawn(async move {
                 loop {
@@ -130,9 +132,20 @@ impl AppState {
         );
         let pools =
             engine::spawn(Arc::new(pools), pools_wake, config, self.engine_health.clone(), self.shutdown.subscribe());
+        let queue = engine::queue::QueueReconciler::new(
+            self.store.clone(),
+            config,
+            queue_wake.clone(),
+            self.admission.clone(),
+            self.metrics.queues.clone(),
+            std::time::Duration::from_secs(self.config.queue_prune_seconds),
+        );
+        let queue =
+            engine::spawn(Arc::new(queue), queue_wake, config, self.engine_health.clone(), self.shutdown.subscribe());
         Ok(tokio::spawn(async move {
             let _ = rollouts.await;
             let _ = pools.await;
+            let _ = queue.await;
             let _ = forward.await;
         }))
     }

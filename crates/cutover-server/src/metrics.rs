@@ -50,6 +50,8 @@ pub struct Metrics {
     pub engine_backoff: Family<ReconcilerLabels, Gauge<f64, AtomicU64>>,
     /// Warm pools: creates, failures, claims, counts.
     pub pools: crate::engine::pool_metrics::PoolMetrics,
+    /// The submit queue: depth, time in queue, checks, landings, cancels, refusals.
+    pub queues: crate::engine::queue_metrics::QueueMetrics,
 }
 
 impl Default for Metrics {
@@ -92,8 +94,10 @@ impl Default for Metrics {
             engine_backoff.clone(),
         );
         let pools = crate::engine::pool_metrics::PoolMetrics::register(&mut registry);
+        let queues = crate::engine::queue_metrics::QueueMetrics::register(&mut registry);
         Self {
             pools,
+            queues,
             registry,
             requests,
             latency,

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "experiments", description = "Splitting an environment between versions"),
         (name = "rollouts", description = "Applying a version to every deployment target of an environment"),
         (name = "pools", description = "Warm pools: ready instances of a version, claimed at once"),
+        (name = "queue", description = "Submit queue: changes land in an environment in order, after checks"),
         (name = "resolve", description = "What is live, read fast, and the change stream"),
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol")
     )

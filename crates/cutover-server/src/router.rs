@@ -6,8 +6,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::api::{
-    artifacts, audit, environments, events, experiments, health, pins, pools, results, rollouts, tokens, versions,
-    workspaces,
+    artifacts, audit, environments, events, experiments, health, pins, pools, queues, results, rollouts, tokens,
+    versions, workspaces,
 };
 
 /// Every route with its OpenAPI description.
@@ -61,6 +61,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pools::instances))
         .routes(routes!(pools::show_instance))
         .routes(routes!(pools::report_agent))
+        .routes(routes!(queues::create, queues::list))
+        .routes(routes!(queues::show))
+        .routes(routes!(queues::submit, queues::requests))
+        .routes(routes!(queues::show_request))
+        .routes(routes!(queues::cancel))
+        .routes(routes!(queues::batches))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(queues::pass))
+        .routes(routes!(queues::fail))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .merge(crate::resolve::ofrep::flag_route())

@@ -129,8 +129,7 @@ pub(crate) async fn insert_version(
         .bind(now)
     )?;
     let version = row.into_version(&artifact.key)?;
-    let summary =
-        serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
+    let summary = serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
     record(
         tx,
         workspace_id,

@@ -45,7 +45,7 @@ pub use pools::{
 };
 pub use queue::{
     ActiveListing, Applied, BatchSpec, ChangeRequest, CheckRun, NewChangeRequest, NewQueue, Queue, QueueBatch,
-    QueueStatus, QueueWork, RequestChange, RequestTransition, RunningCheck,
+    QueueStatus, QueueWork, RequestChange, RequestTransition, RunningCheck, RunningCheckSummary,
 };
 pub use snapshot::ResolveSnapshot;
 

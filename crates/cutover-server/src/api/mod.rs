@@ -11,6 +11,7 @@ pub mod health;
 pub mod params;
 pub mod pins;
 pub mod pools;
+pub mod queues;
 pub mod responses;
 pub mod results;
 pub mod rollouts;

@@ -13,6 +13,8 @@ pub mod executors;
 pub mod health;
 pub mod pool_metrics;
 pub mod pools;
+pub mod queue;
+pub mod queue_metrics;
 pub mod rollouts;
 pub mod webhook;
 

@@ -10,6 +10,7 @@ mod experiments;
 mod health;
 mod pins;
 mod pools;
+mod queue;
 mod resilience;
 mod resolve;
 mod rollouts;

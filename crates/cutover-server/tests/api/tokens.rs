@@ -124,7 +124,7 @@ async fn the_audit_log_filters_by_actor_and_pages(store: Store) {
             StatusCode::BAD_REQUEST,
             crate::error(
                 "invalid_query",
-                "object_type \"version\" is not one of workspace, environment, artifact, token, experiment, rollout, pool"
+                "object_type \"version\" is not one of workspace, environment, artifact, token, experiment, rollout, pool, queue"
             )
         )
     );

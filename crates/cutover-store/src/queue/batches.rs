@@ -115,7 +115,16 @@ pub(crate) async fn list_active(conn: &mut Conn<'_>, queue_id: &str) -> Result<A
     let mut listing = ActiveListing::default();
     for row in rows {
         let id = stored_id(row.batch_id)?;
-        let (Some(lane), Some(seq), Some(offset), Some(requests), Some(suspect), Some(state), Some(created), Some(updated)) = (
+        let (
+            Some(lane),
+            Some(seq),
+            Some(offset),
+            Some(requests),
+            Some(suspect),
+            Some(state),
+            Some(created),
+            Some(updated),
+        ) = (
             row.lane,
             row.seq,
             row.position_offset,
@@ -124,7 +133,8 @@ pub(crate) async fn list_active(conn: &mut Conn<'_>, queue_id: &str) -> Result<A
             row.state,
             row.created_at,
             row.updated_at,
-        ) else {
+        )
+        else {
             listing.dangling.push(id);
             continue;
         };
@@ -186,12 +196,14 @@ pub(crate) async fn move_batch(
     let moved = q!(
         conn,
         execute,
-        sqlx::query("UPDATE queue_batches SET state = $1, updated_at = $2 WHERE queue_id = $3 AND id = $4 AND state = $5")
-            .bind(to.as_str())
-            .bind(Timestamp::now().as_micros())
-            .bind(queue_id)
-            .bind(db_id(id))
-            .bind(from.as_str())
+        sqlx::query(
+            "UPDATE queue_batches SET state = $1, updated_at = $2 WHERE queue_id = $3 AND id = $4 AND state = $5"
+        )
+        .bind(to.as_str())
+        .bind(Timestamp::now().as_micros())
+        .bind(queue_id)
+        .bind(db_id(id))
+        .bind(from.as_str())
     )?;
     Ok(moved == 1)
 }
@@ -271,8 +283,11 @@ pub(crate) async fn insert_batch(
                 .bind(queue_id)
                 .bind(db_id(request))
         )?;
-        let from: RequestState =
-            state.ok_or_else(|| StoreError::NotFound(format!("change request {request}")))?.0.parse().map_err(corrupt)?;
+        let from: RequestState = state
+            .ok_or_else(|| StoreError::NotFound(format!("change request {request}")))?
+            .0
+            .parse()
+            .map_err(corrupt)?;
         if from == RequestState::Cancelling {
             // A cancel asked for meanwhile: it stays `cancelling`, and the next plan takes it
             // out of this batch.
@@ -377,9 +392,8 @@ impl Store {
     /// Removes memberships whose batch row is still missing `older_than` after they were
     /// written (creates that failed or died). Returns how many.
     pub async fn prune_queue_memberships(&self, older_than: std::time::Duration) -> Result<u64> {
-        let cutoff = Timestamp::now()
-            .as_micros()
-            .saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        let cutoff =
+            Timestamp::now().as_micros().saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
         transaction!(self, |tx| {
             q!(
                 tx,

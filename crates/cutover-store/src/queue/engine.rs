@@ -13,8 +13,7 @@ use serde_json::Value;
 
 use super::batches::{self, BatchSpec};
 use super::{
-    Queue, RequestChange, corrupt, db_id, fetch_by_id, lock, stored_id, stored_lane,
-    stored_request_state, transition,
+    Queue, RequestChange, corrupt, db_id, fetch_by_id, lock, stored_id, stored_lane, stored_request_state, transition,
 };
 use crate::audit::{Change, record};
 use crate::db::{Conn, q, read, snapshot, transaction};
@@ -52,6 +51,9 @@ pub struct CheckRun {
     pub requests: Vec<u64>,
     pub ahead: Vec<u64>,
     pub candidate: Vec<RequestChange>,
+    /// Each change of the batch's requests, in queue order: a check sees every request's content,
+    /// not only the final state (a later request in the batch may replace an earlier one's).
+    pub changes: Vec<(u64, RequestChange)>,
     pub run_token: i64,
 }
 
@@ -121,11 +123,8 @@ fn check_status(status: &str, output: Option<String>) -> Result<CheckStatus> {
 
 async fn load(conn: &mut Conn<'_>, queue_id: &str) -> Result<QueueWork> {
     let queue = fetch_by_id(conn, queue_id).await?;
-    let (next_seq, lineage): (i64, i64) = q!(
-        conn,
-        fetch_one,
-        sqlx::query_as("SELECT next_seq, lineage FROM queues WHERE id = $1").bind(queue_id)
-    )?;
+    let (next_seq, lineage): (i64, i64) =
+        q!(conn, fetch_one, sqlx::query_as("SELECT next_seq, lineage FROM queues WHERE id = $1").bind(queue_id))?;
     let mut view = QueueView {
         paused: queue.paused,
         next_seq: stored_id(next_seq)?,
@@ -456,8 +455,7 @@ async fn apply(
             transition(tx, queue_id, request.0, state, RequestEvent::ConfirmCancel, "queue", "cancelled").await?;
             if let (Some(rest), Some(&id)) = (rest, ids.first()) {
                 let depends = depends_of(tx, queue_id, batch.map(|b| b.0)).await?;
-                batches::insert_batch(tx, queue_id, id, &spec(rest, &depends), RequestEvent::Rebatch, "queue")
-                    .await?;
+                batches::insert_batch(tx, queue_id, id, &spec(rest, &depends), RequestEvent::Rebatch, "queue").await?;
             }
         }
         Action::Abandon { check } => {
@@ -558,10 +556,10 @@ async fn start_check(
         .bind(deadline.as_micros())
         .bind(now)
     )?;
-    if found.state != BatchState::Speculating {
-        if !batches::move_batch(tx, queue_id, batch, found.state, BatchEvent::Speculate).await? {
-            return Err(StoreError::conflict(format!("batch {batch} changed meanwhile")));
-        }
+    if found.state != BatchState::Speculating
+        && !batches::move_batch(tx, queue_id, batch, found.state, BatchEvent::Speculate).await?
+    {
+        return Err(StoreError::conflict(format!("batch {batch} changed meanwhile")));
     }
     for &request in &found.requests {
         if request_state(tx, queue_id, request).await? == RequestState::Batched {
@@ -584,6 +582,7 @@ async fn start_check(
         .iter()
         .filter_map(|k| candidate.get(k).map(|content| RequestChange { artifact: k.clone(), content: content.clone() }))
         .collect();
+    let batch_changes = found.requests.iter().flat_map(|r| changes[r].iter().map(move |c| (*r, c.clone()))).collect();
     Ok(CheckRun {
         queue,
         check: id,
@@ -593,6 +592,7 @@ async fn start_check(
         requests: found.requests,
         ahead,
         candidate,
+        changes: batch_changes,
         run_token: token,
     })
 }
@@ -629,9 +629,11 @@ async fn land(tx: &mut Conn<'_>, queue_id: &str, batch: u64, check: u64) -> Resu
         let row: (Option<String>, String, String) = q!(
             tx,
             fetch_one,
-            sqlx::query_as("SELECT author_token_id, author_name, message FROM queue_requests WHERE queue_id = $1 AND id = $2")
-                .bind(queue_id)
-                .bind(db_id(request))
+            sqlx::query_as(
+                "SELECT author_token_id, author_name, message FROM queue_requests WHERE queue_id = $1 AND id = $2"
+            )
+            .bind(queue_id)
+            .bind(db_id(request))
         )?;
         let author = Actor { token_id: row.0.unwrap_or_default(), name: row.1 };
         let message = row.2;
@@ -640,7 +642,8 @@ async fn land(tx: &mut Conn<'_>, queue_id: &str, batch: u64, check: u64) -> Resu
         for change in &changes[&request] {
             let artifact = artifacts::fetch(tx, &queue.workspace_id, &change.artifact).await?;
             let content = Content::parse(artifact.value_type, change.content.clone())?;
-            let version = artifacts::insert_version(tx, &queue.workspace_id, &author, &artifact, &content, &message).await?;
+            let version =
+                artifacts::insert_version(tx, &queue.workspace_id, &author, &artifact, &content, &message).await?;
             pins::apply(
                 tx,
                 &queue.workspace_id,

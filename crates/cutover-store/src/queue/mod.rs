@@ -61,10 +61,19 @@ pub struct QueueStatus {
     pub depth: u64,
     /// Batches not yet terminal.
     pub active_batches: u64,
-    /// Checks running.
-    pub running_checks: u64,
+    /// Checks running now, oldest first.
+    pub running_checks: Vec<RunningCheckSummary>,
     /// Requests landed since the queue was created.
     pub landed: u64,
+}
+
+/// A check running now (a manual check waits for a person's report on its id).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningCheckSummary {
+    pub id: u64,
+    pub batch: u64,
+    pub attempt: u32,
+    pub started_at: Timestamp,
 }
 
 /// New content for one artifact.
@@ -250,12 +259,14 @@ pub(crate) async fn transition(
     let moved = q!(
         conn,
         execute,
-        sqlx::query("UPDATE queue_requests SET state = $1, updated_at = $2 WHERE queue_id = $3 AND id = $4 AND state = $5")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(queue_id)
-            .bind(db_id(request))
-            .bind(from.as_str())
+        sqlx::query(
+            "UPDATE queue_requests SET state = $1, updated_at = $2 WHERE queue_id = $3 AND id = $4 AND state = $5"
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(queue_id)
+        .bind(db_id(request))
+        .bind(from.as_str())
     )?;
     if moved != 1 {
         return Err(StoreError::conflict(format!("change request {request} is no longer {from}")));
@@ -380,20 +391,31 @@ async fn status(conn: &mut Conn<'_>, queue: Queue) -> Result<QueueStatus> {
         .bind(&queue.id)
     )?;
     let active = batches::list_active(conn, &queue.id).await?;
-    let running: (i64,) = q!(
+    let running: Vec<(i64, i64, i32, i64)> = q!(
         conn,
-        fetch_one,
+        fetch_all,
         sqlx::query_as(
-            "SELECT COUNT(*) FROM queue_active_batches m
+            "SELECT c.id, c.batch_id, c.attempt, c.started_at FROM queue_active_batches m
              JOIN queue_checks c ON c.queue_id = m.queue_id AND c.batch_id = m.batch_id
-             WHERE m.queue_id = $1 AND c.status = 'running'"
+             WHERE m.queue_id = $1 AND c.status = 'running' ORDER BY c.id"
         )
         .bind(&queue.id)
     )?;
+    let running_checks = running
+        .into_iter()
+        .map(|(id, batch, attempt, started_at)| {
+            Ok(RunningCheckSummary {
+                id: stored_id(id)?,
+                batch: stored_id(batch)?,
+                attempt: u32::try_from(attempt).map_err(corrupt)?,
+                started_at: Timestamp::from_micros(started_at),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(QueueStatus {
         depth: u64::try_from(depth).unwrap_or(0),
         active_batches: active.batches.len() as u64,
-        running_checks: u64::try_from(running.0).unwrap_or(0),
+        running_checks,
         landed: u64::try_from(landed).unwrap_or(0),
         queue,
     })
@@ -421,9 +443,8 @@ async fn check_changes(conn: &mut Conn<'_>, workspace_id: &str, changes: &[Reque
             .into());
         }
         let artifact = artifacts::fetch(conn, workspace_id, &change.artifact).await?;
-        Content::parse(artifact.value_type, change.content.clone()).map_err(|e| {
-            cutover_domain::DomainError::invalid(format!("changes[{i}].content"), e.to_string())
-        })?;
+        Content::parse(artifact.value_type, change.content.clone())
+            .map_err(|e| cutover_domain::DomainError::invalid(format!("changes[{i}].content"), e.to_string()))?;
     }
     Ok(())
 }
@@ -554,8 +575,10 @@ impl Store {
             let (id,): (i64,) = q!(
                 tx,
                 fetch_one,
-                sqlx::query_as("UPDATE queues SET next_request = next_request + 1 WHERE id = $1 RETURNING next_request - 1")
-                    .bind(&queue.id)
+                sqlx::query_as(
+                    "UPDATE queues SET next_request = next_request + 1 WHERE id = $1 RETURNING next_request - 1"
+                )
+                .bind(&queue.id)
             )?;
             let id = stored_id(id)?;
             let now = Timestamp::now().as_micros();
@@ -588,8 +611,9 @@ impl Store {
                 tx,
                 &caller.workspace_id,
                 &caller.actor,
-                Change::new(action, AuditObject::Queue, &queue.name)
-                    .after(&serde_json::json!({"request": id, "artifacts": keys, "message": new.message, "lane": lane})),
+                Change::new(action, AuditObject::Queue, &queue.name).after(
+                    &serde_json::json!({"request": id, "artifacts": keys, "message": new.message, "lane": lane}),
+                ),
             )
             .await?;
             tx.effects.engine();
@@ -619,11 +643,8 @@ impl Store {
     ) -> Result<Vec<ChangeRequest>> {
         read!(self, |conn| {
             let queue = fetch(conn, workspace_id, queue).await?;
-            let filter = if live {
-                "AND state IN ('started', 'validated', 'batched', 'processing', 'cancelling')"
-            } else {
-                ""
-            };
+            let filter =
+                if live { "AND state IN ('started', 'validated', 'batched', 'processing', 'cancelling')" } else { "" };
             let rows: Vec<RequestRow> = q!(
                 conn,
                 fetch_all,
@@ -695,5 +716,18 @@ impl Store {
             return Ok(self.active_batches(&queue.id).await?.batches);
         }
         read!(self, |conn| batches::list_recent(conn, &queue.id, limit).await)
+    }
+
+    /// The requests of one batch, by queue id (the engine's metrics after a landing).
+    pub async fn batch_requests(&self, queue_id: &str, batch: u64) -> Result<Vec<ChangeRequest>> {
+        read!(self, |conn| {
+            let queue = fetch_by_id(conn, queue_id).await?;
+            let found = batches::fetch_batch(conn, queue_id, batch).await?;
+            let mut out = Vec::with_capacity(found.requests.len());
+            for id in found.requests {
+                out.push(fetch_request(conn, &queue, id).await?);
+            }
+            Ok(out)
+        })
     }
 }

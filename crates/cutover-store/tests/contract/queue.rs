@@ -33,7 +33,9 @@ cutover_store::contract_tests!(
 async fn world(store: &Store) -> (Workspace, Caller, String) {
     let (ws, actor) = setup(store).await;
     let caller = owner(&ws.id, &actor);
-    for (k, value_type) in [("a", ValueType::String), ("b", ValueType::String), ("c", ValueType::String), ("n", ValueType::Number)] {
+    for (k, value_type) in
+        [("a", ValueType::String), ("b", ValueType::String), ("c", ValueType::String), ("n", ValueType::Number)]
+    {
         let artifact = NewArtifact {
             key: ArtifactKey::parse(k).unwrap(),
             value_type,
