@@ -124,7 +124,13 @@ async fn references(conn: &mut Conn<'_>, artifact: &Artifact, live: bool) -> Res
 
 /// Announces that every environment the artifact owns appears (`archived` false) or disappears
 /// (true) for resolve: one revision, one change record, as a pin move would.
-async fn announce(conn: &mut Conn<'_>, workspace_id: &str, caller: &Caller, artifact: &Artifact, archived: bool) -> Result<()> {
+async fn announce(
+    conn: &mut Conn<'_>,
+    workspace_id: &str,
+    caller: &Caller,
+    artifact: &Artifact,
+    archived: bool,
+) -> Result<()> {
     let owned = pins::owners(conn, &artifact.id).await?;
     let mut changes = Vec::with_capacity(owned.len());
     for (environment, version) in owned {

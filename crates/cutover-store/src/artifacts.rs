@@ -190,10 +190,9 @@ pub(crate) async fn set_archived_at(
 
 pub(crate) fn refuse_archived(artifact: &Artifact) -> Result<()> {
     match artifact.archived_at {
-        Some(_) => Err(StoreError::Archived(format!(
-            "artifact {:?} is archived; unarchive it first",
-            artifact.key.as_str()
-        ))),
+        Some(_) => {
+            Err(StoreError::Archived(format!("artifact {:?} is archived; unarchive it first", artifact.key.as_str())))
+        }
         None => Ok(()),
     }
 }

@@ -229,7 +229,12 @@ pub(crate) async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Re
 }
 
 /// Writes the change record of a revision, which the change stream replays.
-pub(crate) async fn record_revision(conn: &mut Conn<'_>, workspace_id: &str, revision: i64, pins: &[PinChange]) -> Result<()> {
+pub(crate) async fn record_revision(
+    conn: &mut Conn<'_>,
+    workspace_id: &str,
+    revision: i64,
+    pins: &[PinChange],
+) -> Result<()> {
     q!(
         conn,
         execute,

@@ -107,8 +107,9 @@ pub async fn all_artifacts(store: &Store, workspace_id: &str) -> Result<Vec<Arti
     let mut artifacts = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page =
-            store.list_artifacts(workspace_id, after.as_deref(), PageLimit::parse(Some(PageLimit::MAX))?, false).await?;
+        let page = store
+            .list_artifacts(workspace_id, after.as_deref(), PageLimit::parse(Some(PageLimit::MAX))?, false)
+            .await?;
         after = page.items.last().map(|a| a.key.as_str().to_owned());
         artifacts.extend(page.items);
         if page.next.is_none() {

@@ -117,7 +117,9 @@ async fn delete(context: &Context, key: &str, yes: bool) -> anyhow::Result<()> {
             1 => "its only version".to_owned(),
             n => format!("its {n} versions"),
         };
-        super::pin::confirm(&format!("this deletes artifact {key} and {versions} for good (the audit log keeps the record)"))?;
+        super::pin::confirm(&format!(
+            "this deletes artifact {key} and {versions} for good (the audit log keeps the record)"
+        ))?;
     }
     context.client.delete_artifact(key).await?;
     match context.output {
