@@ -158,8 +158,8 @@ pub async fn export(context: &Context, args: ExportArgs) -> anyhow::Result<()> {
         }
         let pins = client.list_pins(&artifact.key).await?.items;
         for pin in &pins {
-            if !versions.contains_key(&pin.version) {
-                versions.insert(pin.version, client.get_version(&artifact.key, pin.version).await?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = versions.entry(pin.version) {
+                slot.insert(client.get_version(&artifact.key, pin.version).await?);
             }
         }
         let latest = versions.get(&artifact.latest_version);
