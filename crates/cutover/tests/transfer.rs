@@ -205,6 +205,20 @@ fn a_workspace_round_trips_through_a_folder_and_import_plans_before_it_writes() 
     let refused = exits_with(&source, 2, &["export", other.to_str().unwrap()]);
     assert!(refused.contains("is not empty and holds no _cutover.json"), "{refused}");
     assert_eq!(tree(&other).len(), 1);
+
+    // Nor does it write through a link that leads out of the folder.
+    let outside = folder.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("greeting.txt"), "not yours").unwrap();
+    std::fs::remove_dir_all(first.join("prompts")).unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&outside, first.join("prompts")).unwrap();
+        let refused = exits_with(&source, 2, &["export", first.to_str().unwrap()]);
+        assert!(refused.contains("is a symbolic link"), "{refused}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        assert_eq!(std::fs::read_to_string(outside.join("greeting.txt")).unwrap(), "not yours");
+    }
 }
 
 #[test]
@@ -230,6 +244,19 @@ fn import_refuses_manifests_that_would_reach_outside_the_folder_or_need_missing_
     let refused = exits_with(&server, 2, &["import", dir.to_str().unwrap(), "--pin"]);
     assert!(refused.contains("does not have: production"), "{refused}");
     assert_eq!(server.json(&["artifact", "list"])["items"], json!([]), "nothing was written");
+
+    #[cfg(unix)]
+    {
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "private").unwrap();
+        std::fs::remove_file(dir.join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(secret.path(), dir.join("a.txt")).unwrap();
+        write(json!({"format": 1, "artifacts": [{"key": "a", "value_type": "string", "kind": "prompt",
+                     "latest": {"file": "a.txt", "sha256": "00"}}]}));
+        let refused = exits_with(&server, 2, &["import", dir.to_str().unwrap()]);
+        assert!(refused.contains("is a symbolic link"), "{refused}");
+        assert_eq!(server.json(&["artifact", "list"])["items"], json!([]), "nothing was published");
+    }
 
     let refused = exits_with(&server, 2, &["import", folder.path().join("missing").to_str().unwrap()]);
     assert!(refused.contains("_cutover.json not found"), "{refused}");

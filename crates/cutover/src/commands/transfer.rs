@@ -121,6 +121,8 @@ fn file_text(content: &Value) -> anyhow::Result<String> {
 
 /// The content a file holds, checked against the value type.
 fn read_content(dir: &Path, file: &str, value_type: ValueType) -> anyhow::Result<Content> {
+    // A link in a cloned repository must not make import publish a file from elsewhere.
+    refuse_links(dir, file)?;
     let path = path_in(dir, file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let value = if value_type == ValueType::String {
@@ -190,6 +192,10 @@ pub async fn export(context: &Context, args: ExportArgs) -> anyhow::Result<()> {
         manifest.artifacts.push(entry);
     }
     check_layout(&files)?;
+    // Before anything is removed or written.
+    for file in previous.iter().chain(files.iter().map(|(f, _)| f)) {
+        refuse_links(dir, file)?;
+    }
 
     for file in &previous {
         remove_previous(dir, file)?;
@@ -268,6 +274,23 @@ fn remove_previous(dir: &Path, file: &str) -> anyhow::Result<()> {
             break;
         }
         parent = p.parent();
+    }
+    Ok(())
+}
+
+/// Refuses a symbolic link inside the folder on the way to a file (a directory or the file
+/// itself): export writes, and import reads, inside the folder only.
+fn refuse_links(dir: &Path, file: &str) -> anyhow::Result<()> {
+    let mut path = dir.to_path_buf();
+    for part in file.split('/') {
+        path.push(part);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(usage(format!(
+                "{} is a symbolic link: export and import touch files inside {} only",
+                path.display(),
+                dir.display()
+            )));
+        }
     }
     Ok(())
 }
