@@ -131,8 +131,7 @@ pub(crate) async fn insert_version(
         .bind(now)
     )?;
     let version = row.into_version(&artifact.key)?;
-    let summary =
-        serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
+    let summary = serde_json::json!({"number": version.number, "sha256": version.sha256, "message": version.message});
     record(
         tx,
         workspace_id,
@@ -141,6 +140,7 @@ pub(crate) async fn insert_version(
     )
     .await?;
     Ok(version)
+}
 
 /// The artifact, with its row locked until the transaction ends, refused (409
 /// `artifact_archived`) when archived: what every write that adds to an artifact (a version, an
