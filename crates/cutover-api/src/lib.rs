@@ -167,6 +167,9 @@ pub struct Artifact {
     pub latest_version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Set while archived: hidden from lists and resolve, taking no new versions or pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -210,6 +210,29 @@ impl Client {
         self.send(self.request(Method::GET, "/api/v1/artifacts").query(page)).await
     }
 
+    /// `GET /api/v1/artifacts?archived=true`: one page of the archived artifacts, in key order.
+    pub async fn list_archived_artifacts(&self, page: &PageQuery) -> Result<Page<Artifact>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/artifacts").query(page).query(&[("archived", "true")])).await
+    }
+
+    /// `POST /api/v1/artifacts/{key}/archive`.
+    pub async fn archive_artifact(&self, key: &str) -> Result<Artifact, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/archive", segment(key)?);
+        self.send(self.request(Method::POST, &path)).await
+    }
+
+    /// `POST /api/v1/artifacts/{key}/unarchive`.
+    pub async fn unarchive_artifact(&self, key: &str) -> Result<Artifact, ClientError> {
+        let path = format!("/api/v1/artifacts/{}/unarchive", segment(key)?);
+        self.send(self.request(Method::POST, &path)).await
+    }
+
+    /// `DELETE /api/v1/artifacts/{key}`: only when nothing refers to it.
+    pub async fn delete_artifact(&self, key: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/artifacts/{}", segment(key)?);
+        self.send_empty(self.request(Method::DELETE, &path)).await
+    }
+
     /// `POST /api/v1/artifacts`.
     pub async fn create_artifact(&self, body: &CreateArtifact) -> Result<Artifact, ClientError> {
         self.send(self.request(Method::POST, "/api/v1/artifacts").json(body)).await

@@ -55,6 +55,7 @@ pub fn artifact(a: store::Artifact) -> api::Artifact {
         latest_version: a.latest_version,
         created_at: a.created_at.to_rfc3339(),
         updated_at: a.updated_at.to_rfc3339(),
+        archived_at: a.archived_at.map(|t| t.to_rfc3339()),
     }
 }
 

@@ -90,6 +90,10 @@ impl From<StoreError> for ApiError {
                     .with_details(json!({ "state": illegal.state.as_str(), "control": illegal.control.as_str() }))
             }
             StoreError::LimitReached(message) => Self::new(StatusCode::CONFLICT, "limit_reached", message),
+            StoreError::Archived(message) => Self::new(StatusCode::CONFLICT, "artifact_archived", message),
+            StoreError::InUse { message, details } => {
+                Self::new(StatusCode::CONFLICT, "artifact_in_use", message).with_details(details)
+            }
             StoreError::Forbidden(message) => Self::forbidden(message),
             e @ StoreError::PreconditionFailed { current, .. } => {
                 Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", e.to_string())

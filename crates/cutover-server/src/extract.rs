@@ -135,7 +135,7 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-/// `?limit=&cursor=` of a list ordered by key (artifacts).
+/// `?limit=&cursor=&archived=` of a list ordered by key (artifacts).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -146,6 +146,8 @@ pub struct KeyPageQuery {
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^a[\s\S]+$")]
     pub cursor: Option<String>,
+    /// `true`: the archived artifacts only; absent or `false`: those not archived.
+    pub archived: Option<bool>,
 }
 
 impl KeyPageQuery {

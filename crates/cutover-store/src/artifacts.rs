@@ -28,9 +28,10 @@ struct ArtifactRow {
     latest_version: i64,
     created_at: i64,
     updated_at: i64,
+    archived_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, key, value_type, kind, description, latest_version, created_at, updated_at";
+const COLUMNS: &str = "id, key, value_type, kind, description, latest_version, created_at, updated_at, archived_at";
 
 fn corrupt(e: impl ToString) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -49,6 +50,7 @@ impl TryFrom<ArtifactRow> for Artifact {
             latest_version: row.latest_version,
             created_at: Timestamp::from_micros(row.created_at),
             updated_at: Timestamp::from_micros(row.updated_at),
+            archived_at: row.archived_at.map(Timestamp::from_micros),
         })
     }
 }
@@ -140,6 +142,61 @@ pub(crate) async fn insert_version(
     Ok(version)
 }
 
+/// The artifact, with its row locked until the transaction ends, refused (409
+/// `artifact_archived`) when archived: what every write that adds to an artifact (a version, an
+/// experiment, a rollout, a pool) starts with, so that it cannot interleave with archiving or
+/// deleting it (SQLite serialises writers anyway; on PostgreSQL the row lock orders them, and a
+/// write that waited reads the row as the other left it).
+pub(crate) async fn fetch_writable(conn: &mut Conn<'_>, workspace_id: &str, key: &ArtifactKey) -> Result<Artifact> {
+    let artifact = fetch_locked(conn, workspace_id, key).await?;
+    refuse_archived(&artifact)?;
+    Ok(artifact)
+}
+
+/// The artifact, with its row locked until the transaction ends.
+pub(crate) async fn fetch_locked(conn: &mut Conn<'_>, workspace_id: &str, key: &ArtifactKey) -> Result<Artifact> {
+    let row: Option<ArtifactRow> = q!(
+        conn,
+        fetch_optional,
+        sqlx::query_as(&format!(
+            "UPDATE artifacts SET latest_version = latest_version WHERE workspace_id = $1 AND key = $2
+             RETURNING {COLUMNS}"
+        ))
+        .bind(workspace_id)
+        .bind(key.as_str())
+    )?;
+    row.ok_or_else(|| StoreError::NotFound(format!("artifact {:?}", key.as_str())))?.try_into()
+}
+
+/// Sets or clears `archived_at`.
+pub(crate) async fn set_archived_at(
+    conn: &mut Conn<'_>,
+    artifact_id: &str,
+    archived_at: Option<i64>,
+    now: i64,
+) -> Result<Artifact> {
+    let row: ArtifactRow = q!(
+        conn,
+        fetch_one,
+        sqlx::query_as(&format!(
+            "UPDATE artifacts SET archived_at = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+        ))
+        .bind(archived_at)
+        .bind(now)
+        .bind(artifact_id)
+    )?;
+    row.try_into()
+}
+
+pub(crate) fn refuse_archived(artifact: &Artifact) -> Result<()> {
+    match artifact.archived_at {
+        Some(_) => {
+            Err(StoreError::Archived(format!("artifact {:?} is archived; unarchive it first", artifact.key.as_str())))
+        }
+        None => Ok(()),
+    }
+}
+
 impl Store {
     pub async fn create_artifact(&self, caller: &Caller, new: &NewArtifact) -> Result<Artifact> {
         let (workspace_id, actor) = (caller.workspace_id.as_str(), &caller.actor);
@@ -177,19 +234,23 @@ impl Store {
         })
     }
 
-    /// Artifacts ordered by key, starting after `after`.
+    /// Artifacts ordered by key, starting after `after`: those not archived, or with `archived`
+    /// only the archived ones.
     pub async fn list_artifacts(
         &self,
         workspace_id: &str,
         after: Option<&str>,
         limit: PageLimit,
+        archived: bool,
     ) -> Result<Page<Artifact>> {
+        let archived = if archived { "archived_at IS NOT NULL" } else { "archived_at IS NULL" };
         let rows: Vec<ArtifactRow> = read!(self, |conn| {
             q!(
                 conn,
                 fetch_all,
                 sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key > $2 ORDER BY key LIMIT $3"
+                    "SELECT {COLUMNS} FROM artifacts WHERE workspace_id = $1 AND key > $2 AND {archived}
+                     ORDER BY key LIMIT $3"
                 ))
                 .bind(workspace_id)
                 .bind(after.unwrap_or(""))
@@ -265,7 +326,7 @@ impl Store {
             if !environments.is_empty() {
                 pins::lock_workspace(tx, workspace_id).await?;
             }
-            let artifact = fetch(tx, workspace_id, key).await?;
+            let artifact = fetch_writable(tx, workspace_id, key).await?;
             let content = Content::parse(artifact.value_type, content)?;
             let targets = pins::environments_named(tx, workspace_id, environments).await?;
             if !move_pins && !targets.is_empty() {
@@ -340,19 +401,21 @@ impl Store {
 }
 
 impl Store {
-    /// Every artifact key of a workspace with its value type: what resolve needs to tell an
-    /// unknown key from one with nothing pinned.
+    /// Every artifact key of a workspace with its value type (archived ones left out): what
+    /// resolve needs to tell an unknown key from one with nothing pinned.
     pub async fn artifact_types(&self, workspace_id: &str) -> Result<Vec<(String, ValueType)>> {
         read!(self, |conn| fetch_types(conn, workspace_id).await)
     }
 }
 
-/// Every artifact key of a workspace with its value type.
+/// Every artifact key of a workspace with its value type; archived artifacts are not there
+/// (resolve answers `FLAG_NOT_FOUND` for them).
 pub(crate) async fn fetch_types(conn: &mut Conn<'_>, workspace_id: &str) -> Result<Vec<(String, ValueType)>> {
     let rows: Vec<(String, String)> = q!(
         conn,
         fetch_all,
-        sqlx::query_as("SELECT key, value_type FROM artifacts WHERE workspace_id = $1").bind(workspace_id)
+        sqlx::query_as("SELECT key, value_type FROM artifacts WHERE workspace_id = $1 AND archived_at IS NULL")
+            .bind(workspace_id)
     )?;
     rows.into_iter().map(|(key, value_type)| Ok((key, value_type.parse::<ValueType>().map_err(corrupt)?))).collect()
 }

@@ -17,6 +17,14 @@ pub enum StoreError {
     Conflict { message: String, details: Option<Value> },
     #[error("{0}")]
     LimitReached(String),
+    /// The artifact is archived: it takes no new versions, pins, experiments, rollouts or pools
+    /// until it is unarchived (409 `artifact_archived`).
+    #[error("{0}")]
+    Archived(String),
+    /// The artifact is referenced by objects that keep it alive; `details` names them
+    /// (409 `artifact_in_use`).
+    #[error("{message}")]
+    InUse { message: String, details: Value },
     /// An experiment action its current status does not allow (409 naming the status).
     #[error(transparent)]
     IllegalTransition(#[from] cutover_domain::IllegalTransition),

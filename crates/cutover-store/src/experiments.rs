@@ -156,7 +156,7 @@ impl Store {
     ) -> Result<Experiment> {
         let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
-            let artifact = artifacts::fetch(tx, workspace_id, key).await?;
+            let artifact = artifacts::fetch_writable(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
             if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));

@@ -5,6 +5,7 @@
 //! server. Both run the same SQL; migrations are per dialect and embedded in the binary.
 #![forbid(unsafe_code)]
 
+mod archive;
 mod artifacts;
 mod audit;
 mod db;

@@ -105,6 +105,8 @@ pub struct Artifact {
     pub latest_version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When it was archived: hidden from lists and resolve, refusing new versions and pins.
+    pub archived_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]

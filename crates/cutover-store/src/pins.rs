@@ -141,6 +141,11 @@ pub(crate) async fn apply(
             return Err(StoreError::Forbidden(why));
         }
         let from = active_version(conn, &artifact.id, &environment.id).await?.map(|(v, _)| v);
+        if from != *to && to.is_some() {
+            // Releasing an environment of an archived artifact is allowed: it is how its pins
+            // are cleared before a delete. Making a version live is not.
+            artifacts::refuse_archived(artifact)?;
+        }
         if from != *to {
             planned.push((environment, from, *to));
         }
@@ -212,7 +217,7 @@ pub(crate) async fn apply(
 }
 
 /// Bumps the workspace revision: something resolve answers is about to change.
-async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
+pub(crate) async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
     conn.effects.resolve(workspace_id);
     let (revision,): (i64,) = q!(
         conn,
@@ -224,7 +229,12 @@ async fn bump_revision(conn: &mut Conn<'_>, workspace_id: &str) -> Result<i64> {
 }
 
 /// Writes the change record of a revision, which the change stream replays.
-async fn record_revision(conn: &mut Conn<'_>, workspace_id: &str, revision: i64, pins: &[PinChange]) -> Result<()> {
+pub(crate) async fn record_revision(
+    conn: &mut Conn<'_>,
+    workspace_id: &str,
+    revision: i64,
+    pins: &[PinChange],
+) -> Result<()> {
     q!(
         conn,
         execute,
@@ -501,7 +511,7 @@ pub(crate) async fn fetch_live_pins(conn: &mut Conn<'_>, workspace_id: &str) -> 
                  JOIN artifacts a ON a.id = p.artifact_id
                  JOIN environments e ON e.id = p.environment_id
                  JOIN versions v ON v.artifact_id = p.artifact_id AND v.number = p.version
-                 WHERE p.workspace_id = $1 AND p.ended_at IS NULL"
+                 WHERE p.workspace_id = $1 AND p.ended_at IS NULL AND a.archived_at IS NULL"
         )
         .bind(workspace_id)
     )?;

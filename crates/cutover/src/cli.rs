@@ -18,6 +18,7 @@ use crate::commands::queue::QueueCommand;
 use crate::commands::resolve::ResolveArgs;
 use crate::commands::rollout::RolloutCommand;
 use crate::commands::token::TokenCommand;
+use crate::commands::transfer::{ExportArgs, ImportArgs};
 use crate::commands::version::VersionCommand;
 use crate::commands::workspace::WorkspaceCommand;
 use crate::output::OutputFormat;
@@ -227,6 +228,12 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// The token in use and its workspace.
     Whoami,
+    /// Writes every artifact to a folder: one file per artifact (its latest version), the
+    /// versions live elsewhere, and a manifest of kinds and pins (`_cutover.json`).
+    Export(ExportArgs),
+    /// Loads a folder written by `export`: creates missing artifacts, publishes contents that
+    /// differ from the latest, and with --pin sets the pins it lists. --dry-run shows the plan.
+    Import(ImportArgs),
 }
 
 #[cfg(test)]

@@ -102,13 +102,14 @@ pub async fn fragment(
     ok(&MatrixFragment { matrix: build(&state, &session, query).await? })
 }
 
-/// Every artifact of the workspace, by key.
+/// Every artifact of the workspace that is not archived, by key.
 pub async fn all_artifacts(store: &Store, workspace_id: &str) -> Result<Vec<Artifact>, UiError> {
     let mut artifacts = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page =
-            store.list_artifacts(workspace_id, after.as_deref(), PageLimit::parse(Some(PageLimit::MAX))?).await?;
+        let page = store
+            .list_artifacts(workspace_id, after.as_deref(), PageLimit::parse(Some(PageLimit::MAX))?, false)
+            .await?;
         after = page.items.last().map(|a| a.key.as_str().to_owned());
         artifacts.extend(page.items);
         if page.next.is_none() {

@@ -1,6 +1,7 @@
 //! The HTTP API, driven through the router without a socket. Tests listed in
 //! `cutover_store::contract_tests!` run on SQLite and on PostgreSQL.
 
+mod archive;
 mod artifacts;
 mod auth;
 mod environments;

@@ -206,7 +206,7 @@ impl Store {
         let workspace_id = caller.workspace_id.as_str();
         transaction!(self, |tx| {
             tx.effects.engine();
-            let artifact = artifacts::fetch(tx, workspace_id, &new.artifact).await?;
+            let artifact = artifacts::fetch_writable(tx, workspace_id, &new.artifact).await?;
             authorize(tx, caller, &new.environment).await?;
             let environment = environments::fetch(tx, workspace_id, &new.environment).await?;
             if fetch(tx, workspace_id, new.name.as_str()).await.is_ok() {

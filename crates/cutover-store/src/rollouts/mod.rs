@@ -236,7 +236,7 @@ impl Store {
         let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
         transaction!(self, |tx| {
             tx.effects.engine();
-            let artifact = artifacts::fetch(tx, workspace_id, &new.artifact).await?;
+            let artifact = artifacts::fetch_writable(tx, workspace_id, &new.artifact).await?;
             let environment = environments::fetch(tx, workspace_id, &new.environment).await?;
             if let Some(why) = crate::refuses(authority, &environment) {
                 return Err(StoreError::Forbidden(why));

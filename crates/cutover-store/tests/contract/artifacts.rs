@@ -90,7 +90,7 @@ async fn artifacts_page_by_key(store: Store) {
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list_artifacts(&ws.id, after.as_deref(), limit).await.unwrap();
+        let page = store.list_artifacts(&ws.id, after.as_deref(), limit, false).await.unwrap();
         keys.extend(page.items.iter().map(|a| a.key.to_string()));
         match page.next {
             Some(next) => after = Some(next.after().unwrap().to_owned()),
@@ -115,7 +115,7 @@ async fn artifacts_are_invisible_across_workspaces(store: Store) {
         store.create_version(&owner(&admin.id, &actor), &key("secret"), json!("x"), "").await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(store.list_artifacts(&admin.id, None, PageLimit::default()).await.unwrap().items.is_empty());
+    assert!(store.list_artifacts(&admin.id, None, PageLimit::default(), false).await.unwrap().items.is_empty());
     // The same key is free in the first workspace.
     store.create_artifact(&owner(&admin.id, &actor), &new_artifact("secret", ValueType::String)).await.unwrap();
 }

@@ -1,5 +1,6 @@
 //! The storage contract: every test runs against SQLite and against PostgreSQL.
 
+mod archive;
 mod artifacts;
 mod effects;
 mod environments;

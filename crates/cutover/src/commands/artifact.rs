@@ -18,6 +18,9 @@ pub enum ArtifactCommand {
         /// Follows every page instead of showing the first.
         #[arg(long)]
         all: bool,
+        /// Lists the archived artifacts (alone) instead of the others.
+        #[arg(long)]
+        archived: bool,
     },
     /// Shows one artifact.
     Show { key: String },
@@ -43,6 +46,19 @@ pub enum ArtifactCommand {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Archives an artifact: hidden from lists and resolve (OFREP answers FLAG_NOT_FOUND), its
+    /// versions, pins and history kept; refused while running work uses it.
+    Archive { key: String },
+    /// Brings an archived artifact back, with the pins it had.
+    Unarchive { key: String },
+    /// Deletes an artifact and its versions; refused while it is pinned anywhere or an
+    /// experiment, rollout or pool refers to it (archive it instead). Asks first on a terminal.
+    Delete {
+        key: String,
+        /// Do not ask (scripts must say so: without a terminal, delete is refused unless --yes).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,15 +83,18 @@ impl ValueType {
 pub async fn run(context: &Context, command: ArtifactCommand) -> anyhow::Result<()> {
     let client = &context.client;
     match command {
-        ArtifactCommand::List { limit, all } => {
+        ArtifactCommand::List { limit, all, archived } => {
             let page = if all {
-                all_artifacts(context, limit).await?
+                all_artifacts(context, limit, archived).await?
             } else {
                 let query = PageQuery { limit, cursor: None };
-                client.list_artifacts(&query).await?
+                list_page(context, &query, archived).await?
             };
-            list(context, &page)
+            list(context, &page, archived)
         }
+        ArtifactCommand::Archive { key } => show(context, &client.archive_artifact(&key).await?),
+        ArtifactCommand::Unarchive { key } => show(context, &client.unarchive_artifact(&key).await?),
+        ArtifactCommand::Delete { key, yes } => delete(context, &key, yes).await,
         ArtifactCommand::Show { key } => show(context, &client.get_artifact(&key).await?),
         ArtifactCommand::Create { key, value_type, kind, description } => {
             let body = CreateArtifact { key, value_type: value_type.as_str().to_owned(), kind, description };
@@ -91,12 +110,42 @@ pub async fn run(context: &Context, command: ArtifactCommand) -> anyhow::Result<
     }
 }
 
+async fn delete(context: &Context, key: &str, yes: bool) -> anyhow::Result<()> {
+    let artifact = context.client.get_artifact(key).await?;
+    if !yes {
+        let versions = match artifact.latest_version {
+            1 => "its only version".to_owned(),
+            n => format!("its {n} versions"),
+        };
+        super::pin::confirm(&format!(
+            "this deletes artifact {key} and {versions} for good (the audit log keeps the record)"
+        ))?;
+    }
+    context.client.delete_artifact(key).await?;
+    match context.output {
+        OutputFormat::Json => output::json(&serde_json::json!({"deleted": artifact})),
+        OutputFormat::Table => output::emit(&format!("deleted artifact {key}")),
+    }
+}
+
+async fn list_page(context: &Context, query: &PageQuery, archived: bool) -> anyhow::Result<Page<Artifact>> {
+    Ok(if archived {
+        context.client.list_archived_artifacts(query).await?
+    } else {
+        context.client.list_artifacts(query).await?
+    })
+}
+
 /// Every page, as one page without a cursor.
-async fn all_artifacts(context: &Context, limit: Option<u32>) -> anyhow::Result<Page<Artifact>> {
+pub(crate) async fn all_artifacts(
+    context: &Context,
+    limit: Option<u32>,
+    archived: bool,
+) -> anyhow::Result<Page<Artifact>> {
     let mut items = Vec::new();
     let mut query = PageQuery { limit, cursor: None };
     loop {
-        let page = context.client.list_artifacts(&query).await?;
+        let page = list_page(context, &query, archived).await?;
         items.extend(page.items);
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),
@@ -107,12 +156,12 @@ async fn all_artifacts(context: &Context, limit: Option<u32>) -> anyhow::Result<
     }
 }
 
-fn list(context: &Context, page: &Page<Artifact>) -> anyhow::Result<()> {
+fn list(context: &Context, page: &Page<Artifact>, archived: bool) -> anyhow::Result<()> {
     if context.output == OutputFormat::Json {
         return output::json(page);
     }
     if page.items.is_empty() {
-        return output::emit("no artifacts");
+        return output::emit(if archived { "no archived artifacts" } else { "no artifacts" });
     }
     let rows = page.items.iter().map(|artifact| {
         [
@@ -142,6 +191,7 @@ fn show(context: &Context, artifact: &Artifact) -> anyhow::Result<()> {
         ("latest version", latest(artifact)),
         ("created", artifact.created_at.clone()),
         ("updated", artifact.updated_at.clone()),
+        ("archived", artifact.archived_at.clone().unwrap_or_else(|| "no".to_owned())),
     ]))
 }
 

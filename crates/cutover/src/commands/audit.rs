@@ -97,6 +97,8 @@ pub fn change(event: &AuditEvent) -> String {
             }
             text
         }
+        "artifact.archive" => "archived".to_owned(),
+        "artifact.unarchive" => "unarchived".to_owned(),
         _ => match (&event.before, &event.after) {
             (None, Some(_)) => "created".to_owned(),
             (Some(_), None) => "removed".to_owned(),
@@ -136,5 +138,13 @@ mod tests {
         let cleared = event("pin.clear", Some(serde_json::json!({"environment": "dev", "version": 1})), None);
         assert_eq!(change(&cleared), "dev: v1 → -");
         assert_eq!(change(&event("token.create", None, Some(serde_json::json!({})))), "created");
+    }
+
+    #[test]
+    fn archiving_says_archived_and_deleting_says_removed() {
+        let state = Some(serde_json::json!({"key": "greeting"}));
+        assert_eq!(change(&event("artifact.archive", state.clone(), state.clone())), "archived");
+        assert_eq!(change(&event("artifact.unarchive", state.clone(), state.clone())), "unarchived");
+        assert_eq!(change(&event("artifact.delete", state, None)), "removed");
     }
 }

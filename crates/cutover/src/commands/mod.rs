@@ -16,6 +16,7 @@ pub mod rights;
 pub mod rollout;
 pub mod status;
 pub mod token;
+pub mod transfer;
 pub mod version;
 pub mod whoami;
 pub mod workspace;
@@ -82,6 +83,8 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Audit(args) => audit::run(context, args).await,
         ClientCommand::Whoami => whoami::run(context).await,
         ClientCommand::Status => status::run(context).await,
+        ClientCommand::Export(args) => transfer::export(context, args).await,
+        ClientCommand::Import(args) => transfer::import(context, args).await,
     }
 }
 

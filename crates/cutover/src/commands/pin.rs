@@ -244,7 +244,7 @@ pub async fn rollback(context: &Context, args: RollbackArgs) -> anyhow::Result<(
 
 /// Says what is about to happen and asks on the terminal; without one, refuses (scripts pass
 /// `--yes`).
-fn confirm(plan: &str) -> anyhow::Result<()> {
+pub(crate) fn confirm(plan: &str) -> anyhow::Result<()> {
     if !io::stdin().is_terminal() {
         return Err(failure::usage(format!(
             "{plan}; nothing was written: pass --yes to do it without being asked (no terminal to ask on)"
