@@ -2,6 +2,7 @@
 //! `cutover_store::contract_tests!` run on SQLite and on PostgreSQL.
 
 mod artifacts;
+mod audit;
 mod auth;
 mod environments;
 mod errors;

@@ -1,6 +1,7 @@
 //! The storage contract: every test runs against SQLite and against PostgreSQL.
 
 mod artifacts;
+mod audit;
 mod effects;
 mod environments;
 mod events;
