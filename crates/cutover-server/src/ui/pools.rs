@@ -131,6 +131,7 @@ fn instance_row(detail: Option<&InstanceDetail>, i: &cutover_store::PoolInstance
         Some(d) if !d.agents.is_empty() => {
             d.agents.iter().map(|a| format!("{} {}", a.name, a.lifecycle.as_str())).collect::<Vec<_>>().join(", ")
         }
+        _ if i.agents == 0 => "none".to_owned(),
         _ => format!("{}/{} ready", i.agents_ready, i.agents),
     };
     InstanceRow {

@@ -70,7 +70,7 @@ async fn the_pools_pages_show_counts_and_instances_and_claim_from_the_page() {
     let id = location.strip_prefix("/pools/warm?claimed=").expect("back to the pool with the claim").to_owned();
     let page = ui.get(&location, Some(&browser)).await;
     assert!(page.body.contains(&format!("Claimed instance <code>{id}</code>")), "{}", page.body);
-    assert!(page.body.contains("(owner at "), "who claimed it, and when: {}", page.body);
+    assert!(page.body.contains("Claimed by owner at "), "who claimed it, and when: {}", page.body);
     let (_, instance) = ui.api(Method::GET, &format!("/api/v1/instances/{id}"), &ui.owner, None).await;
     assert_eq!(instance["claimed_by"], "owner", "{instance}");
 

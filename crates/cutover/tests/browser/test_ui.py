@@ -156,6 +156,7 @@ def test_every_other_screen_renders_cleanly(watched, world):
         ("/rollouts", "rollouts"),
         ("/audit", "audit"),
         ("/audit?object_type=artifact&object_id=" + urllib.parse.quote("prompts/welcome", safe=""), "audit-filtered"),
+        ("/audit?action=pin.&since=2000-01-01T00:00&until=2999-01-01T00:00", "audit-time-range"),
         ("/queue", "queue"),
     ):
         page.goto(path)
@@ -274,5 +275,5 @@ def test_the_pools_pages_follow_a_pool_and_claim_from_it(watched, world):
     check_page(watched, "pool")
     page.click("text=Claim a ready instance")
     expect(page.locator("#claimed")).to_contain_text("it is yours now")
-    expect(page.locator("#claimed")).to_contain_text("pat at ")
+    expect(page.locator("#claimed")).to_contain_text("Claimed by pat at ")
     check_page(watched, "pool-claimed")
