@@ -40,7 +40,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CUTOVER_LOG=warn "$binary" serve --data-dir "$work" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+# A provisioner for the pools pages: every instance starts at once.
+cat >"$work/cutover.toml" <<'TOML'
+[executors.provision]
+program = ["sh", "-c", "exit 0"]
+TOML
+CUTOVER_LOG=warn "$binary" serve --config "$work/cutover.toml" --data-dir "$work" --listen "127.0.0.1:$port" \
+    >"$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do
@@ -51,7 +57,7 @@ curl -sf "$base/readyz" >/dev/null || { cat "$work/server.log" >&2; echo "the se
 
 mkdir -p target/screenshots
 status=0
-CUTOVER_URL="$base" CUTOVER_OWNER_TOKEN="$(cat "$work/cutover-owner-token")" \
+CUTOVER_URL="$base" CUTOVER_OWNER_TOKEN="$(cat "$work/cutover-owner-token")" CUTOVER_BINARY="$(realpath "$binary")" \
     CUTOVER_SCREENSHOTS="$PWD/target/screenshots" \
     "$venv/bin/pytest" -q -p no:cacheprovider --browser chromium crates/cutover/tests/browser "$@" || status=$?
 if [ "$status" -ne 0 ]; then

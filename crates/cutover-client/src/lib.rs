@@ -49,6 +49,15 @@ pub struct AuditQuery {
     /// A token id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// An action or a prefix of actions (`pin.`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// RFC 3339: events at or after this moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// RFC 3339: events before this moment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -86,7 +86,8 @@ impl AuditRow {
 }
 
 impl Store {
-    /// The workspace's audit log, newest first.
+    /// The workspace's audit log, newest first, filtered in the query (every condition of
+    /// `filter` must hold), so that pages are full whatever the filter.
     pub async fn list_audit(
         &self,
         workspace_id: &str,
@@ -106,6 +107,9 @@ impl Store {
                    AND ($3 IS NULL OR object_type = $3)
                    AND ($4 IS NULL OR object_id = $4)
                    AND ($5 IS NULL OR actor_name = $5 OR actor_token_id = $5)
+                   AND ($7 IS NULL OR substr(action, 1, length(CAST($7 AS TEXT))) = $7)
+                   AND ($8 IS NULL OR at >= $8)
+                   AND ($9 IS NULL OR at < $9)
                  ORDER BY seq DESC
                  LIMIT $6"
                 )
@@ -115,6 +119,9 @@ impl Store {
                 .bind(&filter.object_id)
                 .bind(&filter.actor)
                 .bind(limit.probe())
+                .bind(&filter.action)
+                .bind(filter.since.map(|t| t.as_micros()))
+                .bind(filter.until.map(|t| t.as_micros()))
             )
         })?;
         let mut items = rows.into_iter().map(AuditRow::into_event).collect::<Result<Vec<_>>>()?;

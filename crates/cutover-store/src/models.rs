@@ -158,6 +158,12 @@ pub struct AuditFilter {
     pub object_id: Option<String>,
     /// The actor's name (as audit tables show it) or token id.
     pub actor: Option<String>,
+    /// Actions starting with this: a whole action (`pin.set`) or a prefix (`pin.`).
+    pub action: Option<String>,
+    /// Made at or after this moment.
+    pub since: Option<cutover_domain::Timestamp>,
+    /// Made before this moment.
+    pub until: Option<cutover_domain::Timestamp>,
 }
 
 /// A page of results and where the next one starts.

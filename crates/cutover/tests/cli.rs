@@ -1522,6 +1522,19 @@ fn the_audit_log_shows_what_changed_filters_by_actor_name_and_pages() {
     assert_eq!(paged, all_ids[..4], "pages follow one another without gaps");
     let output = server.cutover(&["audit", "--limit", "2"]);
     assert_eq!(text(&output.stderr), format!("(older events: --cursor {cursor}, or --all)\n"));
+
+    // Filtered by action (a prefix) and by time, on the server.
+    let pins = server.json(&["audit", "--action", "pin."]);
+    assert_eq!(names(&pins, "action"), ["pin.set", "pin.set"], "{pins}");
+    let newest = pins["items"][0]["at"].as_str().expect("a time").to_owned();
+    let since = server.json(&["audit", "--action", "pin.", "--since", &newest]);
+    assert_eq!(names(&since, "action"), ["pin.set"], "{since}");
+    let until = server.json(&["audit", "--action", "pin.", "--until", &newest]);
+    assert_eq!(names(&until, "action"), ["pin.set"], "{until}");
+    assert_ne!(since["items"][0]["id"], until["items"][0]["id"]);
+    let output = server.cutover(&["audit", "--since", "yesterday"]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("RFC 3339"), "{}", text(&output.stderr));
 }
 
 #[test]

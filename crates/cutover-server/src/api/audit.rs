@@ -1,6 +1,6 @@
 use axum::extract::State;
 use cutover_api::{AuditEvent, Page};
-use cutover_domain::{Access, AuditObject, Cursor, PageLimit};
+use cutover_domain::{Access, AuditObject, Cursor, PageLimit, Timestamp};
 use cutover_store::AuditFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -34,6 +34,20 @@ pub struct AuditQuery {
         max_length = 100
     )]
     pub actor: Option<String>,
+    /// Actions starting with this: a whole action (`pin.set`) or a prefix (`pin.`).
+    #[param(
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 100
+    )]
+    pub action: Option<String>,
+    /// Only entries made at or after this moment (RFC 3339, e.g. `2026-12-01T09:00:00Z`);
+    /// anything else is refused (400 `invalid_query`).
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// Only entries made before this moment (RFC 3339); must be after `since`.
+    #[param(format = DateTime)]
+    pub until: Option<String>,
     /// Items per page, 1 to 200; 50 when absent.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
@@ -56,9 +70,12 @@ pub async fn list(
     auth.require(Access::Read)?;
     let limit = PageLimit::parse(query.limit)?;
     let before = query.cursor.as_deref().map(|c| Cursor::parse(c)?.before()).transpose()?;
-    for (field, value) in
-        [("object_type", &query.object_type), ("object_id", &query.object_id), ("actor", &query.actor)]
-    {
+    for (field, value) in [
+        ("object_type", &query.object_type),
+        ("object_id", &query.object_id),
+        ("actor", &query.actor),
+        ("action", &query.action),
+    ] {
         if let Some(value) = value {
             cutover_domain::check_label(field, value)?;
         }
@@ -70,9 +87,36 @@ pub async fn list(
             ApiError::bad_request("invalid_query", format!("object_type {raw:?} is not one of {known}"))
         })?),
     };
-    let filter = AuditFilter { object_type, object_id: query.object_id, actor: query.actor };
+    let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
+    let filter =
+        AuditFilter { object_type, object_id: query.object_id, actor: query.actor, action: query.action, since, until };
     let page = state.store.list_audit(auth.workspace_id(), &filter, before, limit).await?;
     Ok(axum::Json(convert::page(page, convert::audit_event)))
+}
+
+/// `since` and `until` as RFC 3339 moments, `since` before `until`; 400 `invalid_query` else.
+pub(crate) fn time_range(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
+    let parse = |name: &'static str, text: Option<&str>| {
+        text.map(|t| {
+            Timestamp::parse_rfc3339(name, t.trim()).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{name} {t:?} is not an RFC 3339 moment (such as 2026-12-01T09:00:00Z)"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let (since, until) = (parse("since", since)?, parse("until", until)?);
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(ApiError::bad_request("invalid_query", "since must be before until"));
+    }
+    Ok((since, until))
 }
 
 #[cfg(test)]

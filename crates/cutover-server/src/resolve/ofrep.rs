@@ -213,6 +213,33 @@ pub fn encode_static(key: &str, environment: &str, version: i64, value: &Value, 
     serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
 }
 
+/// The answer a user assigned to variant `index` of a running experiment gets, as [`evaluate`]
+/// would give it, encoded (for the change preview).
+pub fn encode_split(
+    key: &str,
+    environment: &str,
+    experiment: &str,
+    index: usize,
+    version: i64,
+    value: &Value,
+    revision: i64,
+) -> Bytes {
+    let success = EvaluationSuccess {
+        key: key.to_owned(),
+        value: Some(value.clone()),
+        reason: "SPLIT",
+        variant: Some(format!("v{version}")),
+        metadata: json!({
+            "environment": environment,
+            "version": version,
+            "revision": revision,
+            "experiment": experiment,
+            "experimentVariant": cutover_domain::experiments::variant_key(index),
+        }),
+    };
+    serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
+}
+
 /// The `flags` array of a bulk answer where nothing but pins decides: each pinned flag's answer,
 /// already encoded, by key, joined. Built once per revision and environment.
 pub fn encode_flags(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Bytes {

@@ -1,5 +1,6 @@
-//! The audit log: filters by actor, object and action, paged newest first, each entry's
-//! before/after shown as a field diff. `at` (from a time-travel cell) marks the entry of that
+//! The audit log: filters by actor, object, action and time range (all applied by the store's
+//! query, so pages are full), paged newest first, each entry's before/after shown as a field
+//! diff. `at` (from a time-travel cell) marks the entry of that
 //! moment.
 
 use axum::extract::{Query, State};
@@ -23,9 +24,15 @@ pub struct AuditQuery {
     object_type: String,
     #[serde(default)]
     object_id: String,
-    /// Actions starting with this (`pin.`, `version.create`…), within each page.
+    /// Actions starting with this (`pin.`, `version.create`…).
     #[serde(default)]
     action: String,
+    /// From this moment (UTC; a `datetime-local` value or RFC 3339), inclusive.
+    #[serde(default)]
+    since: String,
+    /// Until this moment, exclusive.
+    #[serde(default)]
+    until: String,
     cursor: Option<String>,
     /// Marks the entries made at this moment (microseconds).
     at: Option<i64>,
@@ -51,7 +58,20 @@ struct AuditPage {
     object_type: String,
     object_id: String,
     action: String,
+    since: String,
+    until: String,
     next: Option<String>,
+}
+
+/// A `datetime-local` value (read as UTC) or RFC 3339 as RFC 3339; empty as `None`.
+fn moment(text: &str) -> Option<String> {
+    let text = text.trim();
+    match text.len() {
+        0 => None,
+        16 => Some(format!("{text}:00Z")),
+        19 => Some(format!("{text}Z")),
+        _ => Some(text.to_owned()),
+    }
 }
 
 fn optional(text: &str) -> Result<Option<String>, UiError> {
@@ -76,14 +96,22 @@ pub async fn page(
             ApiError::bad_request("invalid_query", format!("object_type {raw:?} is not one of {known}"))
         })?),
     };
-    let filter = AuditFilter { object_type, object_id: optional(&query.object_id)?, actor: optional(&query.actor)? };
+    let (since, until) =
+        crate::api::audit::time_range(moment(&query.since).as_deref(), moment(&query.until).as_deref())?;
+    let filter = AuditFilter {
+        object_type,
+        object_id: optional(&query.object_id)?,
+        actor: optional(&query.actor)?,
+        action: optional(&query.action)?,
+        since,
+        until,
+    };
     let before = query.cursor.as_deref().map(|c| Cursor::parse(c)?.before()).transpose()?;
     let page = state.store.list_audit(session.auth.workspace_id(), &filter, before, PageLimit::default()).await?;
     let action = query.action.trim().to_owned();
     let entries = page
         .items
         .into_iter()
-        .filter(|e| e.action.starts_with(&action))
         .map(|e| Entry {
             seq: e.seq,
             marked: query.at.is_some_and(|at| (e.at.as_micros() - at).abs() < 1_000_000),
@@ -96,11 +124,13 @@ pub async fn page(
         .collect();
     let next = page.next.map(|cursor| {
         format!(
-            "/audit?actor={}&object_type={}&object_id={}&action={}&cursor={}",
+            "/audit?actor={}&object_type={}&object_id={}&action={}&since={}&until={}&cursor={}",
             urlencode(&query.actor),
             urlencode(&query.object_type),
             urlencode(&query.object_id),
             urlencode(&action),
+            urlencode(&query.since),
+            urlencode(&query.until),
             urlencode(&cursor.encode())
         )
     });
@@ -112,6 +142,8 @@ pub async fn page(
         object_type: query.object_type,
         object_id: query.object_id,
         action,
+        since: query.since,
+        until: query.until,
         next,
     })
 }

@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use cutover_api::ExperimentResults;
-use cutover_domain::{Access, ExperimentAction};
+use cutover_domain::{Access, ExperimentAction, VersionNumber};
 use cutover_store::Experiment;
 
 use super::page::{Layout, UiError, ok, when};
@@ -169,6 +169,96 @@ pub async fn show(
         results,
         experiment,
         actions,
+    })
+}
+
+/// One variant as clients will get it once the experiment starts.
+pub struct VariantPreview {
+    pub variant: String,
+    pub version: i64,
+    /// Its weight among the experiment's users, and its share of all users.
+    pub weight: String,
+    pub share: String,
+    pub answer: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "experiment_preview.html")]
+struct StartPreview {
+    layout: Layout,
+    experiment: Experiment,
+    coverage: String,
+    outside: String,
+    before: String,
+    variants: Vec<VariantPreview>,
+    command: String,
+}
+
+fn percent(share: f64) -> String {
+    let text = format!("{:.1}", share * 100.0);
+    format!("{}%", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// What starting the experiment does: for each variant, its share of the environment's users
+/// and the OFREP answer they will get; what the others keep getting; the CLI command.
+pub async fn preview(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    session.auth.require(Access::Write)?;
+    let workspace_id = session.auth.workspace_id();
+    let experiment = state.store.get_experiment(workspace_id, &id).await?;
+    session.auth.require_environment(Access::Write, &experiment.environment)?;
+    if experiment.lifecycle.status().after(ExperimentAction::Start).is_none() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            format!("experiment {:?} is {}: it cannot start", experiment.name, experiment.lifecycle.status().as_str()),
+        )
+        .into());
+    }
+    let view = state.resolver.view(workspace_id).await?;
+    let (key, env) = (experiment.artifact.as_str(), experiment.environment.as_str());
+    let before = match view.get(env, key) {
+        Some(live) => super::preview::pretty(&live.ofrep),
+        None => "FLAG_NOT_FOUND: nothing is live here".to_owned(),
+    };
+    let coverage = experiment.coverage.get();
+    let mut variants = Vec::new();
+    for (index, (version, weight)) in
+        experiment.variants.versions().iter().zip(experiment.variants.weights()).enumerate()
+    {
+        let content = state
+            .store
+            .get_version(workspace_id, &experiment.artifact, VersionNumber::parse("version", *version)?)
+            .await?
+            .content;
+        let answer = crate::resolve::ofrep::encode_split(
+            key,
+            env,
+            &experiment.id,
+            index,
+            *version,
+            content.value(),
+            view.revision + 1,
+        );
+        variants.push(VariantPreview {
+            variant: cutover_domain::experiments::variant_key(index),
+            version: *version,
+            weight: percent(*weight),
+            share: percent(weight * coverage),
+            answer: super::preview::pretty(&answer),
+        });
+    }
+    ok(&StartPreview {
+        layout: Layout::new(&session, "experiments", format!("Preview: start {}", experiment.name)),
+        coverage: percent(coverage),
+        outside: percent(1.0 - coverage),
+        before,
+        variants,
+        command: format!("cutover experiment start {}", experiment.id),
+        experiment,
     })
 }
 

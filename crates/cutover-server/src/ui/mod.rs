@@ -13,7 +13,9 @@ mod guard;
 mod history;
 mod matrix;
 mod page;
+mod pools;
 mod preview;
+mod rollout_new;
 mod rollouts;
 mod session;
 
@@ -43,13 +45,20 @@ pub fn router() -> Router<AppState> {
         .route("/artifacts/{key}/history/{env}", get(history::page))
         .route("/experiments", get(experiments::list))
         .route("/experiments/{id}", get(experiments::show))
+        .route("/experiments/{id}/preview", get(experiments::preview))
         .route("/experiments/{id}/{action}", post(experiments::action))
-        .route("/rollouts", get(rollouts::list))
+        .route("/rollouts", get(rollouts::list).post(rollout_new::create))
+        .route("/rollouts/new", get(rollout_new::form))
+        .route("/rollouts/preview", get(rollout_new::preview))
         .route("/rollouts/{id}", get(rollouts::show))
         .route("/ui/rollouts/{id}", get(rollouts::fragment))
         .route("/rollouts/{id}/{control}", post(rollouts::control))
         .route("/audit", get(audit::page))
         .route("/queue", get(page::placeholder))
-        .route("/pools", get(page::placeholder))
+        .route("/pools", get(pools::list))
+        .route("/ui/pools", get(pools::list_fragment))
+        .route("/pools/{name}", get(pools::show))
+        .route("/ui/pools/{name}", get(pools::fragment))
+        .route("/pools/{name}/{control}", post(pools::control))
         .layer(axum::middleware::from_fn(guard::guard))
 }

@@ -133,8 +133,7 @@ struct Placeholder {
     layout: Layout,
 }
 
-/// Queue and pools: pages to come once those capabilities have landed.
-pub async fn placeholder(session: Session, uri: axum::http::Uri) -> Result<Response, UiError> {
-    let section = if uri.path() == "/queue" { "queue" } else { "pools" };
-    ok(&Placeholder { layout: Layout::new(&session, section, if section == "queue" { "Queue" } else { "Pools" }) })
+/// The queue: a page to come once that capability has landed.
+pub async fn placeholder(session: Session) -> Result<Response, UiError> {
+    ok(&Placeholder { layout: Layout::new(&session, "queue", "Queue") })
 }

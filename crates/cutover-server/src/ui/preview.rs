@@ -37,7 +37,7 @@ struct PreviewPage {
     command: String,
 }
 
-fn pretty(bytes: &[u8]) -> String {
+pub(super) fn pretty(bytes: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(bytes)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_default()

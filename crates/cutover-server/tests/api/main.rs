@@ -3,6 +3,7 @@
 
 mod archive;
 mod artifacts;
+mod audit;
 mod auth;
 mod environments;
 mod errors;

@@ -3,6 +3,8 @@
 
 mod artifacts;
 mod pages;
+mod pools;
+mod previews;
 mod screens;
 mod sessions;
 
@@ -41,10 +43,18 @@ pub struct Browser {
 
 impl Ui {
     pub async fn new() -> Self {
+        Self::with_config(ServerConfig::default(), false).await
+    }
+
+    /// With the server's configuration, and its engine (reconcilers) running when `engine`.
+    pub async fn with_config(config: ServerConfig, engine: bool) -> Self {
         let db = TestDb::sqlite().await;
         let store = db.store.clone();
         let made = store.bootstrap(&WorkspaceName::parse("default").unwrap()).await.unwrap().unwrap();
-        let state = AppState::new(store.clone(), ServerConfig::default());
+        let state = AppState::new(store.clone(), config);
+        if engine {
+            state.start_engine().unwrap();
+        }
         Self { router: app(state), store, owner: made.secret.expose().to_owned(), _db: db }
     }
 

@@ -2,6 +2,7 @@
 
 mod archive;
 mod artifacts;
+mod audit;
 mod effects;
 mod environments;
 mod events;

@@ -24,6 +24,16 @@ pub struct AuditArgs {
     /// Only events by this actor: the name shown in the ACTOR column, or a token id.
     #[arg(long, value_name = "NAME")]
     actor: Option<String>,
+    /// Only events whose action is this or starts with it (`pin.set`, or `pin.` for every pin
+    /// change).
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// Only events at or after this moment (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only events before this moment (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
     /// Events per page, 1 to 200 [default: 50]
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
@@ -40,6 +50,9 @@ pub async fn run(context: &Context, args: AuditArgs) -> anyhow::Result<()> {
         object_type: args.object_type,
         object_id: args.object_id,
         actor: args.actor,
+        action: args.action,
+        since: args.since,
+        until: args.until,
         limit: args.limit,
         cursor: args.cursor,
     };

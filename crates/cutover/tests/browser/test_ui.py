@@ -156,8 +156,8 @@ def test_every_other_screen_renders_cleanly(watched, world):
         ("/rollouts", "rollouts"),
         ("/audit", "audit"),
         ("/audit?object_type=artifact&object_id=" + urllib.parse.quote("prompts/welcome", safe=""), "audit-filtered"),
+        ("/audit?action=pin.&since=2000-01-01T00:00&until=2999-01-01T00:00", "audit-time-range"),
         ("/queue", "queue"),
-        ("/pools", "pools"),
     ):
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
@@ -179,7 +179,13 @@ def test_experiment_results_equal_the_api_s(watched, world):
     assert status == 201, made
     sign_in(page, token("owner", name="erin"))
     page.goto(f"/experiments/{made['id']}")
-    page.click("button:text-is('start')")
+    # Starting goes through the preview: each variant's share and OFREP answer, and the CLI.
+    page.click("text=Start…")
+    expect(page.locator("[data-variant=treatment-1]")).to_contain_text("Try it free")
+    expect(page.locator("[data-variant=control]")).to_contain_text("50% of all users")
+    expect(page.locator("#command")).to_have_text(f"cutover experiment start {made['id']}")
+    check_page(watched, "experiment-start-preview")
+    page.click("button:has-text('Start free trial banner')")
     expect(page.locator("#status")).to_have_text("running")
     sdk = token("sdk", ["staging"], name="app")
     for i in range(30):
@@ -229,3 +235,45 @@ def test_a_rollout_progresses_live_then_is_stopped_and_resumed(watched, world):
     resume.click()
     expect(page.locator("#rollout-state")).to_have_text(re.compile("running|completed"), timeout=15_000)
     check_page(watched, "rollout-resumed")
+
+
+def test_a_rollout_started_from_the_page_through_its_preview(watched, world):
+    page = watched.page
+    status, body = api("POST", "/api/v1/environments", body={"name": "fleet", "targets": [{"name": n} for n in ("eu-1", "eu-2", "us-1")]})
+    assert status == 201, body
+    sign_in(page, token("owner", name="paula"))
+    page.goto("/artifacts/prompts%2Fwelcome")
+    page.click("#v2 >> text=Roll out…")
+    page.select_option("#environment", "fleet")
+    page.fill("#max_parallel", "2")
+    page.fill("#steps", "check apply")
+    check_page(watched, "rollout-new")
+    page.click("text=Preview the rollout")
+    expect(page.locator("#waves li")).to_have_count(2)
+    expect(page.locator("[data-wave='1']")).to_contain_text("eu-1, eu-2")
+    expect(page.locator("#command")).to_contain_text("--max-parallel 2")
+    check_page(watched, "rollout-preview")
+    page.click("button:has-text('Start the rollout of v2 to fleet')")
+    expect(page).to_have_url(re.compile(r"/rollouts/[0-9a-f-]+$"))
+    expect(page.locator(".task")).to_have_count(3)
+
+
+def test_the_pools_pages_follow_a_pool_and_claim_from_it(watched, world):
+    page = watched.page
+    body = {"name": "warm", "artifact": "prompts/welcome", "environment": "staging", "executor": "provision",
+            "desired": {"instances": 2}}
+    status, made = api("POST", "/api/v1/pools", body=body)
+    assert status == 201, made
+    sign_in(page, token("owner", name="pat"))
+    page.goto("/pools")
+    row = page.locator("tr[data-pool=warm]")
+    # The table refreshes itself while the engine fills the pool.
+    expect(row.locator("td").nth(6)).to_have_text("2", timeout=30_000)
+    check_page(watched, "pools")
+    page.click("text=warm")
+    expect(page.locator("tr[data-instance]")).to_have_count(2)
+    check_page(watched, "pool")
+    page.click("text=Claim a ready instance")
+    expect(page.locator("#claimed")).to_contain_text("it is yours now")
+    expect(page.locator("#claimed")).to_contain_text("Claimed by pat at ")
+    check_page(watched, "pool-claimed")
