@@ -640,7 +640,7 @@ async fn land(tx: &mut Conn<'_>, queue_id: &str, batch: u64, check: u64) -> Resu
         let reason = format!("queue {} request {request}: {message}", queue.name);
         let mut landed = BTreeMap::new();
         for change in &changes[&request] {
-            let artifact = artifacts::fetch(tx, &queue.workspace_id, &change.artifact).await?;
+            let artifact = artifacts::fetch_writable(tx, &queue.workspace_id, &change.artifact).await?;
             let content = Content::parse(artifact.value_type, change.content.clone())?;
             let version =
                 artifacts::insert_version(tx, &queue.workspace_id, &author, &artifact, &content, &message).await?;

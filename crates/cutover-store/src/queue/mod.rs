@@ -442,7 +442,7 @@ async fn check_changes(conn: &mut Conn<'_>, workspace_id: &str, changes: &[Reque
             )
             .into());
         }
-        let artifact = artifacts::fetch(conn, workspace_id, &change.artifact).await?;
+        let artifact = artifacts::fetch_writable(conn, workspace_id, &change.artifact).await?;
         Content::parse(artifact.value_type, change.content.clone())
             .map_err(|e| cutover_domain::DomainError::invalid(format!("changes[{i}].content"), e.to_string()))?;
     }
@@ -570,8 +570,9 @@ impl Store {
         transaction!(self, |tx| {
             let queue = fetch(tx, &caller.workspace_id, queue).await?;
             authorize(tx, caller, &queue.environment).await?;
-            check_changes(tx, &caller.workspace_id, &new.changes).await?;
+            // The queue's lock before any artifact's: the order a landing takes them in.
             lock(tx, &queue.id).await?;
+            check_changes(tx, &caller.workspace_id, &new.changes).await?;
             let (id,): (i64,) = q!(
                 tx,
                 fetch_one,
