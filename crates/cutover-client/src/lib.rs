@@ -9,6 +9,7 @@
 mod error;
 mod path;
 mod pools;
+mod queue;
 
 use std::time::Duration;
 

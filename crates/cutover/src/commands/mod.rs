@@ -47,7 +47,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = global.data_dir.as_deref();
     match command {
         // The simulator runs here: no server, no token.
-        Command::Client(ClientCommand::Queue(command)) => queue::run(command, global.output()),
+        Command::Client(ClientCommand::Queue(command))
+            if queue::simulate_local(&command, global.output()).is_some() =>
+        {
+            queue::simulate_local(&command, global.output()).unwrap_or(Ok(()))
+        }
         Command::Client(command) => {
             let context =
                 Context { client: Client::new(global.server(), Some(token(&global)?))?, output: global.output() };
@@ -77,7 +81,7 @@ async fn run_client(context: &Context, command: ClientCommand) -> anyhow::Result
         ClientCommand::Resolve(args) => resolve::run(context, args).await,
         ClientCommand::Experiment(command) => experiment::run(context, command).await,
         ClientCommand::Rollout(command) => rollout::run(context, command).await,
-        ClientCommand::Queue(command) => queue::run(command, context.output),
+        ClientCommand::Queue(command) => queue::run(context, command).await,
         ClientCommand::Pool(command) => pool::run(context, command).await,
         ClientCommand::Event(command) => event::run(context, command).await,
         ClientCommand::Audit(args) => audit::run(context, args).await,

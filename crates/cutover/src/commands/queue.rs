@@ -1,14 +1,53 @@
 //! `cutover queue`: submit queues. `simulate` runs on this machine, without a server.
 
+use std::path::PathBuf;
+
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
+use cutover_api::queue::{ChangeRequest, CreateQueue, Queue, QueueChange, SubmitChangeRequest};
 use cutover_domain::queue::simulate::{SimConfig, SimReport, Strategy, StrategyReport, compare};
+use serde_json::Value;
 
+use super::Context;
 use crate::failure::usage;
 use crate::output::{self, OutputFormat};
 
+mod watch;
+
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
+    /// Creates a queue guarding ENV: changes land there in order, after checks.
+    #[command(
+        after_help = "Examples:\n  cutover queue create prompts --env production --executor lint --budget 4 --max-batch-size 8\n  \
+                      cutover queue create reviewed --env production --manual"
+    )]
+    Create(CreateArgs),
+    /// Lists the queues.
+    List,
+    /// Shows a queue: settings, depth, active batches, running checks, landed count.
+    Show { name: String },
+    /// Submits a change request: new content for one or more artifacts.
+    #[command(
+        after_help = "Examples:\n  cutover queue submit prompts --text prompts/greeting='Hello {{name}}!' -m 'warmer greeting'\n  \
+                      cutover queue submit prompts --content-file configs/limits=limits.json --hotfix -m 'raise limit' --wait"
+    )]
+    Submit(SubmitArgs),
+    /// Shows change requests: one with its history, or the queue's newest.
+    Status(StatusArgs),
+    /// Cancels a change request (a landing already under way wins).
+    Cancel { name: String, id: u64 },
+    /// Pauses a queue: nothing new is batched, checked or landed until resumed.
+    Pause { name: String },
+    /// Resumes a paused queue.
+    Resume { name: String },
+    /// Reports the result of a manual check (a queue created with --manual).
+    Report(ReportArgs),
+    /// Follows a queue (or one request) live until it drains (or the request ends).
+    ///
+    /// On a terminal: a bar of the requests seen and a line per change of state; otherwise plain
+    /// lines. Exit codes: 0 when everything seen landed; 1 when a request was refused or
+    /// cancelled; 4 when the queue is paused (nothing moves until it is resumed).
+    Watch(WatchArgs),
     /// Compares scheduling strategies on a simulated workload, with the server's own planner.
     ///
     /// A deterministic discrete-event simulation (seeded, virtual clock): changes arrive at
@@ -107,9 +146,337 @@ impl SimulateArgs {
     }
 }
 
-pub fn run(command: QueueCommand, format: OutputFormat) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The queue's name (`^[a-z0-9][a-z0-9_-]{0,62}$`).
+    name: String,
+    /// The environment the queue lands changes in.
+    #[arg(long, value_name = "ENV")]
+    env: String,
+    /// The check: an executor the server's operator declared under `[executors.NAME]`. It gets
+    /// the candidate content in CUTOVER_CANDIDATE_DIR (a file per artifact) and
+    /// CUTOVER_CANDIDATE_FILE (JSON), with CUTOVER_BATCH, CUTOVER_REQUESTS, CUTOVER_AHEAD,
+    /// CUTOVER_ATTEMPT and CUTOVER_IDEMPOTENCY_KEY; exit 0 passes.
+    #[arg(long, value_name = "NAME", required_unless_present = "manual", conflicts_with = "manual")]
+    executor: Option<String>,
+    /// Checks are reported by a person (`cutover queue report`).
+    #[arg(long)]
+    manual: bool,
+    /// Seconds a check may take [default: the executor's]
+    #[arg(long, value_name = "SECONDS", requires = "executor")]
+    timeout: Option<u32>,
+    /// W: checks running at once [default: 4]
+    #[arg(long, value_name = "W")]
+    budget: Option<u32>,
+    /// Most requests per batch [default: 8]
+    #[arg(long, value_name = "N")]
+    max_batch_size: Option<u32>,
+    /// Longest a request waits for its batch to fill [default: 60]
+    #[arg(long = "max-wait", value_name = "SECONDS")]
+    max_wait_seconds: Option<u32>,
+    /// Times a single request's failed check runs again before it is refused [default: 1]
+    #[arg(long, value_name = "N")]
+    max_flake_retries: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The queue.
+    name: String,
+    /// KEY=TEXT: new text for a string artifact (repeatable).
+    #[arg(long = "text", value_name = "KEY=TEXT")]
+    texts: Vec<String>,
+    /// KEY=JSON: new content as JSON (repeatable).
+    #[arg(long = "content", value_name = "KEY=JSON")]
+    contents: Vec<String>,
+    /// KEY=PATH: new content from a file, text or JSON by the artifact's type (`-`: stdin).
+    #[arg(long = "content-file", value_name = "KEY=PATH")]
+    files: Vec<String>,
+    /// Why: kept with the request and the versions it publishes.
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// The hotfix lane: batched first, ahead of every normal batch not already landing.
+    #[arg(long)]
+    hotfix: bool,
+    /// Follow the request until it lands (exit 0) or is refused or cancelled (exit 1).
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The queue.
+    name: String,
+    /// One request, with its history.
+    id: Option<u64>,
+    /// Only requests not yet terminal.
+    #[arg(long, conflicts_with = "id")]
+    live: bool,
+    /// How many requests to list (1 to 200).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+    limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The queue.
+    name: String,
+    /// The check's id (`cutover queue show` lists the running ones).
+    check: u64,
+    /// The verdict.
+    #[arg(value_parser = ["pass", "fail"])]
+    verdict: String,
+    /// Kept as the check's output (a failed check's output becomes the culprit's error).
+    #[arg(short, long, default_value = "")]
+    message: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The queue.
+    name: String,
+    /// Follow this request only.
+    #[arg(long, value_name = "ID")]
+    request: Option<u64>,
+}
+
+/// The simulator: runs here, without a server or a token.
+pub fn simulate_local(command: &QueueCommand, format: OutputFormat) -> Option<anyhow::Result<()>> {
     match command {
-        QueueCommand::Simulate(args) => simulate(&args, format),
+        QueueCommand::Simulate(args) => Some(simulate(args, format)),
+        _ => None,
+    }
+}
+
+fn split_pair<'a>(flag: &str, text: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    text.split_once('=').ok_or_else(|| usage(format!("--{flag} {text:?}: write KEY=VALUE")))
+}
+
+async fn changes(context: &Context, args: &SubmitArgs) -> anyhow::Result<Vec<QueueChange>> {
+    let mut out = Vec::new();
+    for text in &args.texts {
+        let (key, value) = split_pair("text", text)?;
+        out.push(QueueChange { artifact: key.to_owned(), content: Value::String(value.to_owned()) });
+    }
+    for text in &args.contents {
+        let (key, json) = split_pair("content", text)?;
+        let content = serde_json::from_str(json)
+            .map_err(|e| usage(format!("--content {key}=…: not valid JSON ({e}); use --text for a plain string")))?;
+        out.push(QueueChange { artifact: key.to_owned(), content });
+    }
+    for text in &args.files {
+        let (key, path) = split_pair("content-file", text)?;
+        let artifact = context.client.get_artifact(key).await?;
+        let path = PathBuf::from(path);
+        let body = super::read_file(&path)?;
+        let content = if artifact.value_type == "string" {
+            Value::String(body)
+        } else {
+            serde_json::from_str(&body).map_err(|e| {
+                usage(format!(
+                    "{} is not valid JSON ({e}), which a {} artifact needs",
+                    path.display(),
+                    artifact.value_type
+                ))
+            })?
+        };
+        out.push(QueueChange { artifact: key.to_owned(), content });
+    }
+    if out.is_empty() {
+        return Err(usage("give at least one change: --text KEY=TEXT, --content KEY=JSON or --content-file KEY=PATH"));
+    }
+    Ok(out)
+}
+
+fn executor_text(executor: &Value) -> String {
+    match executor["type"].as_str() {
+        Some("command") => format!(
+            "command {} ({} s)",
+            executor["name"].as_str().unwrap_or("?"),
+            executor["timeout_seconds"].as_u64().unwrap_or(0)
+        ),
+        Some(other) => other.to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+fn show_queue(context: &Context, queue: &Queue) -> anyhow::Result<()> {
+    if context.output == OutputFormat::Json {
+        return output::json(queue);
+    }
+    let checks = if queue.running_checks.is_empty() {
+        "none".to_owned()
+    } else {
+        queue
+            .running_checks
+            .iter()
+            .map(|c| format!("check {} (batch {}, attempt {})", c.id, c.batch, c.attempt))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rows = [
+        ("name", queue.name.clone()),
+        ("environment", queue.environment.clone()),
+        ("executor", executor_text(&queue.executor)),
+        ("budget", queue.budget.to_string()),
+        ("max batch size", queue.max_batch_size.to_string()),
+        ("max wait", format!("{} s", queue.max_wait_seconds)),
+        ("flake retries", queue.max_flake_retries.to_string()),
+        ("paused", output::yes_no(queue.paused)),
+        ("depth", queue.depth.to_string()),
+        ("active batches", queue.active_batches.to_string()),
+        ("running checks", checks),
+        ("landed", queue.landed.to_string()),
+    ];
+    output::emit(&output::fields(&rows))
+}
+
+pub(crate) fn artifacts(request: &ChangeRequest) -> String {
+    request.changes.iter().map(|c| c.artifact.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn show_request(context: &Context, request: &ChangeRequest) -> anyhow::Result<()> {
+    if context.output == OutputFormat::Json {
+        return output::json(request);
+    }
+    let landed = request
+        .landed_versions
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |v| v.iter().map(|(k, n)| format!("{k} v{n}")).collect::<Vec<_>>().join(", "));
+    let mut rows = vec![
+        ("request", format!("{} in queue {}", request.id, request.queue)),
+        ("state", request.state.clone()),
+        ("lane", request.lane.clone()),
+        ("artifacts", artifacts(request)),
+        ("message", output::or_dash(&request.message)),
+        ("author", request.author.clone()),
+        ("landed", landed),
+    ];
+    if let Some(error) = &request.error {
+        rows.push(("error", error.trim_end().to_owned()));
+    }
+    let mut text = output::fields(&rows);
+    if let Some(history) = &request.history {
+        let lines = history.iter().map(|t| {
+            [
+                t.at.clone(),
+                t.from.clone().unwrap_or_else(|| "-".into()),
+                t.to.clone(),
+                t.actor.clone(),
+                t.reason.clone(),
+            ]
+        });
+        text = format!("{text}\n\n{}", output::table(["AT", "FROM", "TO", "BY", "WHY"], lines));
+    }
+    output::emit(&text)
+}
+
+fn request_rows(requests: &[ChangeRequest]) -> String {
+    let rows = requests.iter().map(|r| {
+        [r.id.to_string(), r.state.clone(), r.lane.clone(), artifacts(r), r.author.clone(), output::or_dash(&r.message)]
+    });
+    output::table(["ID", "STATE", "LANE", "ARTIFACTS", "AUTHOR", "MESSAGE"], rows)
+}
+
+pub async fn run(context: &Context, command: QueueCommand) -> anyhow::Result<()> {
+    let client = &context.client;
+    match command {
+        QueueCommand::Simulate(args) => simulate(&args, context.output),
+        QueueCommand::Create(args) => {
+            let executor = match (&args.executor, args.manual) {
+                (Some(name), _) => {
+                    let mut executor = serde_json::json!({"type": "command", "name": name});
+                    if let Some(timeout) = args.timeout {
+                        executor["timeout_seconds"] = timeout.into();
+                    }
+                    executor
+                }
+                (None, _) => serde_json::json!({"type": "manual"}),
+            };
+            let body = CreateQueue {
+                name: args.name,
+                environment: args.env,
+                budget: args.budget,
+                max_batch_size: args.max_batch_size,
+                max_wait_seconds: args.max_wait_seconds,
+                max_flake_retries: args.max_flake_retries,
+                executor,
+            };
+            show_queue(context, &client.create_queue(&body).await?)
+        }
+        QueueCommand::List => {
+            let queues = client.list_queues().await?;
+            if context.output == OutputFormat::Json {
+                return output::json(&queues);
+            }
+            if queues.is_empty() {
+                return output::emit("no queues");
+            }
+            let rows = queues.iter().map(|q| {
+                [
+                    q.name.clone(),
+                    q.environment.clone(),
+                    executor_text(&q.executor),
+                    q.depth.to_string(),
+                    q.active_batches.to_string(),
+                    q.landed.to_string(),
+                    output::yes_no(q.paused),
+                ]
+            });
+            output::emit(&output::table(
+                ["NAME", "ENVIRONMENT", "EXECUTOR", "DEPTH", "BATCHES", "LANDED", "PAUSED"],
+                rows,
+            ))
+        }
+        QueueCommand::Show { name } => show_queue(context, &client.get_queue(&name).await?),
+        QueueCommand::Submit(args) => {
+            let body = SubmitChangeRequest {
+                changes: changes(context, &args).await?,
+                message: args.message.clone(),
+                hotfix: args.hotfix,
+            };
+            let made = client.submit_change(&args.name, &body).await?;
+            if args.wait {
+                if context.output == OutputFormat::Table {
+                    output::note(&format!(
+                        "submitted request {} to queue {}; waiting for it to land",
+                        made.id, made.queue
+                    ));
+                }
+                return watch::watch(context, &args.name, Some(made.id)).await;
+            }
+            show_request(context, &made)
+        }
+        QueueCommand::Status(args) => match args.id {
+            Some(id) => show_request(context, &client.get_change(&args.name, id).await?),
+            None => {
+                let requests = client.list_changes(&args.name, args.live, args.limit).await?;
+                if context.output == OutputFormat::Json {
+                    return output::json(&requests);
+                }
+                if requests.is_empty() {
+                    return output::emit(&format!(
+                        "queue {} has no {}requests",
+                        args.name,
+                        if args.live { "live " } else { "" }
+                    ));
+                }
+                output::emit(&request_rows(&requests))
+            }
+        },
+        QueueCommand::Cancel { name, id } => show_request(context, &client.cancel_change(&name, id).await?),
+        QueueCommand::Pause { name } => show_queue(context, &client.pause_queue(&name).await?),
+        QueueCommand::Resume { name } => show_queue(context, &client.resume_queue(&name).await?),
+        QueueCommand::Report(args) => {
+            client.report_check(&args.name, args.check, args.verdict == "pass", &args.message).await?;
+            if context.output == OutputFormat::Json {
+                return output::json(
+                    &serde_json::json!({"queue": args.name, "check": args.check, "verdict": args.verdict}),
+                );
+            }
+            output::emit(&format!("check {} of queue {}: {}", args.check, args.name, args.verdict))
+        }
+        QueueCommand::Watch(args) => watch::watch(context, &args.name, args.request).await,
     }
 }
 
