@@ -86,6 +86,7 @@ fn pool_status(s: PoolStatus) -> Pool {
         starting: s.counts.starting,
         expired: s.counts.expired,
         failures: s.failures,
+        prewarming: s.counts.prewarming,
     };
     pool(s.pool, Some((s.version, counts, s.blocked)))
 }
