@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::corrupt;
 use crate::audit::{Change, record};
-use crate::db::{Conn, q, read, transaction};
+use crate::db::{Conn, new_id, q, read, transaction};
 use crate::{Actor, Caller, EngineKind, Result, Store, StoreError};
 
 /// The sets, each computed once. `$1` is the pool's id. `live` reads the pool's live instances
@@ -439,7 +439,10 @@ impl Store {
     }
 
     /// An agent of the instance reports its lifecycle state, with the instance's agent token.
-    /// A token of another instance, a revoked one, or an unknown agent is refused.
+    /// A token of another instance or a revoked one is refused. An agent the pool does not list
+    /// registers with its first report (the provisioner's agents define the instance's): from
+    /// then on it counts for readiness like the listed ones. Only while the instance's latest
+    /// build is a start (not once it is being deleted); at most `MAX_AGENTS` per instance.
     pub async fn report_agent_state(
         &self,
         instance_id: &str,
@@ -462,22 +465,55 @@ impl Store {
                 return Err(StoreError::Forbidden("this token may not report for this instance".into()));
             }
             let now = Timestamp::now().as_micros();
-            let changed = q!(
+            // The agents of the instance's latest build, while that build is a start of a live
+            // instance: a provisioner's agent not listed by the pool registers by reporting.
+            let latest: Option<(String, String)> = q!(
+                tx,
+                fetch_optional,
+                sqlx::query_as(
+                    "SELECT b.id, b.transition FROM pool_instances i JOIN pool_builds b ON b.id = i.latest_build_id
+                     WHERE i.id = $1 AND i.deleted_at IS NULL"
+                )
+                .bind(instance_id)
+            )?;
+            let not_found = || StoreError::NotFound(format!("agent {agent:?} of instance {instance_id:?}"));
+            let build_id = match latest {
+                Some((id, transition)) if transition == "start" => id,
+                _ => return Err(not_found()),
+            };
+            let known: Vec<(String,)> = q!(
+                tx,
+                fetch_all,
+                sqlx::query_as("SELECT name FROM pool_agents WHERE build_id = $1 AND deleted_at IS NULL")
+                    .bind(&build_id)
+            )?;
+            if !known.iter().any(|(name,)| name == agent) {
+                cutover_domain::rollouts::check_executor_name("agent", agent)?;
+                if known.len() >= super::MAX_AGENTS {
+                    return Err(cutover_domain::DomainError::invalid(
+                        "agent",
+                        format!("an instance has at most {} agents", super::MAX_AGENTS),
+                    )
+                    .into());
+                }
+            }
+            // One statement, so that two first reports of the same agent cannot both insert.
+            q!(
                 tx,
                 execute,
                 sqlx::query(
-                    "UPDATE pool_agents SET lifecycle = $1, updated_at = $2
-                     WHERE name = $3 AND deleted_at IS NULL
-                       AND build_id = (SELECT latest_build_id FROM pool_instances WHERE id = $4)"
+                    "INSERT INTO pool_agents (id, instance_id, build_id, name, lifecycle, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (build_id, name) DO UPDATE SET lifecycle = excluded.lifecycle,
+                         updated_at = excluded.updated_at"
                 )
+                .bind(new_id())
+                .bind(instance_id)
+                .bind(&build_id)
+                .bind(agent)
                 .bind(lifecycle.as_str())
                 .bind(now)
-                .bind(agent)
-                .bind(instance_id)
             )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("agent {agent:?} of instance {instance_id:?}")));
-            }
             refresh_ready(tx, instance_id, now).await?;
             tx.effects.engine();
             PoolAgent { name: agent.to_owned(), lifecycle, updated_at: Timestamp::from_micros(now) }
