@@ -179,7 +179,8 @@ pub fn plan(snapshot: &PoolSnapshot) -> Plan {
     // Incoming versions, each once, never the pinned one; none while nothing is pinned.
     let mut incoming: Vec<&IncomingVersion> = Vec::new();
     for v in &snapshot.incoming {
-        if snapshot.version.is_some_and(|pinned| pinned != v.version) && !incoming.iter().any(|w| w.version == v.version)
+        if snapshot.version.is_some_and(|pinned| pinned != v.version)
+            && !incoming.iter().any(|w| w.version == v.version)
         {
             incoming.push(v);
         }
@@ -236,8 +237,7 @@ pub fn plan(snapshot: &PoolSnapshot) -> Plan {
 
     // Replacement: old instances go only as new ones are ready to take their place.
     let ready_kept = count(kept.iter().copied().filter(ready).count());
-    let mut outdated: Vec<&InstanceSnapshot> =
-        snapshot.instances.iter().filter(superseded).filter(running).collect();
+    let mut outdated: Vec<&InstanceSnapshot> = snapshot.instances.iter().filter(superseded).filter(running).collect();
     outdated.sort_by(first_to_go);
     let may_stay = desired.saturating_sub(ready_kept) as usize;
     let replaced = outdated.len().saturating_sub(may_stay);
@@ -340,7 +340,10 @@ mod tests {
         let plan = plan(&p);
         assert_eq!(plan.create, 1);
         assert!(plan.delete.is_empty());
-        assert_eq!(plan.counts, PoolCounts { desired: 4, running: 2, ready: 1, starting: 1, expired: 0, prewarming: 0 });
+        assert_eq!(
+            plan.counts,
+            PoolCounts { desired: 4, running: 2, ready: 1, starting: 1, expired: 0, prewarming: 0 }
+        );
     }
 
     #[test]
@@ -472,7 +475,11 @@ mod tests {
         // The rollout to v3 was cancelled: its warm instances go, its pending start is cancelled.
         let p = pool(
             1,
-            vec![instance("a", 2, 9, READY), instance("w1", 3, 2, READY), instance("w2", 3, 1, Starting { pending: true })],
+            vec![
+                instance("a", 2, 9, READY),
+                instance("w1", 3, 2, READY),
+                instance("w2", 3, 1, Starting { pending: true }),
+            ],
         );
         let plan = plan(&p);
         assert_eq!((plan.delete, plan.cancel), (vec!["w1".to_owned()], vec!["w2".to_owned()]));

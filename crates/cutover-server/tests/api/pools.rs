@@ -468,7 +468,8 @@ async fn a_rollout_toward_the_next_version_warms_it_before_the_pin_moves(store: 
     let app = TestApp::with_config(store, config).await;
     app.state.start_engine().unwrap();
     world(&app).await;
-    let (status, body) = app.post("/api/v1/environments", json!({"name": "staging", "targets": [{"name": "t-0"}]})).await;
+    let (status, body) =
+        app.post("/api/v1/environments", json!({"name": "staging", "targets": [{"name": "t-0"}]})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = app
         .call(Method::PUT, "/api/v1/artifacts/runner/pins/staging", Some(&app.owner), Some(json!({"version": 1})))
@@ -487,8 +488,9 @@ async fn a_rollout_toward_the_next_version_warms_it_before_the_pin_moves(store: 
     assert_eq!(status, StatusCode::CREATED, "{made}");
     let id = made["id"].as_str().unwrap().to_owned();
     // v2 warms beside v1 while the rollout runs; the pin has not moved.
-    let shown = wait_for(&app, "ci", "2 pre-warmed of v2", |p| p["counts"]["prewarming"] == 2 && p["counts"]["ready"] == 4)
-        .await;
+    let shown =
+        wait_for(&app, "ci", "2 pre-warmed of v2", |p| p["counts"]["prewarming"] == 2 && p["counts"]["ready"] == 4)
+            .await;
     assert_eq!((shown["version"].clone(), shown["counts"]["desired"].clone()), (json!(1), json!(2)), "{shown:#}");
     let (_, rollout) = app.get(&format!("/api/v1/rollouts/{id}")).await;
     assert_ne!(rollout["state"], "completed", "{rollout:#}");

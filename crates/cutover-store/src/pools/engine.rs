@@ -88,7 +88,12 @@ async fn failures(conn: &mut Conn<'_>, pool: &Pool, version: Option<i64>) -> Res
 /// or paused experiment targets in the pool's environment, for the pool's artifact, each with
 /// its own failure record. Read-only over the rollouts' and experiments' rows, in the pass's
 /// snapshot. The planner ignores the pinned version.
-async fn incoming(conn: &mut Conn<'_>, pool: &Pool, artifact_id: &str, environment_id: &str) -> Result<Vec<IncomingVersion>> {
+async fn incoming(
+    conn: &mut Conn<'_>,
+    pool: &Pool,
+    artifact_id: &str,
+    environment_id: &str,
+) -> Result<Vec<IncomingVersion>> {
     let rollouts: Vec<(i64,)> = q!(
         conn,
         fetch_all,
@@ -257,8 +262,11 @@ impl Store {
                 });
             }
             let failures = failures(conn, &pool, version).await?;
-            let incoming =
-                if version.is_some() { incoming(conn, &pool, &artifact_id.0, &artifact_id.1).await? } else { Vec::new() };
+            let incoming = if version.is_some() {
+                incoming(conn, &pool, &artifact_id.0, &artifact_id.1).await?
+            } else {
+                Vec::new()
+            };
             let open: Vec<(String, String, String, Option<i64>)> = q!(
                 conn,
                 fetch_all,

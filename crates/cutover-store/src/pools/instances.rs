@@ -416,11 +416,8 @@ impl Store {
             )?;
             let Some((id,)) = taken else { return Ok(None) };
             // The last one taken: wake the engine now rather than at its next tick.
-            let left: Option<(String,)> = q!(
-                tx,
-                fetch_optional,
-                sqlx::query_as(&CANDIDATES.replace("$4", "$1")).bind(&pool.id)
-            )?;
+            let left: Option<(String,)> =
+                q!(tx, fetch_optional, sqlx::query_as(&CANDIDATES.replace("$4", "$1")).bind(&pool.id))?;
             if left.is_none() {
                 tx.effects.engine();
             }

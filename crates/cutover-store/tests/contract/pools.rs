@@ -108,7 +108,8 @@ async fn the_running_listing_holds_exactly_the_running_instance_of_the_seed_fixt
     assert_eq!(store.execute_for_tests(&sql).await.unwrap(), 1);
     // The instance's pointer to its latest build moves with the build, as the store's own
     // inserts do (migration 0014).
-    let sql = format!("UPDATE pool_instances SET latest_build_id = 'stop-{stopped}', ready_at = NULL WHERE id = '{stopped}'");
+    let sql =
+        format!("UPDATE pool_instances SET latest_build_id = 'stop-{stopped}', ready_at = NULL WHERE id = '{stopped}'");
     assert_eq!(store.execute_for_tests(&sql).await.unwrap(), 1);
     let _failed = built(&store, &pool.id, Some(failed())).await;
     let canceled = built(&store, &pool.id, None).await;
