@@ -62,6 +62,9 @@ fn lines(record: &Path) -> Vec<Line> {
         .collect()
 }
 
+/// When one invocation started and ended (nanoseconds), as the provisioner recorded it.
+type Run = (Option<u128>, Option<u128>);
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -128,7 +131,7 @@ fn killed_mid_build_then_restarted(database: Option<&str>) {
 
     // The provisioner's invocations per key: attempts 1 (cut off) and 2 (after the restart),
     // each a start of the same instance, and never two at the same time.
-    let mut runs: BTreeMap<String, BTreeMap<u32, (Option<u128>, Option<u128>)>> = BTreeMap::new();
+    let mut runs: BTreeMap<String, BTreeMap<u32, Run>> = BTreeMap::new();
     for line in lines(&record) {
         assert_eq!(line.transition, "start", "{line:?}");
         assert!(line.key.starts_with(&format!("pool-instance/{}/", line.instance)), "{line:?}");
