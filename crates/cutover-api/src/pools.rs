@@ -115,6 +115,10 @@ pub struct PoolCounts {
     pub expired: u32,
     /// Failed starts in a row of the current version.
     pub failures: u32,
+    /// Starting or running instances pre-warmed for versions an active rollout or experiment in
+    /// the environment targets (not pinned yet, never handed out by a claim).
+    #[serde(default)]
+    pub prewarming: u32,
 }
 
 /// A pool. `counts`, `version` and `blocked` are present when one pool is shown.

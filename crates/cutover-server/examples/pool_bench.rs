@@ -157,6 +157,10 @@ async fn main() -> anyhow::Result<()> {
             ))
             .await?;
     }
+    // Each deleted instance points at its last build, as the store keeps it (migration 0014).
+    store
+        .execute_for_tests("UPDATE pool_instances SET latest_build_id = id || '-2' WHERE id LIKE '0000-history-%'")
+        .await?;
     settle(&store).await?;
     eprintln!("  in {:.1} s", started.elapsed().as_secs_f64());
     let large = time_query(&store, &ws, 1_000).await?;

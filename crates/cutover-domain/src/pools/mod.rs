@@ -8,7 +8,8 @@
 //!   zone (first match wins, overlapping schedules refused).
 //! - [`PoolName`], [`PresetParameters`], [`PoolSettings`]: a pool's validated definition.
 //! - [`plan`]: the reconciler's decision from one snapshot: backoff, failure limit, expired and
-//!   extraneous deletes, creates, replacement of a superseded version.
+//!   extraneous deletes, creates, replacement of a superseded version, pre-warming of versions
+//!   that active rollouts and experiments target.
 //!
 //! `docs/pools.md` states the rules these functions hold.
 #![warn(missing_docs)]
@@ -21,6 +22,8 @@ mod states;
 pub use definition::{
     DEFAULT_BACKOFF_SECONDS, DEFAULT_FAILURE_LIMIT, MAX_PARAMETERS_BYTES, PoolName, PoolSettings, PresetParameters,
 };
-pub use reconcile::{Blocked, FailureRecord, InstancePhase, InstanceSnapshot, Plan, PoolCounts, PoolSnapshot, plan};
+pub use reconcile::{
+    Blocked, FailureRecord, IncomingVersion, InstancePhase, InstanceSnapshot, Plan, PoolCounts, PoolSnapshot, plan,
+};
 pub use schedule::{DesiredCount, MAX_INSTANCES, MAX_SCHEDULES, Schedule};
 pub use states::{AgentLifecycle, BuildTransition, JobStatus};

@@ -12,7 +12,14 @@
 //! - instances of a superseded version are replaced: new ones become ready first, and only then
 //!   are old ones deleted (not ready ones first, then the oldest) so that ready instances never
 //!   drop below the desired count; their pending creates are cancelled;
-//! - instances whose last build failed are deleted (they can serve no one).
+//! - instances whose last build failed are deleted (they can serve no one);
+//! - **pre-warm**: each *incoming* version (one an active rollout or experiment in the pool's
+//!   environment targets, not pinned yet) is kept at up to the desired count of its own
+//!   instances, counted apart (`prewarming`), never replaced nor cancelled as superseded, with
+//!   its own backoff and failure limit, and at most [`MAX_INSTANCES`] pre-warmed instances in
+//!   all. When the pin moves to it, its instances are current, and the replacement above makes
+//!   them take over from the old version's. A version no longer incoming (the rollout was
+//!   cancelled) is superseded like any other.
 
 use serde::Serialize;
 
@@ -62,6 +69,16 @@ pub struct FailureRecord {
     pub last_build_at: Option<Timestamp>,
 }
 
+/// A version an active rollout or experiment in the pool's environment targets, not pinned yet:
+/// the pool warms instances of it before the pin moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingVersion {
+    /// The targeted version.
+    pub version: i64,
+    /// Its own failure record (its starts only).
+    pub failures: FailureRecord,
+}
+
 /// Everything one pass decides from, read in one transaction.
 #[derive(Debug, Clone)]
 pub struct PoolSnapshot {
@@ -79,6 +96,8 @@ pub struct PoolSnapshot {
     pub failures: FailureRecord,
     /// The pool's instances.
     pub instances: Vec<InstanceSnapshot>,
+    /// Versions to pre-warm (the pinned one, if listed, is ignored).
+    pub incoming: Vec<IncomingVersion>,
 }
 
 /// Why a pool creates nothing this pass.
@@ -114,6 +133,8 @@ pub struct PoolCounts {
     pub starting: u32,
     /// Running instances of the current version past their TTL.
     pub expired: u32,
+    /// Starting or running instances of incoming versions (pre-warmed, not handed out).
+    pub prewarming: u32,
 }
 
 /// What one pass does.
@@ -126,6 +147,8 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// Instances whose pending start (of a superseded version) is cancelled.
     pub cancel: Vec<String>,
+    /// Instances of incoming versions to create: (version, how many), by version.
+    pub prewarm: Vec<(i64, u32)>,
     /// Why nothing is created, if so.
     pub blocked: Option<Blocked>,
     /// What the snapshot counts.
@@ -136,10 +159,35 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The hard failure limit, then the backoff, of one version's failure record.
+fn failing(failures: &FailureRecord, settings: &PoolSettings, now: Timestamp) -> Option<Blocked> {
+    let failed = failures.failed_in_a_row;
+    if failed >= settings.failure_limit {
+        return Some(Blocked::FailureLimit { failures: failed });
+    }
+    let until = failures.last_build_at.map(|at| {
+        let wait = i64::from(failed) * i64::from(settings.backoff_seconds) * 1_000_000;
+        Timestamp::from_micros(at.as_micros().saturating_add(wait))
+    });
+    until.filter(|until| failed > 0 && now < *until).map(|until| Blocked::Backoff { until })
+}
+
 /// Decides one pass. See the module's rules.
 pub fn plan(snapshot: &PoolSnapshot) -> Plan {
     let desired = if snapshot.version.is_some() { snapshot.desired.min(MAX_INSTANCES) } else { 0 };
     let is_current = |i: &&InstanceSnapshot| Some(i.version) == snapshot.version;
+    // Incoming versions, each once, never the pinned one; none while nothing is pinned.
+    let mut incoming: Vec<&IncomingVersion> = Vec::new();
+    for v in &snapshot.incoming {
+        if snapshot.version.is_some_and(|pinned| pinned != v.version)
+            && !incoming.iter().any(|w| w.version == v.version)
+        {
+            incoming.push(v);
+        }
+    }
+    incoming.sort_by_key(|v| v.version);
+    let is_incoming = |i: &&InstanceSnapshot| incoming.iter().any(|v| v.version == i.version);
+    let superseded = |i: &&InstanceSnapshot| !is_current(i) && !is_incoming(i);
     let running = |i: &&InstanceSnapshot| matches!(i.phase, InstancePhase::Running { .. });
     let ready = |i: &&InstanceSnapshot| i.phase == InstancePhase::Running { ready: true };
     // The order instances go in: those not ready yet first, then the oldest.
@@ -169,6 +217,14 @@ pub fn plan(snapshot: &PoolSnapshot) -> Plan {
         ready: count(snapshot.instances.iter().filter(ready).count()),
         starting,
         expired: count(expired_now.len()),
+        prewarming: count(
+            snapshot
+                .instances
+                .iter()
+                .filter(is_incoming)
+                .filter(|i| matches!(i.phase, InstancePhase::Starting { .. } | InstancePhase::Running { .. }))
+                .count(),
+        ),
     };
     if snapshot.paused {
         return Plan { blocked: Some(Blocked::Paused), counts, ..Plan::default() };
@@ -181,8 +237,7 @@ pub fn plan(snapshot: &PoolSnapshot) -> Plan {
 
     // Replacement: old instances go only as new ones are ready to take their place.
     let ready_kept = count(kept.iter().copied().filter(ready).count());
-    let mut outdated: Vec<&InstanceSnapshot> =
-        snapshot.instances.iter().filter(|i| !is_current(i)).filter(running).collect();
+    let mut outdated: Vec<&InstanceSnapshot> = snapshot.instances.iter().filter(superseded).filter(running).collect();
     outdated.sort_by(first_to_go);
     let may_stay = desired.saturating_sub(ready_kept) as usize;
     let replaced = outdated.len().saturating_sub(may_stay);
@@ -190,26 +245,45 @@ pub fn plan(snapshot: &PoolSnapshot) -> Plan {
     let cancel = snapshot
         .instances
         .iter()
-        .filter(|i| !is_current(i) && i.phase == InstancePhase::Starting { pending: true })
+        .filter(|i| superseded(i) && i.phase == InstancePhase::Starting { pending: true })
         .map(|i| i.id.clone())
         .collect();
     delete.extend(snapshot.instances.iter().filter(|i| i.phase == InstancePhase::Failed).map(|i| i.id.clone()));
 
+    // Pre-warm: each incoming version up to the desired count, extraneous ones deleted (those
+    // not ready first, then the oldest), at most MAX_INSTANCES pre-warmed in all.
+    let mut prewarm = Vec::new();
+    let mut budget = MAX_INSTANCES;
+    for v in &incoming {
+        let of_v = |i: &&InstanceSnapshot| i.version == v.version;
+        let mut warm: Vec<&InstanceSnapshot> = snapshot.instances.iter().filter(of_v).filter(running).collect();
+        warm.sort_by(first_to_go);
+        let extraneous = warm.len().saturating_sub(desired as usize);
+        delete.extend(warm[..extraneous].iter().map(|i| i.id.clone()));
+        let starting_v = count(
+            snapshot
+                .instances
+                .iter()
+                .filter(of_v)
+                .filter(|i| matches!(i.phase, InstancePhase::Starting { .. }))
+                .count(),
+        );
+        let held = count(warm.len() - extraneous).saturating_add(starting_v);
+        let wanted = desired.saturating_sub(held).min(budget.saturating_sub(held));
+        budget = budget.saturating_sub(held.saturating_add(wanted));
+        if wanted > 0 && failing(&v.failures, &snapshot.settings, snapshot.now).is_none() {
+            prewarm.push((v.version, wanted));
+        }
+    }
+
     let wanted = desired.saturating_sub(count(kept.len()).saturating_add(starting));
-    let failures = snapshot.failures.failed_in_a_row;
-    let backoff_until = snapshot.failures.last_build_at.map(|at| {
-        let wait = i64::from(failures) * i64::from(snapshot.settings.backoff_seconds) * 1_000_000;
-        Timestamp::from_micros(at.as_micros().saturating_add(wait))
-    });
     let blocked = if snapshot.version.is_none() {
         Some(Blocked::NoVersion)
-    } else if failures >= snapshot.settings.failure_limit {
-        Some(Blocked::FailureLimit { failures })
     } else {
-        backoff_until.filter(|until| failures > 0 && snapshot.now < *until).map(|until| Blocked::Backoff { until })
+        failing(&snapshot.failures, &snapshot.settings, snapshot.now)
     };
     let create = if blocked.is_some() { 0 } else { wanted };
-    Plan { create, delete, cancel, blocked, counts }
+    Plan { create, delete, cancel, prewarm, blocked, counts }
 }
 
 #[cfg(test)]
@@ -240,6 +314,7 @@ mod tests {
             paused: false,
             failures: FailureRecord::default(),
             instances,
+            incoming: Vec::new(),
         }
     }
 
@@ -265,7 +340,10 @@ mod tests {
         let plan = plan(&p);
         assert_eq!(plan.create, 1);
         assert!(plan.delete.is_empty());
-        assert_eq!(plan.counts, PoolCounts { desired: 4, running: 2, ready: 1, starting: 1, expired: 0 });
+        assert_eq!(
+            plan.counts,
+            PoolCounts { desired: 4, running: 2, ready: 1, starting: 1, expired: 0, prewarming: 0 }
+        );
     }
 
     #[test]
@@ -358,6 +436,88 @@ mod tests {
         assert!(plan.delete.is_empty());
     }
 
+    fn incoming(versions: &[i64]) -> Vec<IncomingVersion> {
+        versions.iter().map(|&version| IncomingVersion { version, failures: FailureRecord::default() }).collect()
+    }
+
+    #[test]
+    fn an_incoming_version_is_warmed_up_to_the_desired_count_beside_the_pinned_one() {
+        let mut p = pool(2, vec![instance("a", 2, 9, READY), instance("b", 2, 8, READY)]);
+        p.incoming = incoming(&[3, 2]);
+        let plan = plan(&p);
+        assert_eq!((plan.create, plan.prewarm.clone(), plan.delete.len()), (0, vec![(3, 2)], 0));
+        // Half warm: one ready, one starting; neither replaced nor cancelled as superseded.
+        p.instances.extend([instance("w1", 3, 2, READY), instance("w2", 3, 1, Starting { pending: true })]);
+        let plan = super::plan(&p);
+        assert_eq!((plan.create, plan.prewarm, plan.delete, plan.cancel), (0, vec![], vec![], vec![]));
+        assert_eq!((plan.counts.prewarming, plan.counts.running, plan.counts.ready), (2, 3, 3));
+    }
+
+    #[test]
+    fn when_the_pin_moves_to_the_warmed_version_it_takes_over_at_once() {
+        let mut p = pool(
+            2,
+            vec![
+                instance("a", 2, 9, READY),
+                instance("b", 2, 8, READY),
+                instance("w1", 3, 2, READY),
+                instance("w2", 3, 1, READY),
+            ],
+        );
+        p.version = Some(3);
+        let plan = plan(&p);
+        assert_eq!((plan.create, plan.delete, plan.prewarm), (0, vec!["a".to_owned(), "b".to_owned()], vec![]));
+        assert_eq!(plan.counts.prewarming, 0);
+    }
+
+    #[test]
+    fn a_version_no_longer_incoming_is_superseded() {
+        // The rollout to v3 was cancelled: its warm instances go, its pending start is cancelled.
+        let p = pool(
+            1,
+            vec![
+                instance("a", 2, 9, READY),
+                instance("w1", 3, 2, READY),
+                instance("w2", 3, 1, Starting { pending: true }),
+            ],
+        );
+        let plan = plan(&p);
+        assert_eq!((plan.delete, plan.cancel), (vec!["w1".to_owned()], vec!["w2".to_owned()]));
+    }
+
+    #[test]
+    fn pre_warming_deletes_extraneous_warm_instances_and_honours_its_own_failures() {
+        let mut p = pool(
+            1,
+            vec![
+                instance("a", 2, 9, READY),
+                instance("w1", 3, 5, READY),
+                instance("w2", 3, 4, BOOTING),
+                instance("w3", 3, 3, READY),
+            ],
+        );
+        p.incoming = incoming(&[3]);
+        assert_eq!(plan(&p).delete, ["w2", "w1"], "not ready first, then the oldest");
+        let mut p = pool(2, vec![]);
+        p.incoming = vec![IncomingVersion {
+            version: 3,
+            failures: FailureRecord { failed_in_a_row: 3, last_build_at: Some(Timestamp::from_micros(NOW - MINUTE)) },
+        }];
+        let plan = plan(&p);
+        assert_eq!((plan.create, plan.prewarm), (2, vec![]), "the failing version alone stops");
+    }
+
+    #[test]
+    fn nothing_is_pre_warmed_without_a_pin_nor_when_paused() {
+        let mut p = pool(2, vec![]);
+        p.incoming = incoming(&[3]);
+        p.version = None;
+        assert!(plan(&p).prewarm.is_empty());
+        p.version = Some(2);
+        p.paused = true;
+        assert!(plan(&p).prewarm.is_empty());
+    }
+
     fn phase() -> impl Strategy<Value = InstancePhase> {
         prop_oneof![
             any::<bool>().prop_map(|pending| Starting { pending }),
@@ -368,9 +528,9 @@ mod tests {
     }
 
     fn snapshot() -> impl Strategy<Value = PoolSnapshot> {
-        let instances = prop::collection::vec((1_i64..=2, 0_i64..200, phase()), 0..30);
-        (0_u32..120, instances, proptest::option::of(60_u32..20_000), 0_u32..6, any::<bool>()).prop_map(
-            |(desired, rows, ttl, failures, unpinned)| {
+        let instances = prop::collection::vec((1_i64..=3, 0_i64..200, phase()), 0..30);
+        (0_u32..120, instances, proptest::option::of(60_u32..20_000), 0_u32..6, any::<bool>(), any::<bool>()).prop_map(
+            |(desired, rows, ttl, failures, unpinned, rollout)| {
                 let mut p = pool(
                     desired,
                     rows.into_iter()
@@ -385,6 +545,9 @@ mod tests {
                 };
                 if unpinned {
                     p.version = None;
+                }
+                if rollout {
+                    p.incoming = incoming(&[3]);
                 }
                 p
             },
@@ -426,6 +589,19 @@ mod tests {
             }
             if p.paused {
                 prop_assert!(plan.delete.is_empty() && plan.create == 0);
+            }
+        }
+
+        #[test]
+        fn an_incoming_version_never_holds_more_than_the_desired_count(p in snapshot()) {
+            let plan = plan(&p);
+            for (version, create) in &plan.prewarm {
+                prop_assert!(Some(*version) != p.version);
+                let held = p.instances.iter()
+                    .filter(|i| i.version == *version && !plan.delete.contains(&i.id))
+                    .filter(|i| matches!(i.phase, Starting { .. } | Running { .. }))
+                    .count() as u32;
+                prop_assert!(held + create <= plan.counts.desired, "{} held, {} created", held, create);
             }
         }
 

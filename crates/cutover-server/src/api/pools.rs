@@ -86,6 +86,7 @@ fn pool_status(s: PoolStatus) -> Pool {
         starting: s.counts.starting,
         expired: s.counts.expired,
         failures: s.failures,
+        prewarming: s.counts.prewarming,
     };
     pool(s.pool, Some((s.version, counts, s.blocked)))
 }
@@ -400,16 +401,19 @@ pub async fn show_instance(
 /// Where an instance's agent reports its lifecycle state. Authenticated not by an API token but
 /// by the instance's agent token (`Authorization: Bearer <token>`), which the provisioner got in
 /// `CUTOVER_AGENT_TOKEN`; it works for this instance only, and stops working when a newer build
-/// runs or the instance is deleted.
+/// runs or the instance is deleted. An agent the pool does not list registers with its first
+/// report (at most 16 per instance) and counts for readiness from then on; not once the
+/// instance is being deleted (404).
 #[utoipa::path(
     post, path = "/api/v1/instances/{id}/agents/{name}/state", tag = "pools",
-    params(("id" = String, Path, description = "Instance id"), ("name" = String, Path, description = "Agent name")),
+    params(("id" = String, Path, description = "Instance id"),
+           ("name" = String, Path, description = "Agent name", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$", min_length = 1, max_length = 63)),
     request_body = ReportAgentState,
     responses(
         (status = 200, body = PoolAgent),
         (status = 400, body = ErrorBody),
         (status = 401, description = "missing token, or not this instance's", body = ErrorBody),
-        (status = 404, description = "no such agent in the instance's latest build", body = ErrorBody),
+        (status = 404, description = "no such instance, or it is being deleted", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 503, body = ErrorBody)

@@ -5,7 +5,8 @@
 //!    record, its open builds);
 //! 2. ask the domain for the plan (`cutover_domain::pools::plan`): cancel pending starts of a
 //!    superseded version, request deletes (compare-and-set: never a claimed instance), create
-//!    instances (one row and one pending start build each, in one transaction);
+//!    instances (one row and one pending start build each, in one transaction), of the pinned
+//!    version and pre-warmed ones of versions an active rollout or experiment targets;
 //! 3. run open builds through the provisioner, the command executor the operator declared: a
 //!    pending build, or a running one whose run's deadline has passed (its replica died).
 //!
@@ -112,6 +113,16 @@ impl PoolReconciler {
                 let instance = self.store.create_pool_instance(id, version).await?;
                 self.metrics.created.get_or_create(&PoolLabels { pool: name.clone() }).inc();
                 tracing::info!(pool = %name, instance, version, "pool instance creating");
+                changed = true;
+            }
+        }
+        // Pre-warm: instances of versions an active rollout or experiment targets, before the
+        // pin moves to them.
+        for &(version, count) in &decided.prewarm {
+            for _ in 0..count {
+                let instance = self.store.create_pool_instance(id, version).await?;
+                self.metrics.created.get_or_create(&PoolLabels { pool: name.clone() }).inc();
+                tracing::info!(pool = %name, instance, version, "pool instance pre-warming");
                 changed = true;
             }
         }

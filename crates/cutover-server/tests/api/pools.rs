@@ -22,6 +22,8 @@ cutover_store::contract_tests!(
     agents_report_with_their_instance_token_and_make_it_ready,
     a_new_version_replaces_the_pool_instances,
     a_build_cut_off_mid_run_runs_again_with_its_key_and_never_creates_twice,
+    a_rollout_toward_the_next_version_warms_it_before_the_pin_moves,
+    an_experiment_warms_its_treatments_until_it_completes,
 );
 
 /// `provision` runs `sh -c script` for every build.
@@ -105,7 +107,8 @@ async fn a_pool_is_created_shown_validated_and_scoped(store: Store) {
             "agents": [], "executor": "provision", "timeout_seconds": 600,
             "desired": {"instances": 2, "timezone": "UTC"}, "backoff_seconds": 60, "failure_limit": 3,
             "paused": false, "version": 1,
-            "counts": {"desired": 2, "running": 0, "ready": 0, "starting": 0, "expired": 0, "failures": 0},
+            "counts": {"desired": 2, "running": 0, "ready": 0, "starting": 0, "expired": 0, "failures": 0,
+                       "prewarming": 0},
             "created_at": shown["created_at"], "updated_at": shown["updated_at"], "created_by": owner_name,
         })
     );
@@ -433,4 +436,111 @@ async fn a_build_cut_off_mid_run_runs_again_with_its_key_and_never_creates_twice
         (instance["builds"][0]["attempts"].clone(), instance["builds"][0]["status"].clone()),
         (json!(2), json!("succeeded"))
     );
+}
+
+/// The ids of the pool's ready instances of `version`.
+async fn ready_of(app: &TestApp, pool: &str, version: i64) -> HashSet<String> {
+    let (_, listed) = app.get(&format!("/api/v1/pools/{pool}/instances")).await;
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["ready"] == true && i["version"] == version)
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_rollout_toward_the_next_version_warms_it_before_the_pin_moves(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let mut executors = provisioner("exit 0");
+    // The rollout's task waits for the test to open the gate: the pin stays on v1 until then.
+    let wait = format!("while [ ! -f '{}' ]; do sleep 0.05; done", gate.display());
+    let apply = ExecutorConfig {
+        program: vec!["sh".into(), "-c".into(), wait],
+        env: vec!["PATH".into()],
+        working_dir: None,
+        timeout_seconds: 600,
+        workspaces: None,
+    };
+    executors.insert("apply".into(), apply);
+    let config = ServerConfig { engine_tick_ms: 50, engine_lease_seconds: 5, executors, ..ServerConfig::default() };
+    let app = TestApp::with_config(store, config).await;
+    app.state.start_engine().unwrap();
+    world(&app).await;
+    let (status, body) =
+        app.post("/api/v1/environments", json!({"name": "staging", "targets": [{"name": "t-0"}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .call(Method::PUT, "/api/v1/artifacts/runner/pins/staging", Some(&app.owner), Some(json!({"version": 1})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut pool = pool_body("ci", 2);
+    pool["environment"] = json!("staging");
+    assert_eq!(app.post("/api/v1/pools", pool).await.0, StatusCode::CREATED);
+    wait_for(&app, "ci", "2 ready of v1", |p| p["counts"]["ready"] == 2).await;
+    let current = ready_of(&app, "ci", 1).await;
+    assert_eq!(current.len(), 2);
+
+    let rollout = json!({"artifact": "runner", "environment": "staging", "version": 2,
+                         "executor": {"type": "command", "name": "apply", "timeout_seconds": 60}});
+    let (status, made) = app.post("/api/v1/rollouts", rollout).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // v2 warms beside v1 while the rollout runs; the pin has not moved.
+    let shown =
+        wait_for(&app, "ci", "2 pre-warmed of v2", |p| p["counts"]["prewarming"] == 2 && p["counts"]["ready"] == 4)
+            .await;
+    assert_eq!((shown["version"].clone(), shown["counts"]["desired"].clone()), (json!(1), json!(2)), "{shown:#}");
+    let (_, rollout) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_ne!(rollout["state"], "completed", "{rollout:#}");
+    let warm = ready_of(&app, "ci", 2).await;
+    assert_eq!(warm.len(), 2);
+    assert_eq!(ready_of(&app, "ci", 1).await, current, "v1 is kept as it is");
+    // A claim hands out the pinned version, never a pre-warmed one.
+    let (status, claimed) = app.post("/api/v1/pools/ci/claim", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["version"], 1, "{claimed:#}");
+    assert!(current.contains(claimed["id"].as_str().unwrap()));
+
+    // The rollout completes and moves the pin: the warm instances are the pool's at once, the
+    // v1 one left goes, and nothing new is built.
+    std::fs::write(&gate, "open").unwrap();
+    let shown = wait_for(&app, "ci", "v2 current", |p| {
+        p["version"] == 2 && p["counts"]["ready"] == 2 && p["counts"]["prewarming"] == 0 && p["counts"]["running"] == 2
+    })
+    .await;
+    assert_eq!(shown["counts"]["starting"], 0, "{shown:#}");
+    assert_eq!(ready_of(&app, "ci", 2).await, warm, "the pre-warmed instances took over");
+    let (_, listed) = app.get("/api/v1/pools/ci/instances").await;
+    let live: Vec<&Value> = listed.as_array().unwrap().iter().filter(|i| i["transition"] == "start").collect();
+    assert_eq!(live.len(), 2, "no instance built after the pin moved: {listed:#}");
+}
+
+async fn an_experiment_warms_its_treatments_until_it_completes(store: Store) {
+    let app = app(store, "exit 0", true).await;
+    world(&app).await;
+    assert_eq!(app.post("/api/v1/pools", pool_body("ci", 1)).await.0, StatusCode::CREATED);
+    wait_for(&app, "ci", "1 ready", |p| p["counts"]["ready"] == 1).await;
+    let (status, made) = app
+        .post(
+            "/api/v1/environments/production/experiments",
+            json!({"artifact": "runner", "name": "bigger image", "treatments": [2], "coverage": 1.0,
+                   "primary_metric": "boot"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // Created but not started: nothing warms yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get("/api/v1/pools/ci").await.1["counts"]["prewarming"], 0);
+    assert_eq!(app.post(&format!("/api/v1/experiments/{id}/start"), json!({})).await.0, StatusCode::OK);
+    wait_for(&app, "ci", "v2 pre-warmed", |p| p["counts"]["prewarming"] == 1 && p["counts"]["ready"] == 2).await;
+    assert_eq!(ready_of(&app, "ci", 2).await.len(), 1);
+    let (status, body) = app.post(&format!("/api/v1/experiments/{id}/complete"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // No longer targeted: the v2 instance is superseded and goes; v1 stays.
+    wait_for(&app, "ci", "v2 gone", |p| p["counts"]["prewarming"] == 0 && p["counts"]["running"] == 1).await;
+    assert!(ready_of(&app, "ci", 2).await.is_empty());
+    assert_eq!(ready_of(&app, "ci", 1).await.len(), 1);
 }

@@ -2,7 +2,7 @@
 //! transaction (one consistent snapshot), asks the domain for a plan, and carries it out with
 //! compare-and-set writes, each of which re-checks what it relies on.
 
-use cutover_domain::pools::{FailureRecord, InstanceSnapshot, PoolSnapshot};
+use cutover_domain::pools::{FailureRecord, IncomingVersion, InstanceSnapshot, PoolSnapshot};
 use cutover_domain::{AuditObject, Timestamp, TokenSecret};
 use serde_json::Value;
 
@@ -84,6 +84,49 @@ async fn failures(conn: &mut Conn<'_>, pool: &Pool, version: Option<i64>) -> Res
     })
 }
 
+/// The versions the pool pre-warms: those an active rollout (not ended nor stopped) or a running
+/// or paused experiment targets in the pool's environment, for the pool's artifact, each with
+/// its own failure record. Read-only over the rollouts' and experiments' rows, in the pass's
+/// snapshot. The planner ignores the pinned version.
+async fn incoming(
+    conn: &mut Conn<'_>,
+    pool: &Pool,
+    artifact_id: &str,
+    environment_id: &str,
+) -> Result<Vec<IncomingVersion>> {
+    let rollouts: Vec<(i64,)> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(
+            "SELECT DISTINCT version FROM rollouts
+             WHERE artifact_id = $1 AND environment_id = $2
+               AND state NOT IN ('completed', 'failed', 'cancelled', 'stopping', 'stopped')"
+        )
+        .bind(artifact_id)
+        .bind(environment_id)
+    )?;
+    let experiments: Vec<(String,)> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(
+            "SELECT variants FROM experiments
+             WHERE artifact_id = $1 AND environment_id = $2 AND status IN ('running', 'paused') AND deleted_at IS NULL"
+        )
+        .bind(artifact_id)
+        .bind(environment_id)
+    )?;
+    let mut versions: std::collections::BTreeSet<i64> = rollouts.into_iter().map(|(v,)| v).collect();
+    for (variants,) in experiments {
+        let variants: Vec<Value> = serde_json::from_str(&variants).map_err(corrupt)?;
+        versions.extend(variants.iter().filter_map(|v| v["version"].as_i64()));
+    }
+    let mut out = Vec::with_capacity(versions.len());
+    for version in versions {
+        out.push(IncomingVersion { version, failures: failures(conn, pool, Some(version)).await? });
+    }
+    Ok(out)
+}
+
 /// The preset of (pool, version) with the pool's parameters now, made when missing.
 async fn preset(conn: &mut Conn<'_>, pool: &Pool, version: i64) -> Result<String> {
     let parameters = serde_json::to_string(&pool.parameters)?;
@@ -145,6 +188,15 @@ async fn insert_build(
         // One key per build for its whole life: every attempt carries the same.
         .bind(format!("pool-instance/{instance_id}/build/{number}"))
         .bind(now)
+    )?;
+    // The instance's pointer to its latest build moves with the insert: a new build is never
+    // ready (a start is pending, a delete is a delete).
+    q!(
+        conn,
+        execute,
+        sqlx::query("UPDATE pool_instances SET latest_build_id = $1, ready_at = NULL WHERE id = $2")
+            .bind(&id)
+            .bind(instance_id)
     )?;
     if transition == cutover_domain::pools::BuildTransition::Start {
         for agent in &pool.agents {
@@ -210,6 +262,11 @@ impl Store {
                 });
             }
             let failures = failures(conn, &pool, version).await?;
+            let incoming = if version.is_some() {
+                incoming(conn, &pool, &artifact_id.0, &artifact_id.1).await?
+            } else {
+                Vec::new()
+            };
             let open: Vec<(String, String, String, Option<i64>)> = q!(
                 conn,
                 fetch_all,
@@ -236,6 +293,7 @@ impl Store {
                 paused: pool.paused && pool.deleted_at.is_none(),
                 failures,
                 instances,
+                incoming,
             };
             Ok(PoolWork { pool, snapshot, open_builds })
         })
@@ -444,6 +502,19 @@ impl Store {
                 fetch_one,
                 sqlx::query_as("SELECT instance_id, pool_id, transition FROM pool_builds WHERE id = $1").bind(build_id)
             )?;
+            if transition == "start" && outcome.succeeded {
+                // The newest successful start with a preset is the instance's current preset.
+                q!(
+                    tx,
+                    execute,
+                    sqlx::query(
+                        "UPDATE pool_instances SET current_preset_id = (SELECT preset_id FROM pool_builds WHERE id = $1)
+                         WHERE id = $2 AND EXISTS (SELECT 1 FROM pool_builds WHERE id = $1 AND preset_id IS NOT NULL)"
+                    )
+                    .bind(build_id)
+                    .bind(&instance_id)
+                )?;
+            }
             if transition == "delete" && outcome.succeeded {
                 q!(
                     tx,
@@ -467,6 +538,7 @@ impl Store {
                         .bind(&instance_id)
                 )?;
             }
+            super::instances::refresh_ready(tx, &instance_id, now).await?;
             if !outcome.succeeded {
                 let pool = fetch_by_id(tx, &pool_id).await?;
                 let change = Change::new("pool.build_failed", AuditObject::Pool, &pool_id).after(&serde_json::json!({

@@ -13,39 +13,32 @@ use serde_json::Value;
 
 use super::corrupt;
 use crate::audit::{Change, record};
-use crate::db::{Conn, q, read, transaction};
+use crate::db::{Conn, new_id, q, read, transaction};
 use crate::{Actor, Caller, EngineKind, Result, Store, StoreError};
 
-/// The sets, each computed once. `$1` is the pool's id. `MATERIALIZED` (PostgreSQL 12+, SQLite
-/// 3.35+) keeps PostgreSQL from inlining a set used once into the join, where it planned it as
-/// an aggregate rescanned per live instance: each set is computed once, then joined. Each set
-/// starts from the live instances (`CROSS JOIN`, which SQLite's planner keeps in the written
-/// order and PostgreSQL treats as an inner join), so that SQLite does not scan every build of
-/// the history because a filter on builds looked selective; the newest build and the newest
-/// successful start of each instance come from one pass over its builds (`numbers`).
-pub(crate) const LIVE_INSTANCES: &str = "
+/// The sets, each computed once. `$1` is the pool's id. `live` reads the pool's live instances
+/// from a partial index that holds only instances not deleted (migration 0014), with the
+/// pointers each instance keeps to its latest build and its current preset (maintained in the
+/// transactions that add and finish builds), so no set reads an instance's build history, and
+/// the cost follows the live instances whatever the history of deleted ones. `MATERIALIZED`
+/// (PostgreSQL 12+, SQLite 3.35+) keeps each set computed once and then joined; `CROSS JOIN`
+/// keeps SQLite to the written order (PostgreSQL plans it as an inner join). On SQLite, `live`
+/// names its index (`INDEXED BY`, see [`live_instances`]).
+const LIVE_INSTANCES: &str = "
 WITH live AS MATERIALIZED (
-    SELECT i.id, i.created_at
-    FROM pool_instances i
+    SELECT i.id, i.created_at, i.latest_build_id, i.current_preset_id
+    FROM pool_instances i{live_index}
     WHERE i.pool_id = $1 AND i.deleted_at IS NULL
 ),
-numbers AS MATERIALIZED (
-    SELECT b.instance_id, MAX(b.number) AS latest,
-           MAX(CASE WHEN b.transition = 'start' AND b.status = 'succeeded' AND b.preset_id IS NOT NULL
-                    THEN b.number END) AS preset
-    FROM live CROSS JOIN pool_builds b
-    WHERE b.instance_id = live.id
-    GROUP BY b.instance_id
-),
 latest_builds AS MATERIALIZED (
-    SELECT b.instance_id, b.id, b.transition, b.status, b.preset_id
-    FROM numbers n CROSS JOIN pool_builds b
-    WHERE b.instance_id = n.instance_id AND b.number = n.latest
+    SELECT live.id AS instance_id, b.id, b.transition, b.status, b.preset_id
+    FROM live CROSS JOIN pool_builds b
+    WHERE b.id = live.latest_build_id
 ),
 latest_presets AS MATERIALIZED (
-    SELECT b.instance_id, p.version, p.parameters
-    FROM numbers n CROSS JOIN pool_builds b CROSS JOIN pool_presets p
-    WHERE b.instance_id = n.instance_id AND b.number = n.preset AND p.id = b.preset_id
+    SELECT live.id AS instance_id, p.version, p.parameters
+    FROM live CROSS JOIN pool_presets p
+    WHERE p.id = live.current_preset_id
 ),
 ready_agents AS MATERIALIZED (
     SELECT a.build_id, COUNT(*) AS agents, SUM(CASE WHEN a.lifecycle = 'ready' THEN 1 ELSE 0 END) AS ready
@@ -53,6 +46,42 @@ ready_agents AS MATERIALIZED (
     WHERE a.build_id = lb.id AND a.parent_id IS NULL AND a.deleted_at IS NULL
     GROUP BY a.build_id
 )";
+
+/// The sets for this engine. SQLite reads `live` through the partial index by name (`INDEXED
+/// BY`, an error if the index could not serve the query): its choice otherwise follows the
+/// statistics a pooled connection loaded when it opened, and a connection that saw a small
+/// table keeps scanning it after a million rows arrived (measured: 120 ms at a million builds).
+/// PostgreSQL has no such clause and re-plans with fresh statistics.
+pub(crate) fn live_instances(sqlite: bool) -> String {
+    LIVE_INSTANCES.replace("{live_index}", if sqlite { " INDEXED BY pool_instances_live" } else { "" })
+}
+
+fn is_sqlite(conn: &Conn<'_>) -> bool {
+    matches!(conn.link, crate::db::Link::Sqlite(_))
+}
+
+/// Recomputes an instance's `ready_at` from its latest build and that build's agents: kept
+/// when it stays ready, `now` when it becomes ready, `NULL` otherwise. Called in every
+/// transaction that adds or finishes a build or records an agent's state.
+pub(crate) async fn refresh_ready(conn: &mut Conn<'_>, instance_id: &str, now: i64) -> Result<()> {
+    q!(
+        conn,
+        execute,
+        sqlx::query(
+            "UPDATE pool_instances SET ready_at = CASE
+                 WHEN deleted_at IS NULL
+                  AND EXISTS (SELECT 1 FROM pool_builds b WHERE b.id = pool_instances.latest_build_id
+                                AND b.transition = 'start' AND b.status = 'succeeded')
+                  AND NOT EXISTS (SELECT 1 FROM pool_agents a WHERE a.build_id = pool_instances.latest_build_id
+                                    AND a.parent_id IS NULL AND a.deleted_at IS NULL AND a.lifecycle <> 'ready')
+                 THEN COALESCE(ready_at, $1) END
+             WHERE id = $2"
+        )
+        .bind(now)
+        .bind(instance_id)
+    )?;
+    Ok(())
+}
 
 /// The columns every listing returns, over the sets above.
 const LIVE_COLUMNS: &str = "
@@ -156,11 +185,8 @@ fn instance_of(pool: &super::Pool, row: LiveRow) -> Result<PoolInstance> {
 /// ordered by id.
 pub(crate) async fn live_rows(conn: &mut Conn<'_>, pool_id: &str, running: bool) -> Result<Vec<LiveRow>> {
     let filter = if running { format!(" WHERE {RUNNING}") } else { String::new() };
-    Ok(q!(
-        conn,
-        fetch_all,
-        sqlx::query_as(&format!("{LIVE_INSTANCES}{LIVE_COLUMNS}{filter} ORDER BY i.id")).bind(pool_id)
-    )?)
+    let sql = format!("{}{LIVE_COLUMNS}{filter} ORDER BY i.id", live_instances(is_sqlite(conn)));
+    Ok(q!(conn, fetch_all, sqlx::query_as(&sql).bind(pool_id))?)
 }
 
 /// One build of an instance.
@@ -349,73 +375,84 @@ impl Store {
         read!(self, |conn| fetch_detail(conn, workspace_id, id).await)
     }
 
-    /// Hands one ready instance of the pool to the caller, atomically: the oldest ready one that
-    /// no other claim holds and the reconciler is not deleting. `None`: none is ready.
+    /// Hands one ready instance of the pool to the caller, atomically: the oldest ready one of
+    /// the version pinned now that no other claim holds and the reconciler is not deleting
+    /// (instances pre-warmed for a rollout, or of a version being replaced, are not handed
+    /// out). `None`: none is ready.
     ///
-    /// PostgreSQL locks the candidate `FOR UPDATE SKIP LOCKED`, so concurrent claims take
-    /// different rows without waiting on each other; SQLite runs one writer at a time. The
-    /// instance's row then changes owner under the same conditions (compare-and-set), which the
-    /// reconciler's delete request also checks: a claimed instance is never deleted, a deleting
-    /// one never claimed.
+    /// The reservation and the transfer are one statement over the claimable index (migration
+    /// 0014: ready, not claimed, not being deleted): PostgreSQL locks the candidate `FOR UPDATE
+    /// SKIP LOCKED`, so concurrent claims take different rows without waiting on each other, and
+    /// re-checks the conditions on a row whose claim committed meanwhile; SQLite runs one writer
+    /// at a time. The owner changes compare-and-set under the same conditions the reconciler's
+    /// delete request checks: a claimed instance is never deleted, a deleting one never claimed.
+    /// The transaction holds the pool's lookup, the scope check, that statement and the audit
+    /// row; the details are read after the commit. The engine is woken only when the claim took
+    /// the pool's last ready instance (otherwise its next tick replaces the claimed one).
     pub async fn claim_pool_instance(&self, caller: &Caller, pool: &str) -> Result<Option<InstanceDetail>> {
         let workspace_id = caller.workspace_id.as_str();
-        let lock = match self.kind() {
-            EngineKind::Postgres => " FOR UPDATE OF i SKIP LOCKED",
-            EngineKind::Sqlite => "",
+        // SQLite names the index, as for the running-instances query (see `live_instances`).
+        let (lock, claim_index) = match self.kind() {
+            EngineKind::Postgres => (" FOR UPDATE OF c SKIP LOCKED", ""),
+            EngineKind::Sqlite => ("", " INDEXED BY pool_instances_claimable"),
         };
-        transaction!(self, |tx| {
+        // The pool's claimable instances (the partial index `pool_instances_claimable`) of the
+        // version pinned now, oldest first.
+        const CANDIDATES: &str = "SELECT c.id FROM pool_instances c{claim_index}
+             JOIN pool_presets pr ON pr.id = c.current_preset_id
+             JOIN pools p ON p.id = c.pool_id
+             JOIN pins pin ON pin.artifact_id = p.artifact_id AND pin.environment_id = p.environment_id
+                  AND pin.ended_at IS NULL AND pin.version = pr.version
+             WHERE c.pool_id = $4 AND c.ready_at IS NOT NULL AND c.claimed_at IS NULL
+               AND c.delete_requested_at IS NULL AND c.deleted_at IS NULL
+             ORDER BY c.id LIMIT 1";
+        let candidates = CANDIDATES.replace("{claim_index}", claim_index);
+        let claimed = transaction!(self, |tx| {
             let pool = super::fetch(tx, workspace_id, pool).await?;
             super::authorize(tx, caller, &pool.environment).await?;
-            let candidate: Option<(String,)> = q!(
+            let now = Timestamp::now().as_micros();
+            let taken: Option<(String,)> = q!(
                 tx,
                 fetch_optional,
                 sqlx::query_as(&format!(
-                    "{LIVE_INSTANCES}
-                     SELECT i.id FROM live CROSS JOIN pool_instances i
-                     JOIN latest_builds lb ON lb.instance_id = i.id
-                     LEFT JOIN ready_agents ra ON ra.build_id = lb.id
-                     WHERE i.id = live.id AND i.pool_id = $1 AND i.deleted_at IS NULL AND i.claimed_at IS NULL
-                       AND i.delete_requested_at IS NULL AND {RUNNING}
-                       AND COALESCE(ra.ready, 0) >= COALESCE(ra.agents, 0)
-                     ORDER BY i.id LIMIT 1{lock}"
-                ))
-                .bind(&pool.id)
-            )?;
-            let Some((id,)) = candidate else { return Ok(None) };
-            let now = Timestamp::now().as_micros();
-            let taken = q!(
-                tx,
-                execute,
-                sqlx::query(
                     "UPDATE pool_instances SET pool_id = NULL, claimed_at = $1, claimed_by_token_id = $2,
                          claimed_by_name = $3
-                     WHERE id = $4 AND pool_id = $5 AND claimed_at IS NULL AND delete_requested_at IS NULL
-                       AND deleted_at IS NULL"
-                )
+                     WHERE id = ({candidates}{lock})
+                       AND pool_id = $4 AND ready_at IS NOT NULL AND claimed_at IS NULL
+                       AND delete_requested_at IS NULL AND deleted_at IS NULL
+                     RETURNING id"
+                ))
                 .bind(now)
                 .bind(&caller.actor.token_id)
                 .bind(&caller.actor.name)
-                .bind(&id)
                 .bind(&pool.id)
             )?;
-            if taken != 1 {
-                return Ok(None);
+            let Some((id,)) = taken else { return Ok(None) };
+            // The last one taken: wake the engine now rather than at its next tick.
+            let left: Option<(String,)> =
+                q!(tx, fetch_optional, sqlx::query_as(&candidates.replace("$4", "$1")).bind(&pool.id))?;
+            if left.is_none() {
+                tx.effects.engine();
             }
-            tx.effects.engine();
-            let detail = fetch_detail(tx, workspace_id, &id).await?;
-            record(
-                tx,
-                workspace_id,
-                &caller.actor,
-                Change::new("pool.claim", AuditObject::Pool, &pool.id).after(&detail.instance),
-            )
-            .await?;
-            Some(detail)
-        })
+            let change = Change::new("pool.claim", AuditObject::Pool, &pool.id).after(&serde_json::json!({
+                "instance": id,
+                "claimed_at": Timestamp::from_micros(now),
+                "claimed_by": caller.actor.name,
+            }));
+            record(tx, workspace_id, &caller.actor, change).await?;
+            Some(id)
+        })?;
+        match claimed {
+            Some(id) => Ok(Some(self.get_pool_instance(workspace_id, &id).await?)),
+            None => Ok(None),
+        }
     }
 
     /// An agent of the instance reports its lifecycle state, with the instance's agent token.
-    /// A token of another instance, a revoked one, or an unknown agent is refused.
+    /// A token of another instance or a revoked one is refused. An agent the pool does not list
+    /// registers with its first report (the provisioner's agents define the instance's): from
+    /// then on it counts for readiness like the listed ones. Only while the instance's latest
+    /// build is a start (not once it is being deleted); at most `MAX_AGENTS` per instance.
     pub async fn report_agent_state(
         &self,
         instance_id: &str,
@@ -438,22 +475,56 @@ impl Store {
                 return Err(StoreError::Forbidden("this token may not report for this instance".into()));
             }
             let now = Timestamp::now().as_micros();
-            let changed = q!(
+            // The agents of the instance's latest build, while that build is a start of a live
+            // instance: a provisioner's agent not listed by the pool registers by reporting.
+            let latest: Option<(String, String)> = q!(
+                tx,
+                fetch_optional,
+                sqlx::query_as(
+                    "SELECT b.id, b.transition FROM pool_instances i JOIN pool_builds b ON b.id = i.latest_build_id
+                     WHERE i.id = $1 AND i.deleted_at IS NULL"
+                )
+                .bind(instance_id)
+            )?;
+            let not_found = || StoreError::NotFound(format!("agent {agent:?} of instance {instance_id:?}"));
+            let build_id = match latest {
+                Some((id, transition)) if transition == "start" => id,
+                _ => return Err(not_found()),
+            };
+            let known: Vec<(String,)> = q!(
+                tx,
+                fetch_all,
+                sqlx::query_as("SELECT name FROM pool_agents WHERE build_id = $1 AND deleted_at IS NULL")
+                    .bind(&build_id)
+            )?;
+            if !known.iter().any(|(name,)| name == agent) {
+                cutover_domain::rollouts::check_executor_name("agent", agent)?;
+                if known.len() >= super::MAX_AGENTS {
+                    return Err(cutover_domain::DomainError::invalid(
+                        "agent",
+                        format!("an instance has at most {} agents", super::MAX_AGENTS),
+                    )
+                    .into());
+                }
+            }
+            // One statement, so that two first reports of the same agent cannot both insert.
+            q!(
                 tx,
                 execute,
                 sqlx::query(
-                    "UPDATE pool_agents SET lifecycle = $1, updated_at = $2
-                     WHERE name = $3 AND deleted_at IS NULL AND build_id = (
-                         SELECT id FROM pool_builds WHERE instance_id = $4 ORDER BY number DESC LIMIT 1)"
+                    "INSERT INTO pool_agents (id, instance_id, build_id, name, lifecycle, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (build_id, name) DO UPDATE SET lifecycle = excluded.lifecycle,
+                         updated_at = excluded.updated_at"
                 )
+                .bind(new_id())
+                .bind(instance_id)
+                .bind(&build_id)
+                .bind(agent)
                 .bind(lifecycle.as_str())
                 .bind(now)
-                .bind(agent)
-                .bind(instance_id)
             )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("agent {agent:?} of instance {instance_id:?}")));
-            }
+            refresh_ready(tx, instance_id, now).await?;
             tx.effects.engine();
             PoolAgent { name: agent.to_owned(), lifecycle, updated_at: Timestamp::from_micros(now) }
         })
@@ -465,7 +536,10 @@ impl Store {
     /// The plan of the running-instances query for `pool_id`, as the engine prints it
     /// (PostgreSQL: `EXPLAIN (ANALYZE, BUFFERS)`; SQLite: `EXPLAIN QUERY PLAN`), for benchmarks.
     pub async fn explain_running_pool_instances(&self, pool_id: &str) -> Result<Vec<String>> {
-        let sql = format!("{LIVE_INSTANCES}{LIVE_COLUMNS} WHERE {RUNNING} ORDER BY i.id");
+        let sql = format!(
+            "{}{LIVE_COLUMNS} WHERE {RUNNING} ORDER BY i.id",
+            live_instances(self.kind() == EngineKind::Sqlite)
+        );
         read!(self, |conn| {
             Ok(match self.kind() {
                 EngineKind::Postgres => {

@@ -106,6 +106,11 @@ async fn the_running_listing_holds_exactly_the_running_instance_of_the_seed_fixt
         pool.id
     );
     assert_eq!(store.execute_for_tests(&sql).await.unwrap(), 1);
+    // The instance's pointer to its latest build moves with the build, as the store's own
+    // inserts do (migration 0014).
+    let sql =
+        format!("UPDATE pool_instances SET latest_build_id = 'stop-{stopped}', ready_at = NULL WHERE id = '{stopped}'");
+    assert_eq!(store.execute_for_tests(&sql).await.unwrap(), 1);
     let _failed = built(&store, &pool.id, Some(failed())).await;
     let canceled = built(&store, &pool.id, None).await;
     assert!(store.cancel_pool_start(&canceled).await.unwrap());
@@ -368,19 +373,25 @@ async fn agents_report_only_with_their_instance_token(store: Store) {
     assert_eq!(reported.lifecycle, AgentLifecycle::Ready);
     let other = store.report_agent_state(&a, &run_b.agent_token.hash(), "main", AgentLifecycle::Ready).await;
     assert!(matches!(other.unwrap_err(), StoreError::Forbidden(_)), "b's token is not a's");
-    let unknown = store.report_agent_state(&a, &token_a, "nope", AgentLifecycle::Ready).await;
-    assert!(matches!(unknown.unwrap_err(), StoreError::NotFound(_)));
-    assert!(!store.running_pool_instances(&ws.id, "runners").await.unwrap()[0].ready, "the sidecar is not ready");
+    // An agent the pool does not list registers with its first report, and counts from then on.
+    store.report_agent_state(&a, &token_a, "gpu", AgentLifecycle::Starting).await.unwrap();
+    let bad = store.report_agent_state(&a, &token_a, "Not A Name", AgentLifecycle::Ready).await;
+    assert!(matches!(bad.unwrap_err(), StoreError::Invalid(_)), "a name is checked before it registers");
     store.report_agent_state(&a, &token_a, "sidecar", AgentLifecycle::Ready).await.unwrap();
     let running = store.running_pool_instances(&ws.id, "runners").await.unwrap();
-    assert_eq!((running.len(), running[0].ready, running[0].agents, running[0].agents_ready), (1, true, 2, 2));
+    assert_eq!((running[0].ready, running[0].agents, running[0].agents_ready), (false, 3, 2), "gpu is starting");
+    store.report_agent_state(&a, &token_a, "gpu", AgentLifecycle::Ready).await.unwrap();
+    let running = store.running_pool_instances(&ws.id, "runners").await.unwrap();
+    assert_eq!((running.len(), running[0].ready, running[0].agents, running[0].agents_ready), (1, true, 3, 3));
     let detail = store.get_pool_instance(&ws.id, &a).await.unwrap();
     assert_eq!(
         detail.agents.iter().map(|x| (x.name.as_str(), x.lifecycle)).collect::<Vec<_>>(),
-        [("main", AgentLifecycle::Ready), ("sidecar", AgentLifecycle::Ready)]
+        [("gpu", AgentLifecycle::Ready), ("main", AgentLifecycle::Ready), ("sidecar", AgentLifecycle::Ready)]
     );
-    // Deleting the instance revokes its token.
+    // Being deleted: no agent registers any more; deleting the instance revokes its token.
     assert!(store.request_pool_delete(&pool.id, &a, "test").await.unwrap());
+    let late = store.report_agent_state(&a, &token_a, "late", AgentLifecycle::Ready).await;
+    assert!(matches!(late.unwrap_err(), StoreError::NotFound(_)));
     run_delete(&store, &pool.id, &a, ok()).await;
     let revoked = store.report_agent_state(&a, &token_a, "main", AgentLifecycle::Off).await;
     assert!(matches!(revoked.unwrap_err(), StoreError::Forbidden(_)));

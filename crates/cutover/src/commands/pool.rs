@@ -99,6 +99,7 @@ fn show(context: &Context, pool: &Pool) -> anyhow::Result<()> {
     if let Some(c) = &pool.counts {
         rows.push(("expired", c.expired.to_string()));
         rows.push(("failures", c.failures.to_string()));
+        rows.push(("prewarming", c.prewarming.to_string()));
     }
     if let Some(blocked) = &pool.blocked {
         let until = blocked.until.as_deref().map(|u| format!(" until {u}")).unwrap_or_default();
