@@ -1606,3 +1606,104 @@ fn a_pool_is_created_filled_by_the_engine_claimed_and_paused_from_the_cli() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no executor named \"rm-rf\""), "{stderr}");
 }
+
+/// A queue guarding `production` whose check refuses content containing "broken", and a manual
+/// queue; `greeting` (text) and `limits` (JSON) exist.
+fn queue_setup() -> Server {
+    let server = Server::fresh_with_config(
+        "engine_tick_ms = 50\n\
+         [executors.lint]\nprogram = [\"sh\", \"-c\", \"if grep -q broken \\\"$CUTOVER_CANDIDATE_FILE\\\"; then echo lint: broken; exit 1; fi\"]\n",
+    );
+    server.json(&["env", "create", "production"]);
+    server.json(&["artifact", "create", "greeting", "--type", "string"]);
+    server.json(&["artifact", "create", "limits", "--type", "json"]);
+    server
+}
+
+#[test]
+fn a_change_submitted_through_the_queue_lands_and_a_broken_one_is_refused_with_its_output() {
+    let server = queue_setup();
+    let made =
+        server.json(&["queue", "create", "main", "--env", "production", "--executor", "lint", "--max-wait", "0"]);
+    assert_eq!(made["executor"], serde_json::json!({"type": "command", "name": "lint", "timeout_seconds": 600}));
+    let table = server.table(&["queue", "list"]);
+    assert!(table.lines().any(|l| l.starts_with("main") && l.contains("command lint (600 s)")), "{table}");
+
+    // --wait follows the request: plain lines, exit 0 when it lands.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.json");
+    std::fs::write(&file, r#"{"max": 10}"#).unwrap();
+    let watched = server.table(&[
+        "queue",
+        "submit",
+        "main",
+        "--text",
+        "greeting=Hello!",
+        "--content-file",
+        &format!("limits={}", file.display()),
+        "-m",
+        "first",
+        "--wait",
+    ]);
+    assert!(watched.lines().last().unwrap().starts_with("request 1 landed: greeting v1, limits v1"), "{watched}");
+    assert!(!watched.contains('\u{1b}'), "{watched}");
+    assert_eq!(server.json(&["resolve", "limits", "--env", "production"])["value"], serde_json::json!({"max": 10}));
+
+    let stderr = exits_with(&server, 1, &["queue", "submit", "main", "--text", "greeting=broken", "--wait"]);
+    assert!(stderr.contains("request 2 error: lint: broken"), "{stderr}");
+    let shown = server.json(&["queue", "status", "main", "2"]);
+    assert_eq!(
+        (shown["state"].as_str(), shown["error"].as_str()),
+        (Some("error"), Some("lint: broken\n[exited with status 1]"))
+    );
+    let states: Vec<_> = shown["history"].as_array().unwrap().iter().map(|t| t["to"].as_str().unwrap()).collect();
+    assert_eq!(states, ["started", "validated", "batched", "processing", "error"]);
+    let table = server.table(&["queue", "status", "main"]);
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split_whitespace().take(3).collect()).collect();
+    assert_eq!(rows, [vec!["2", "error", "normal"], vec!["1", "landed", "normal"]], "{table}");
+    assert_eq!(server.json(&["resolve", "greeting", "--env", "production"])["value"], "Hello!");
+
+    // Paused: a submit waits, watch exits 4 saying how to go on; cancel ends it.
+    server.json(&["queue", "pause", "main"]);
+    let waiting = server.json(&["queue", "submit", "main", "--text", "greeting=later"]);
+    let id = waiting["id"].as_u64().unwrap().to_string();
+    let stderr = exits_with(&server, 4, &["queue", "watch", "main"]);
+    assert!(stderr.contains("`cutover queue resume main`"), "{stderr}");
+    assert_eq!(server.json(&["queue", "cancel", "main", &id])["state"], "cancelling");
+    server.json(&["queue", "resume", "main"]);
+    let stderr = exits_with(&server, 1, &["queue", "watch", "main", "--request", &id]);
+    assert!(stderr.contains(&format!("request {id} cancelled")), "{stderr}");
+    let stderr = server.fails(&["queue", "cancel", "main", &id]);
+    assert!(stderr.contains("already cancelled") && stderr.contains("(HTTP 409)"), "{stderr}");
+
+    // Bad input never reaches the server.
+    let stderr = exits_with(&server, 2, &["queue", "submit", "main", "--content", "limits={not json"]);
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    let stderr = exits_with(&server, 2, &["queue", "submit", "main"]);
+    assert!(stderr.contains("give at least one change"), "{stderr}");
+}
+
+#[test]
+fn a_manual_check_is_reported_from_the_cli() {
+    let server = queue_setup();
+    server.json(&["queue", "create", "reviewed", "--env", "production", "--manual", "--max-wait", "0"]);
+    let made = server.json(&["queue", "submit", "reviewed", "--text", "greeting=checked by hand"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let check = loop {
+        let queue = server.json(&["queue", "show", "reviewed"]);
+        if let Some(check) = queue["running_checks"].as_array().unwrap().first() {
+            break check["id"].as_u64().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no check started: {queue}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let table = server.table(&["queue", "show", "reviewed"]);
+    assert!(table.contains(&format!("check {check} (batch 1, attempt 1)")), "{table}");
+    assert_eq!(
+        server.table(&["queue", "report", "reviewed", &check, "pass", "-m", "read it"]),
+        format!("check {check} of queue reviewed: pass\n")
+    );
+    let id = made["id"].as_u64().unwrap().to_string();
+    server.table(&["queue", "watch", "reviewed", "--request", &id]);
+    assert_eq!(server.json(&["queue", "status", "reviewed", &id])["state"], "landed");
+}

@@ -47,10 +47,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = global.data_dir.as_deref();
     match command {
         // The simulator runs here: no server, no token.
-        Command::Client(ClientCommand::Queue(command))
-            if queue::simulate_local(&command, global.output()).is_some() =>
-        {
-            queue::simulate_local(&command, global.output()).unwrap_or(Ok(()))
+        Command::Client(ClientCommand::Queue(command @ queue::QueueCommand::Simulate(_))) => {
+            queue::run_local(command, global.output())
         }
         Command::Client(command) => {
             let context =

@@ -241,10 +241,10 @@ pub struct WatchArgs {
 }
 
 /// The simulator: runs here, without a server or a token.
-pub fn simulate_local(command: &QueueCommand, format: OutputFormat) -> Option<anyhow::Result<()>> {
+pub fn run_local(command: QueueCommand, format: OutputFormat) -> anyhow::Result<()> {
     match command {
-        QueueCommand::Simulate(args) => Some(simulate(args, format)),
-        _ => None,
+        QueueCommand::Simulate(args) => simulate(&args, format),
+        _ => Err(usage("this queue command needs a server")),
     }
 }
 
