@@ -96,22 +96,19 @@ impl BatchRow {
 const BATCH_COLUMNS: &str =
     "id, lane, seq, position_offset, requests, depends_on, suspect, state, created_at, updated_at";
 
+/// The active listing: the membership's primary-key prefix `(queue_id)`, each member's batch row
+/// read by its primary key.
+const ACTIVE_LISTING: &str = "SELECT m.batch_id, b.lane, b.seq, b.position_offset, b.requests, b.depends_on, b.suspect,
+        b.state, b.created_at, b.updated_at
+     FROM queue_active_batches m
+     LEFT JOIN queue_batches b ON b.queue_id = m.queue_id AND b.id = m.batch_id
+     WHERE m.queue_id = $1
+     ORDER BY m.batch_id";
+
 /// The membership of `queue_id`, each member with its batch row when there is one (one
 /// statement: a primary-key-prefix scan joined by primary key).
 pub(crate) async fn list_active(conn: &mut Conn<'_>, queue_id: &str) -> Result<ActiveListing> {
-    let rows: Vec<MemberRow> = q!(
-        conn,
-        fetch_all,
-        sqlx::query_as(
-            "SELECT m.batch_id, b.lane, b.seq, b.position_offset, b.requests, b.depends_on, b.suspect, b.state,
-                    b.created_at, b.updated_at
-             FROM queue_active_batches m
-             LEFT JOIN queue_batches b ON b.queue_id = m.queue_id AND b.id = m.batch_id
-             WHERE m.queue_id = $1
-             ORDER BY m.batch_id"
-        )
-        .bind(queue_id)
-    )?;
+    let rows: Vec<MemberRow> = q!(conn, fetch_all, sqlx::query_as(ACTIVE_LISTING).bind(queue_id))?;
     let mut listing = ActiveListing::default();
     for row in rows {
         let id = stored_id(row.batch_id)?;
@@ -407,6 +404,27 @@ impl Store {
                 )
                 .bind(cutoff)
             )?
+        })
+    }
+
+    /// The plan of the active listing, as the engine explains it (benchmarks record it).
+    pub async fn explain_active_batches(&self, queue_id: &str) -> Result<Vec<String>> {
+        read!(self, |conn| {
+            Ok(match self.kind() {
+                crate::EngineKind::Postgres => {
+                    let rows: Vec<(String,)> = q!(
+                        conn,
+                        fetch_all,
+                        sqlx::query_as(&format!("EXPLAIN (ANALYZE, BUFFERS) {ACTIVE_LISTING}")).bind(queue_id)
+                    )?;
+                    rows.into_iter().map(|(line,)| line).collect()
+                }
+                crate::EngineKind::Sqlite => {
+                    let rows: Vec<(i64, i64, i64, String)> =
+                        q!(conn, fetch_all, sqlx::query_as(&format!("EXPLAIN QUERY PLAN {ACTIVE_LISTING}")).bind(queue_id))?;
+                    rows.into_iter().map(|(id, parent, _, detail)| format!("{id} {parent} {detail}")).collect()
+                }
+            })
         })
     }
 }
