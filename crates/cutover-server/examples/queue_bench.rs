@@ -109,8 +109,12 @@ async fn main() -> anyhow::Result<()> {
     };
     store.create_environment(&caller, &environment, 100).await?;
     let key = ArtifactKey::parse("config")?;
-    let artifact =
-        NewArtifact { key: key.clone(), value_type: ValueType::String, kind: "config".into(), description: String::new() };
+    let artifact = NewArtifact {
+        key: key.clone(),
+        value_type: ValueType::String,
+        kind: "config".into(),
+        description: String::new(),
+    };
     store.create_artifact(&caller, &artifact).await?;
     let new = NewQueue {
         name: QueueName::parse("bench")?,

@@ -23,7 +23,8 @@ pub use definition::{
     DEFAULT_BACKOFF_SECONDS, DEFAULT_FAILURE_LIMIT, MAX_PARAMETERS_BYTES, PoolName, PoolSettings, PresetParameters,
 };
 pub use reconcile::{
-    Blocked, FailureRecord, IncomingVersion, InstancePhase, InstanceSnapshot, Plan, PoolCounts, PoolSnapshot, plan,
+    Blocked, FailureRecord, IncomingVersion, InstancePhase, InstanceSnapshot, Plan, PoolCounts, PoolSnapshot, Warmth,
+    plan, warmth,
 };
 pub use schedule::{DesiredCount, MAX_INSTANCES, MAX_SCHEDULES, Schedule};
 pub use states::{AgentLifecycle, BuildTransition, JobStatus};

@@ -172,6 +172,37 @@ fn failing(failures: &FailureRecord, settings: &PoolSettings, now: Timestamp) ->
     until.filter(|until| failed > 0 && now < *until).map(|until| Blocked::Backoff { until })
 }
 
+/// How warm a pool is for `version` before a rollout moves the pin to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Warmth {
+    /// Running, ready instances of the version.
+    pub ready: u32,
+    /// How many the pool wants of it: what it keeps of the pinned version now.
+    pub wanted: u32,
+    /// It will not get warmer by waiting: paused, or the version's starts hit the failure limit.
+    pub stuck: bool,
+}
+
+impl Warmth {
+    /// Whether a rollout should wait for this pool before moving the pin.
+    pub fn worth_waiting(&self) -> bool {
+        !self.stuck && self.ready < self.wanted
+    }
+}
+
+/// How warm the pool of `snapshot` is for `version` (the version a rollout is about to pin).
+pub fn warmth(snapshot: &PoolSnapshot, version: i64) -> Warmth {
+    let ready = snapshot
+        .instances
+        .iter()
+        .filter(|i| i.version == version && i.phase == InstancePhase::Running { ready: true })
+        .count();
+    let failures = snapshot.incoming.iter().find(|v| v.version == version).map(|v| v.failures).unwrap_or_default();
+    let stuck =
+        snapshot.paused || snapshot.version.is_none() || failures.failed_in_a_row >= snapshot.settings.failure_limit;
+    Warmth { ready: count(ready), wanted: snapshot.desired.min(MAX_INSTANCES), stuck }
+}
+
 /// Decides one pass. See the module's rules.
 pub fn plan(snapshot: &PoolSnapshot) -> Plan {
     let desired = if snapshot.version.is_some() { snapshot.desired.min(MAX_INSTANCES) } else { 0 };
@@ -434,6 +465,22 @@ mod tests {
         let plan = plan(&pool(1_000, vec![instance("d", 2, 1, Deleting)]));
         assert_eq!(plan.create, MAX_INSTANCES);
         assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn a_pool_is_warm_for_a_version_when_it_has_the_desired_count_ready_and_stuck_when_it_cannot_get_there() {
+        let mut p = pool(4, vec![instance("a", 3, 1, READY), instance("b", 3, 1, BOOTING), instance("c", 2, 9, READY)]);
+        p.incoming = incoming(&[3]);
+        assert_eq!(warmth(&p, 3), Warmth { ready: 1, wanted: 4, stuck: false });
+        assert!(warmth(&p, 3).worth_waiting());
+        p.desired = 1;
+        assert!(!warmth(&p, 3).worth_waiting(), "one ready of one wanted");
+        p.desired = 4;
+        p.paused = true;
+        assert!(!warmth(&p, 3).worth_waiting(), "a paused pool warms nothing");
+        p.paused = false;
+        p.incoming[0].failures.failed_in_a_row = p.settings.failure_limit;
+        assert!(warmth(&p, 3).stuck, "the version's starts keep failing");
     }
 
     fn incoming(versions: &[i64]) -> Vec<IncomingVersion> {

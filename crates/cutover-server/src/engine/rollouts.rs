@@ -68,6 +68,8 @@ pub struct RolloutReconciler {
     client: reqwest::Client,
     /// The declared executors, the address policy and the key webhook secrets are sealed with.
     admission: Arc<Admission>,
+    /// Rollouts whose pin move waits for a pool to warm their version, since when.
+    warming: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl RolloutReconciler {
@@ -96,7 +98,46 @@ impl RolloutReconciler {
             wake,
             runs: Arc::default(),
             held: Mutex::default(),
+            warming: Mutex::default(),
         })
+    }
+
+    /// Whether the pin move of a rollout about to complete waits for a pool: one in its
+    /// environment, of its artifact, that has fewer ready instances of the version than it keeps
+    /// of the pinned one, and can still get there (not paused, the version's starts not at the
+    /// failure limit). The wait lasts at most the pool's build timeout plus a minute, then the pin
+    /// moves anyway (logged): a pool never holds a release back for good.
+    async fn waits_for_pools(&self, detail: &RolloutDetail) -> anyhow::Result<bool> {
+        let rollout = &detail.rollout;
+        let now = Timestamp::now();
+        for pool in self.store.list_pools(&rollout.workspace_id).await? {
+            if pool.artifact != rollout.artifact || pool.environment != rollout.environment {
+                continue;
+            }
+            let work = self.store.pool_work(&pool.id, now).await?;
+            let warmth = cutover_domain::pools::warmth(&work.snapshot, rollout.version.get());
+            if !warmth.worth_waiting() {
+                continue;
+            }
+            let since = *self
+                .warming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(rollout.id.clone())
+                .or_insert_with(|| {
+                    tracing::info!(rollout = %rollout.id, pool = %pool.name, ready = warmth.ready, wanted = warmth.wanted,
+                        "every target is done; the pin moves once the pool is warm");
+                    std::time::Instant::now()
+                });
+            let limit = Duration::from_secs(u64::from(pool.timeout_seconds) + 60);
+            if since.elapsed() < limit {
+                return Ok(true);
+            }
+            tracing::warn!(rollout = %rollout.id, pool = %pool.name, ready = warmth.ready, wanted = warmth.wanted,
+                "the pool did not warm the version in time; moving the pin anyway");
+        }
+        self.warming.lock().unwrap_or_else(PoisonError::into_inner).remove(&rollout.id);
+        Ok(false)
     }
 
     fn lease_name(id: &str) -> String {
@@ -142,6 +183,10 @@ impl RolloutReconciler {
         };
         let mut state = detail.rollout.state;
         if let Some(to) = derive_state(&read).change_from(state) {
+            if to == cutover_domain::rollouts::RolloutState::Completed && self.waits_for_pools(&detail).await? {
+                // Re-checked every tick until warm (or the wait's limit).
+                return Ok(());
+            }
             if self.store.advance_rollout(id, state, to).await? {
                 // A pin moved on completion is announced by the store's effects.
                 tracing::info!(rollout = id, from = %state, to = %to, "rollout state");

@@ -23,6 +23,7 @@ cutover_store::contract_tests!(
     a_new_version_replaces_the_pool_instances,
     a_build_cut_off_mid_run_runs_again_with_its_key_and_never_creates_twice,
     a_rollout_toward_the_next_version_warms_it_before_the_pin_moves,
+    a_rollout_moves_the_pin_only_once_the_pool_is_warm_for_its_version,
     an_experiment_warms_its_treatments_until_it_completes,
 );
 
@@ -515,6 +516,76 @@ async fn a_rollout_toward_the_next_version_warms_it_before_the_pin_moves(store: 
     let (_, listed) = app.get("/api/v1/pools/ci/instances").await;
     let live: Vec<&Value> = listed.as_array().unwrap().iter().filter(|i| i["transition"] == "start").collect();
     assert_eq!(live.len(), 2, "no instance built after the pin moved: {listed:#}");
+}
+
+async fn a_rollout_moves_the_pin_only_once_the_pool_is_warm_for_its_version(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    // Starts of v2 wait for the test to open the gate; everything else is instant.
+    let script = format!(
+        "if [ \"$CUTOVER_VERSION\" = 2 ] && [ \"$CUTOVER_TRANSITION\" = start ]; then \
+         while [ ! -f '{}' ]; do sleep 0.05; done; fi",
+        gate.display()
+    );
+    let mut executors = provisioner(&script);
+    let apply = ExecutorConfig {
+        program: vec!["sh".into(), "-c".into(), "exit 0".into()],
+        env: vec!["PATH".into()],
+        working_dir: None,
+        timeout_seconds: 600,
+        workspaces: None,
+    };
+    executors.insert("apply".into(), apply);
+    let config = ServerConfig { engine_tick_ms: 50, engine_lease_seconds: 5, executors, ..ServerConfig::default() };
+    let app = TestApp::with_config(store, config).await;
+    app.state.start_engine().unwrap();
+    world(&app).await;
+    let (status, body) = app
+        .post("/api/v1/environments", json!({"name": "staging", "targets": [{"name": "t-0"}, {"name": "t-1"}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.call(Method::PUT, "/api/v1/artifacts/runner/pins/staging", Some(&app.owner), Some(json!({"version": 1}))).await;
+    let mut pool = pool_body("ci", 2);
+    pool["environment"] = json!("staging");
+    assert_eq!(app.post("/api/v1/pools", pool).await.0, StatusCode::CREATED);
+    wait_for(&app, "ci", "2 ready of v1", |p| p["counts"]["ready"] == 2).await;
+
+    let rollout = json!({"artifact": "runner", "environment": "staging", "version": 2,
+                         "executor": {"type": "command", "name": "apply"}});
+    let (status, made) = app.post("/api/v1/rollouts", rollout).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // Every target is done, but v2 is not warm: the rollout has not completed, the pin stays.
+    let started = Instant::now();
+    loop {
+        let (_, shown) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+        let done = shown["operations"].as_array().unwrap().iter().all(|o| o["state"] == "completed");
+        if done {
+            assert_ne!(shown["state"], "completed", "{shown:#}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "targets not done: {shown:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, rollout_now) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+    assert_ne!(rollout_now["state"], "completed", "the pin waits for the pool: {rollout_now:#}");
+    let (_, pin) = app.get("/api/v1/artifacts/runner/pins/staging").await;
+    assert_eq!(pin["version"], 1, "{pin}");
+
+    // Once v2 is warm, the rollout completes and the pin moves onto ready instances.
+    std::fs::write(&gate, "open").unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, shown) = app.get(&format!("/api/v1/rollouts/{id}")).await;
+        if shown["state"] == "completed" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "rollout not completed: {shown:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.get("/api/v1/artifacts/runner/pins/staging").await.1["version"], 2);
+    assert_eq!(ready_of(&app, "ci", 2).await.len(), 2, "the pin moved onto a warm pool");
 }
 
 async fn an_experiment_warms_its_treatments_until_it_completes(store: Store) {

@@ -420,8 +420,11 @@ impl Store {
                     rows.into_iter().map(|(line,)| line).collect()
                 }
                 crate::EngineKind::Sqlite => {
-                    let rows: Vec<(i64, i64, i64, String)> =
-                        q!(conn, fetch_all, sqlx::query_as(&format!("EXPLAIN QUERY PLAN {ACTIVE_LISTING}")).bind(queue_id))?;
+                    let rows: Vec<(i64, i64, i64, String)> = q!(
+                        conn,
+                        fetch_all,
+                        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {ACTIVE_LISTING}")).bind(queue_id)
+                    )?;
                     rows.into_iter().map(|(id, parent, _, detail)| format!("{id} {parent} {detail}")).collect()
                 }
             })
