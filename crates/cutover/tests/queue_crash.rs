@@ -3,6 +3,8 @@
 //! set). Every request lands once, in queue order; the check the crash cut off is given up only
 //! after its deadline (timeout + 5 s of grace) and its batch is checked again as the next
 //! attempt, with a new idempotency key; no key runs twice and no two runs of a batch overlap.
+//! On PostgreSQL also with two replicas: one drives the queue (its lease), and when it is killed
+//! the other, running all along, takes over.
 
 mod support;
 
@@ -26,9 +28,9 @@ fn config(dir: &Path) -> std::path::PathBuf {
     let (r, restarted) = (dir.join("runs"), dir.join("restarted"));
     let (r, restarted) = (r.display(), restarted.display());
     let script = format!(
-        "echo \"start $CUTOVER_IDEMPOTENCY_KEY $CUTOVER_BATCH $CUTOVER_ATTEMPT $(date +%s%N)\" >> {r}; \
+        "echo \"start $CUTOVER_IDEMPOTENCY_KEY $CUTOVER_BATCH $CUTOVER_ATTEMPT $PPID $(date +%s%N)\" >> {r}; \
          if [ -e {restarted} ]; then sleep 0.2; else sleep 3; fi; \
-         echo \"end $CUTOVER_IDEMPOTENCY_KEY $CUTOVER_BATCH $CUTOVER_ATTEMPT $(date +%s%N)\" >> {r}"
+         echo \"end $CUTOVER_IDEMPOTENCY_KEY $CUTOVER_BATCH $CUTOVER_ATTEMPT $PPID $(date +%s%N)\" >> {r}"
     );
     assert!(!script.contains('\''), "a TOML literal string");
     let text = format!(
@@ -44,6 +46,8 @@ struct Line {
     key: String,
     batch: u64,
     attempt: u32,
+    /// The server that ran it.
+    server: u32,
     at: u128,
 }
 
@@ -58,7 +62,8 @@ fn lines(record: &Path) -> Vec<Line> {
                 key: f[1].into(),
                 batch: f[2].parse().unwrap(),
                 attempt: f[3].parse().unwrap(),
-                at: f[4].parse().unwrap(),
+                server: f[4].parse().unwrap(),
+                at: f[5].parse().unwrap(),
             }
         })
         .collect()
@@ -80,12 +85,25 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn killed_mid_check_then_restarted(database: Option<&str>) {
-    let dir = tempfile::tempdir().unwrap();
+/// What happens after the SIGKILL.
+#[derive(Clone, Copy)]
+enum After {
+    /// The server starts again on the same data.
+    Restart,
+    /// A second replica on the same database, running all along, takes the queue over.
+    Failover,
+}
+
+fn killed_mid_check(database: Option<&str>, after: After) {
+    let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = config(dir.path());
     let record = dir.path().join("runs");
-    let mut server = Server::start_with(dir.path(), database, Some(&config));
-    let token = server.owner_token();
+    let mut servers = vec![Server::start_with(dir.path(), database, Some(&config))];
+    if let After::Failover = after {
+        servers.push(Server::start_with(other_dir.path(), database, Some(&config)));
+    }
+    let token = support::shared_owner_token(&servers.iter().collect::<Vec<_>>());
+    let server = &servers[0];
     server.ok("POST", "/api/v1/environments", &token, Some(json!({"name": "production"})));
     server.ok("POST", "/api/v1/artifacts", &token, Some(json!({"key": "greeting", "value_type": "string"})));
     let queue = json!({"name": "main", "environment": "production", "max_wait_seconds": 0, "budget": 2,
@@ -102,14 +120,22 @@ fn killed_mid_check_then_restarted(database: Option<&str>) {
     wait_until("the first check to start", Duration::from_secs(20), || started() >= 1);
     ids.extend((2..=REQUESTS).map(submit));
     wait_until("the second check to start", Duration::from_secs(20), || started() >= 2);
-    server.kill();
+    // One replica drives the queue: every check so far ran in one server. Kill that one.
+    let cut_off: Vec<Line> = lines(&record);
+    let runner = cut_off[0].server;
+    assert!(cut_off.iter().all(|l| l.server == runner), "{cut_off:?}");
+    let mut killed = servers.remove(servers.iter().position(|s| s.pid() == runner).expect("a check of a server"));
+    killed.kill();
     let killed_at = Instant::now();
     // Every check that had started was cut off: none had ended when the server died.
     let cut_off: Vec<Line> = lines(&record);
     assert!(cut_off.iter().all(|l| l.kind == "start" && l.attempt == 1), "{cut_off:?}");
     std::fs::write(dir.path().join("restarted"), "").unwrap();
 
-    let server = Server::start_with(dir.path(), database, Some(&config));
+    if let After::Restart = after {
+        servers.push(Server::start_with(dir.path(), database, Some(&config)));
+    }
+    let server = &servers[0];
     let mut requests: Vec<Value> = Vec::new();
     wait_until("every request to end", Duration::from_secs(40), || {
         requests = ids
@@ -207,17 +233,28 @@ fn killed_mid_check_then_restarted(database: Option<&str>) {
             assert_eq!(attempts.len(), 1, "batch {batch}: {attempts:?}");
         }
     }
-    let mut server = server;
-    server.kill();
+    // After the crash, every check ran in the server left.
+    let later: Vec<Line> = lines(&record).into_iter().filter(|l| l.kind == "start" && l.server == runner).collect();
+    assert_eq!(later.len(), cut_off.len(), "only the cut-off runs ran in the killed server:\n{log}");
+    assert!(lines(&record).iter().all(|l| l.server == runner || l.server == server.pid()), "{log}");
+    for mut server in servers {
+        server.kill();
+    }
 }
 
 #[test]
 fn a_queue_survives_sigkill_mid_check_and_restart_on_sqlite() {
-    killed_mid_check_then_restarted(None);
+    killed_mid_check(None, After::Restart);
 }
 
 #[test]
 fn a_queue_survives_sigkill_mid_check_and_restart_on_postgres() {
     let Some(database) = PgDatabase::create() else { return };
-    killed_mid_check_then_restarted(Some(&database.url));
+    killed_mid_check(Some(&database.url), After::Restart);
+}
+
+#[test]
+fn a_second_replica_takes_a_queue_over_from_one_killed_mid_check() {
+    let Some(database) = PgDatabase::create() else { return };
+    killed_mid_check(Some(&database.url), After::Failover);
 }
