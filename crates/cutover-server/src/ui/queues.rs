@@ -142,10 +142,8 @@ pub struct CheckRow {
 
 pub struct QueuePanel {
     pub queue: QueueRow,
-    pub budget: u32,
-    pub max_batch_size: u32,
-    pub max_wait_seconds: u32,
-    pub max_flake_retries: u32,
+    pub settings: String,
+    pub counts: String,
     pub created: String,
     pub live: Vec<RequestRow>,
     pub recent: Vec<RequestRow>,
@@ -179,6 +177,16 @@ struct QueuePage {
     form: SubmitForm,
 }
 
+/// `1 check`, `2 checks`, `1 batch`, `2 batches`, `1 retry`, `0 retries`.
+fn plural(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ if noun.ends_with("ch") => format!("{n} {noun}es"),
+        _ if noun.ends_with('y') => format!("{n} {}ies", &noun[..noun.len() - 1]),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 fn queue_name(name: &str) -> Result<QueueName, UiError> {
     QueueName::parse(name).map_err(|e| ApiError::bad_request("invalid_path", format!("queue: {e}")).into())
 }
@@ -202,10 +210,21 @@ async fn panel(state: &AppState, session: &Session, name: &QueueName) -> Result<
     let batches = state.store.list_queue_batches(workspace_id, name.as_str(), true, LISTED).await?;
     let settings = &status.queue.settings;
     Ok(QueuePanel {
-        budget: settings.budget,
-        max_batch_size: settings.max_batch_size,
-        max_wait_seconds: settings.max_wait_seconds,
-        max_flake_retries: settings.max_flake_retries,
+        settings: format!(
+            "{} at once, batches of at most {}, waits at most {} s for a batch to fill, {} on a failure \
+             that may be a flake",
+            plural(u64::from(settings.budget), "check"),
+            settings.max_batch_size,
+            settings.max_wait_seconds,
+            plural(u64::from(settings.max_flake_retries), "retry"),
+        ),
+        counts: format!(
+            "{} in the queue, {}, {}, {} landed",
+            plural(status.depth, "live request"),
+            plural(status.active_batches, "active batch"),
+            plural(status.running_checks.len() as u64, "running check"),
+            status.landed,
+        ),
         created: format!("{} by {}", when(status.queue.created_at), status.queue.created_by.name),
         live: live.iter().map(request_row).collect(),
         recent: all.iter().filter(|r| r.state.is_terminal()).map(request_row).collect(),

@@ -113,6 +113,10 @@ async fn a_change_is_submitted_checked_by_hand_and_landed_from_the_pages(store: 
     assert!(page.body.contains(&format!("/queues/main/checks/{check}/fail\"")), "{}", page.body);
     assert!(page.body.contains("<tr data-request=\"1\">"), "{}", page.body);
     assert!(page.body.contains("/queues/main/requests/1/cancel\""), "a live request can be cancelled");
+    let counts = "<dd id=\"counts\">1 live request in the queue, 1 active batch, 1 running check, 0 landed</dd>";
+    assert!(page.body.contains(counts), "{}", page.body);
+    let settings = "<dd>4 checks at once, batches of at most 8, waits at most 0 s for a batch to fill, 1 retry on a failure that may be a flake</dd>";
+    assert!(page.body.contains(settings), "{}", page.body);
     let auto = ui.get("/queues/auto", Some(&browser)).await;
     assert!(!auto.body.contains("/checks/"), "a command queue's checks are not reported by hand: {}", auto.body);
 
@@ -147,7 +151,8 @@ async fn a_change_is_submitted_checked_by_hand_and_landed_from_the_pages(store: 
     assert!(!request.body.contains("/cancel\""), "a landed request cannot be cancelled: {}", request.body);
     assert!(request.body.contains("hx-get=\"/ui/queues/main/requests/1\""), "the request refreshes itself");
     let page = ui.get("/queues/main", Some(&browser)).await;
-    assert!(page.body.contains("1 landed"), "{}", page.body);
+    let counts = "<dd id=\"counts\">0 live requests in the queue, 0 active batches, 0 running checks, 1 landed</dd>";
+    assert!(page.body.contains(counts), "{}", page.body);
     assert!(page.body.contains("Nothing in the queue."), "{}", page.body);
 
     // Paused, a request waits; it is cancelled from the page.
