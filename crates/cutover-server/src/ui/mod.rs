@@ -15,6 +15,7 @@ mod matrix;
 mod page;
 mod pools;
 mod preview;
+mod queues;
 mod rollout_new;
 mod rollouts;
 mod session;
@@ -54,7 +55,16 @@ pub fn router() -> Router<AppState> {
         .route("/ui/rollouts/{id}", get(rollouts::fragment))
         .route("/rollouts/{id}/{control}", post(rollouts::control))
         .route("/audit", get(audit::page))
-        .route("/queue", get(page::placeholder))
+        .route("/queues", get(queues::list))
+        .route("/ui/queues", get(queues::list_fragment))
+        .route("/queues/{name}", get(queues::show))
+        .route("/ui/queues/{name}", get(queues::fragment))
+        .route("/queues/{name}/requests", post(queues::submit))
+        .route("/queues/{name}/requests/{id}", get(queues::request))
+        .route("/ui/queues/{name}/requests/{id}", get(queues::request_fragment))
+        .route("/queues/{name}/requests/{id}/cancel", post(queues::cancel))
+        .route("/queues/{name}/checks/{check}/{result}", post(queues::report))
+        .route("/queues/{name}/{control}", post(queues::control))
         .route("/pools", get(pools::list))
         .route("/ui/pools", get(pools::list_fragment))
         .route("/pools/{name}", get(pools::show))

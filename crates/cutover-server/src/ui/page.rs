@@ -126,14 +126,3 @@ pub fn when(at: impl std::borrow::Borrow<cutover_domain::Timestamp>) -> String {
     let text = text.split('.').next().unwrap_or(&text).trim_end_matches('Z');
     format!("{} UTC", text.replace('T', " "))
 }
-
-#[derive(Template)]
-#[template(path = "placeholder.html")]
-struct Placeholder {
-    layout: Layout,
-}
-
-/// The queue: a page to come once that capability has landed.
-pub async fn placeholder(session: Session) -> Result<Response, UiError> {
-    ok(&Placeholder { layout: Layout::new(&session, "queue", "Queue") })
-}

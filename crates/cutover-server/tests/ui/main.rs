@@ -5,6 +5,7 @@ mod artifacts;
 mod pages;
 mod pools;
 mod previews;
+mod queues;
 mod screens;
 mod sessions;
 
@@ -26,7 +27,7 @@ pub struct Ui {
     pub router: Router,
     pub store: Store,
     pub owner: String,
-    _db: TestDb,
+    _db: Option<TestDb>,
 }
 
 pub struct Answer {
@@ -49,13 +50,19 @@ impl Ui {
     /// With the server's configuration, and its engine (reconcilers) running when `engine`.
     pub async fn with_config(config: ServerConfig, engine: bool) -> Self {
         let db = TestDb::sqlite().await;
-        let store = db.store.clone();
+        let mut ui = Self::on_store(db.store.clone(), config, engine).await;
+        ui._db = Some(db);
+        ui
+    }
+
+    /// On a store of either engine (the contract tests'), with its engine running when `engine`.
+    pub async fn on_store(store: Store, config: ServerConfig, engine: bool) -> Self {
         let made = store.bootstrap(&WorkspaceName::parse("default").unwrap()).await.unwrap().unwrap();
         let state = AppState::new(store.clone(), config);
         if engine {
             state.start_engine().unwrap();
         }
-        Self { router: app(state), store, owner: made.secret.expose().to_owned(), _db: db }
+        Self { router: app(state), store, owner: made.secret.expose().to_owned(), _db: None }
     }
 
     pub async fn send(&self, request: Request<Body>) -> Answer {

@@ -157,7 +157,6 @@ def test_every_other_screen_renders_cleanly(watched, world):
         ("/audit", "audit"),
         ("/audit?object_type=artifact&object_id=" + urllib.parse.quote("prompts/welcome", safe=""), "audit-filtered"),
         ("/audit?action=pin.&since=2000-01-01T00:00&until=2999-01-01T00:00", "audit-time-range"),
-        ("/queue", "queue"),
     ):
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
@@ -277,3 +276,51 @@ def test_the_pools_pages_follow_a_pool_and_claim_from_it(watched, world):
     expect(page.locator("#claimed")).to_contain_text("it is yours now")
     expect(page.locator("#claimed")).to_contain_text("Claimed by pat at ")
     check_page(watched, "pool-claimed")
+
+
+def test_a_change_goes_through_a_manual_queue_from_the_pages(watched, world):
+    page = watched.page
+    body = {"name": "guard", "environment": "staging", "max_wait_seconds": 0, "executor": {"type": "manual"}}
+    status, made = api("POST", "/api/v1/queues", body=body)
+    assert status == 201, made
+    status, made = api("POST", "/api/v1/artifacts", body={"key": "limits/max", "value_type": "number"})
+    assert status == 201, made
+    sign_in(page, token("owner", name="quinn"))
+    page.click("nav >> text=Queue")
+    expect(page).to_have_url(BASE + "/queues")
+    expect(page.locator("tr[data-queue=guard]")).to_contain_text("manual")
+    check_page(watched, "queues")
+    page.click("text=guard")
+    # A refused draft comes back with the reason; nothing is submitted.
+    page.select_option("#artifact", "limits/max")
+    page.fill("#content", "twelve")
+    page.click("button:has-text('Submit to guard')")
+    expect(page.locator(".banner.error")).to_contain_text("content is not valid JSON")
+    expect(page.locator("#content")).to_have_value("twelve")
+    expect(page.locator("#artifact")).to_have_value("limits/max")
+    # The refused form's answer is a 400, which Chromium logs; nothing else may be logged.
+    check_page(watched, "queue-refused", expect_errors=True)
+    assert watched.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+    watched.errors.clear()
+    page.select_option("#artifact", "prompts/welcome")
+    page.fill("#content", "Hello.\nBe brief, and kind.\n")
+    page.fill("#message", "kinder welcome")
+    page.click("button:has-text('Submit to guard')")
+    expect(page).to_have_url(re.compile(r"/queues/guard/requests/1$"))
+    expect(page.locator("pre.content")).to_contain_text("Be brief, and kind.")
+    page.click("text=← Queue guard")
+    # The panel refreshes itself until the engine starts the batch's check; a person passes it.
+    check = page.locator("tr[data-check]")
+    expect(check).to_have_count(1, timeout=30_000)
+    expect(page.locator("tr[data-request='1']")).to_contain_text("processing")
+    check_page(watched, "queue")
+    check.locator("button:has-text('Pass check')").click()
+    expect(page.locator("tr[data-request='1']")).to_contain_text("landed", timeout=30_000)
+    expect(page.locator("#counts")).to_contain_text("1 landed")
+    page.click("tr[data-request='1'] >> text=#1")
+    expect(page.locator("#request-state")).to_have_text("landed")
+    expect(page.locator("#landed")).to_contain_text("prompts/welcome v3")
+    check_page(watched, "queue-request")
+    page.click("#landed >> text=prompts/welcome v3")
+    expect(page.locator("#pin-staging")).to_contain_text("v3")
+
