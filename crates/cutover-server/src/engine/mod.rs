@@ -18,7 +18,8 @@ pub mod queue_metrics;
 pub mod rollouts;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -38,6 +39,42 @@ pub trait Reconciler: Send + Sync + 'static {
     /// Shutdown: stop local work within `deadline` and hand units back so that another replica
     /// (or the next start) continues at once.
     fn shutdown(&self, deadline: Duration) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Shutdown of the program runs a reconciler started here: those that finish within `deadline`
+/// do; the others are told to stop (`stop` turns true); all are awaited.
+pub(crate) async fn wind_down(runs: Vec<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>, deadline: Duration) {
+    let wait = async {
+        for (_, handle) in &runs {
+            while !handle.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    if tokio::time::timeout(deadline, wait).await.is_err() {
+        for (stop, _) in &runs {
+            stop.send_replace(true);
+        }
+    }
+    for (_, handle) in runs {
+        let _ = handle.await;
+    }
+}
+
+/// Gives back every lease a reconciler holds (`held`: by unit id; `lease`: its resource name), so
+/// that another replica, or the next start, continues at once.
+pub(crate) async fn release_held(
+    store: &cutover_store::Store,
+    owner: &str,
+    held: &Mutex<HashMap<String, i64>>,
+    lease: impl Fn(&str) -> String,
+) {
+    let ids: Vec<String> = held.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(id, _)| id).collect();
+    for id in ids {
+        if let Err(e) = store.release_lease(&lease(&id), owner).await {
+            tracing::warn!(lease = lease(&id), error = %e, "could not release a lease; it expires on its own");
+        }
+    }
 }
 
 /// Settings of the engine, from the server configuration.

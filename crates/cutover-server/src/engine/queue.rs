@@ -333,28 +333,8 @@ impl Reconciler for QueueReconciler {
     }
 
     async fn shutdown(&self, deadline: Duration) {
-        let runs: Vec<LocalRun> = self.runs().drain().map(|(_, run)| run).collect();
-        let wait = async {
-            for run in &runs {
-                while !run.handle.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
-        if tokio::time::timeout(deadline, wait).await.is_err() {
-            for run in &runs {
-                run.stop.send_replace(true);
-            }
-        }
-        for run in runs {
-            let _ = run.handle.await;
-        }
-        let held: Vec<String> =
-            self.held.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(id, _)| id).collect();
-        for id in held {
-            if let Err(e) = self.store.release_lease(&Self::lease_name(&id), &self.owner).await {
-                tracing::warn!(queue = id, error = %e, "could not release a lease; it expires on its own");
-            }
-        }
+        let runs = self.runs().drain().map(|(_, run)| (run.stop, run.handle)).collect();
+        super::wind_down(runs, deadline).await;
+        super::release_held(&self.store, &self.owner, &self.held, Self::lease_name).await;
     }
 }

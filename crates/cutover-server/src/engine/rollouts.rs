@@ -460,27 +460,7 @@ impl Reconciler for RolloutReconciler {
             }
             others.into_iter().map(|run| (run.stop, run.handle)).collect()
         };
-        let wait = async {
-            for (_, handle) in &handles {
-                while !handle.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
-        if tokio::time::timeout(deadline, wait).await.is_err() {
-            for (stop, _) in &handles {
-                stop.send_replace(true);
-            }
-        }
-        for (_, handle) in handles {
-            let _ = handle.await;
-        }
-        let held: Vec<String> =
-            self.held.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(id, _)| id).collect();
-        for id in held {
-            if let Err(e) = self.store.release_lease(&Self::lease_name(&id), &self.owner).await {
-                tracing::warn!(rollout = id, error = %e, "could not release a lease; it expires on its own");
-            }
-        }
+        super::wind_down(handles, deadline).await;
+        super::release_held(&self.store, &self.owner, &self.held, Self::lease_name).await;
     }
 }
