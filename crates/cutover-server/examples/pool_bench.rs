@@ -11,34 +11,18 @@
 //! It prints the query's p50 and its plan before and after the history is added, then the
 //! claims' p50 and p99.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cutover_domain::pools::{DesiredCount, PoolName, PoolSettings, PresetParameters};
 use cutover_domain::{ArtifactKey, EnvironmentName, Timestamp, ValueType, VersionNumber, WorkspaceName};
 use cutover_store::{BuildOutcome, Caller, ConnectOptions, NewArtifact, NewEnvironment, NewPool, PinAuthority, Store};
 
+use common::{fresh_database, ms, percentile, settle};
+
 const DATABASE: &str = "cutover_pool_bench";
 const LIVE: usize = 10;
-
-async fn fresh_database(url: &str) -> anyhow::Result<String> {
-    if !url.starts_with("postgres") {
-        return Ok(url.to_owned());
-    }
-    let admin = sqlx::PgPool::connect(url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&admin).await?;
-    admin.close().await;
-    let (base, _) = url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a postgres url ends with /DATABASE"))?;
-    Ok(format!("{base}/{DATABASE}"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1_000.0)
-}
 
 /// A running, ready instance of the pool (no agents), through the engine's store path.
 async fn ready_instance(store: &Store, pool_id: &str) -> anyhow::Result<String> {
@@ -55,20 +39,6 @@ async fn ready_instance(store: &Store, pool_id: &str) -> anyhow::Result<String> 
     store.start_pool_build(&build, 1, deadline).await?;
     store.finish_pool_build(&build, 1, &BuildOutcome { succeeded: true, error: None, log: String::new() }).await?;
     Ok(id)
-}
-
-/// Fresh statistics, and on PostgreSQL the new rows vacuumed, so that autovacuum does not run
-/// during the timings.
-async fn settle(store: &Store) -> anyhow::Result<()> {
-    match store.postgres_pool() {
-        Some(pool) => {
-            sqlx::query("VACUUM ANALYZE").execute(pool).await?;
-        }
-        None => {
-            store.execute_for_tests("ANALYZE").await?;
-        }
-    }
-    Ok(())
 }
 
 async fn time_query(store: &Store, workspace: &str, runs: usize) -> anyhow::Result<Duration> {
@@ -90,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let historical: u64 = args.next().map_or(Ok(1_000_000), |n| n.parse())?;
     let claimable: usize = args.next().map_or(Ok(640), |n| n.parse())?;
 
-    let database = fresh_database(&url).await?;
+    let database = fresh_database(&url, DATABASE).await?;
     let options = ConnectOptions { max_connections: 70, ..ConnectOptions::default() };
     let store = Store::connect(&database, &options).await?;
     store.migrate().await?;

@@ -12,6 +12,8 @@
 //! there. It prints the listing's p50 and p99 and its plan with the small history and with the
 //! large one, and the ratio of the medians.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cutover_domain::queue::{Lane, Position, QueueName, QueueSettings};
@@ -22,49 +24,9 @@ use cutover_store::{
     RequestChange, Store,
 };
 
+use common::{fresh_database, ms, percentile, settle};
+
 const DATABASE: &str = "cutover_queue_bench";
-
-async fn fresh_database(url: &str) -> anyhow::Result<String> {
-    if !url.starts_with("postgres") {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            let _ = std::fs::remove_file(path);
-        }
-        return Ok(url.to_owned());
-    }
-    let admin = sqlx::PgPool::connect(url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&admin).await?;
-    admin.close().await;
-    let (base, _) = url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a postgres url ends with /DATABASE"))?;
-    Ok(format!("{base}/{DATABASE}"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1_000.0)
-}
-
-async fn settle(store: &Store) -> anyhow::Result<()> {
-    match store.postgres_pool() {
-        Some(pool) => {
-            sqlx::query("VACUUM ANALYZE").execute(pool).await?;
-        }
-        None => {
-            store.execute_for_tests("ANALYZE").await?;
-            // The history's pages moved from the write-ahead log into the database, as the
-            // automatic checkpoint does on a running server: readers do not search a large log.
-            if let Some(path) = store.sqlite_path() {
-                let direct = sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await?;
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&direct).await?;
-                direct.close().await;
-            }
-        }
-    }
-    Ok(())
-}
 
 async fn time_listing(store: &Store, queue: &str, live: usize, runs: usize) -> anyhow::Result<(Duration, Duration)> {
     let mut times = Vec::with_capacity(runs);
@@ -101,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let live: usize = args.next().map_or(Ok(10), |n| n.parse())?;
     let small: u64 = 10;
 
-    let database = fresh_database(&url).await?;
+    let database = fresh_database(&url, DATABASE).await?;
     let store = Store::connect(&database, &ConnectOptions::default()).await?;
     store.migrate().await?;
     let made = store.bootstrap(&WorkspaceName::parse("default")?).await?.expect("a fresh database");

@@ -10,7 +10,9 @@
 //! The PostgreSQL url names a server; the bench makes (and afterwards drops) its own database
 //! `cutover_results_bench` there. A `sqlite://PATH` url works too.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -22,6 +24,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const BATCH: usize = 20_000;
+use common::{fresh_database, percentile};
+
 const DATABASE: &str = "cutover_results_bench";
 
 struct Api {
@@ -51,23 +55,6 @@ impl Api {
     }
 }
 
-/// A fresh database on the server named by `url` (PostgreSQL), or the url itself (SQLite).
-async fn fresh_database(url: &str) -> anyhow::Result<String> {
-    if !url.starts_with("postgres") {
-        return Ok(url.to_owned());
-    }
-    let admin = sqlx::PgPool::connect(url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&admin).await?;
-    admin.close().await;
-    let (base, _) = url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("a postgres url ends with /DATABASE"))?;
-    Ok(format!("{base}/{DATABASE}"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -75,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let exposures: u64 = args.next().map_or(Ok(10_000_000), |n| n.parse())?;
     let requests: usize = args.next().map_or(Ok(50), |n| n.parse())?;
 
-    let database = fresh_database(&url).await?;
+    let database = fresh_database(&url, DATABASE).await?;
     let store = Store::connect(&database, &ConnectOptions::default()).await?;
     store.migrate().await?;
     let made = store.bootstrap(&WorkspaceName::parse("default")?).await?.expect("a fresh database");
