@@ -32,8 +32,10 @@ pub struct CreateQueue {
     #[schema(minimum = 0, maximum = 5)]
     pub max_flake_retries: Option<u32>,
     /// What runs checks: `{"type": "command", "name": "check", "timeout_seconds": 600}` (an
-    /// executor the server's operator declared) or `{"type": "manual"}` (a person reports each
-    /// check's result).
+    /// executor the server's operator declared), `{"type": "webhook", "url": "https://…",
+    /// "secret": "…", "timeout_seconds": 600}` (a signed POST per check; the receiver reports
+    /// through the check's callback) or `{"type": "manual"}` (a person reports each check's
+    /// result).
     #[schema(value_type = Object)]
     pub executor: Value,
 }
@@ -162,4 +164,17 @@ pub struct CheckReport {
     #[serde(default)]
     #[schema(max_length = 65536)]
     pub output: String,
+}
+
+/// A webhook receiver's report on the check it was sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCallback {
+    /// `passed` or `failed`.
+    #[schema(pattern = "^(passed|failed)$")]
+    pub status: String,
+    /// Kept as the check's output (a failed check's output becomes the culprit's error).
+    #[serde(default)]
+    #[schema(max_length = 65536)]
+    pub output: Option<String>,
 }

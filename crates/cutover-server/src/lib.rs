@@ -139,7 +139,8 @@ impl AppState {
             self.admission.clone(),
             self.metrics.queues.clone(),
             std::time::Duration::from_secs(self.config.queue_prune_seconds),
-        );
+            self.config.public_url(),
+        )?;
         let queue =
             engine::spawn(Arc::new(queue), queue_wake, config, self.engine_health.clone(), self.shutdown.subscribe());
         Ok(tokio::spawn(async move {

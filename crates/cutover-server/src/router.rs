@@ -73,6 +73,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(queues::resume))
         .routes(routes!(queues::pass))
         .routes(routes!(queues::fail))
+        .routes(routes!(queues::callback))
         .routes(routes!(crate::resolve::native::resolve))
         .routes(routes!(crate::resolve::stream::stream))
         .merge(crate::resolve::ofrep::flag_route())

@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cutover_api::ErrorBody;
 use cutover_api::queue::{
-    ChangeRequest, CheckReport, CreateQueue, Queue, QueueBatch, QueueChange, RequestTransition, SubmitChangeRequest,
+    ChangeRequest, CheckCallback, CheckReport, CreateQueue, Queue, QueueBatch, QueueChange, RequestTransition,
+    SubmitChangeRequest,
 };
 use cutover_domain::queue::{QueueName, QueueSettings};
 use cutover_domain::rollouts::{ExecutorRequest, ExecutorSpec};
@@ -158,19 +159,11 @@ pub async fn create(
         DomainError::invalid(
             "executor",
             format!(
-                "{e}: use {{\"type\": \"command\", \"name\": \"<an executor the operator declared>\"}} or \
-                 {{\"type\": \"manual\"}}"
+                "{e}: use {{\"type\": \"command\", \"name\": \"<an executor the operator declared>\"}}, \
+                 {{\"type\": \"webhook\", \"url\": \"https://…\", \"secret\": \"…\"}} or {{\"type\": \"manual\"}}"
             ),
         )
     })?;
-    if matches!(request, ExecutorRequest::Webhook { .. }) {
-        return Err(DomainError::invalid(
-            "executor.type",
-            "queue checks run through a declared command executor or a person (manual); webhook checks are not \
-             supported yet",
-        )
-        .into());
-    }
     let executor = state.admission.admit(request, &auth.0.workspace.name).await?;
     let new = NewQueue { name, environment, settings, executor };
     let made = state.store.create_queue(&auth.caller(), &new).await?;
@@ -476,4 +469,65 @@ pub async fn fail(
     Json(body): Json<CheckReport>,
 ) -> ApiResult<StatusCode> {
     report(&state, &auth, &name, check, false, body).await
+}
+
+/// Where a webhook receiver reports on the check it was sent (`callback_url` in the delivery).
+/// Authenticated not by an API token but by the run's `callback_token`, as
+/// `Authorization: Bearer <callback_token>`; it works for that check only, while it runs.
+#[utoipa::path(
+    post, path = "/api/v1/queue-checks/{queue_id}/{check}/callback", tag = "queue",
+    params(
+        ("queue_id" = String, Path, description = "The queue's id, as the delivery's callback URL has it"),
+        ("check" = u64, Path, description = "Check id", minimum = 1)
+    ),
+    request_body = CheckCallback,
+    responses(
+        (status = 204, description = "recorded"),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "missing or wrong callback token", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the check has its result already, or is no longer running", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)
+    )
+)]
+pub async fn callback(
+    State(state): State<AppState>,
+    Path((queue_id, check)): Path<(String, u64)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<CheckCallback>,
+) -> ApiResult<StatusCode> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| cutover_domain::rollouts::CallbackToken::presented(token.trim()))
+        .ok_or_else(|| ApiError::unauthorized("missing callback token: send Authorization: Bearer <callback_token>"))?;
+    let passed = match body.status.as_str() {
+        "passed" => true,
+        "failed" => false,
+        other => return Err(DomainError::invalid("status", format!("{other:?} is not one of passed, failed")).into()),
+    };
+    let output = body.output.unwrap_or_default();
+    if output.chars().count() > 65_536 {
+        return Err(DomainError::invalid("output", "must be at most 65536 characters").into());
+    }
+    let stored = state.store.queue_check_callback(&queue_id, check).await?;
+    let hash = presented.hash();
+    let Some(stored) = stored else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "check_not_running",
+            format!("check {check} is not running (finished, abandoned, or not a webhook check)"),
+        ));
+    };
+    if !stored.matches(&hash) {
+        return Err(ApiError::unauthorized("wrong callback token"));
+    }
+    if !state.store.finish_queue_check(&queue_id, check, None, passed, &output).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "check_not_running", format!("check {check} is not running")));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

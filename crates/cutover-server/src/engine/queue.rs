@@ -59,6 +59,10 @@ pub struct QueueReconciler {
     runs: Arc<Mutex<HashMap<(String, u64), LocalRun>>>,
     /// Leases held, by queue id.
     held: Mutex<HashMap<String, i64>>,
+    /// Base of the callback URLs sent to webhook receivers.
+    public_url: String,
+    /// Delivers webhook checks: no redirects, names resolved through the address policy.
+    client: reqwest::Client,
 }
 
 impl QueueReconciler {
@@ -69,8 +73,17 @@ impl QueueReconciler {
         admission: Arc<Admission>,
         metrics: QueueMetrics,
         prune_after: Duration,
-    ) -> Self {
-        Self {
+        public_url: String,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .dns_resolver(admission.resolver())
+            .build()
+            .map_err(|e| anyhow::anyhow!("could not build the webhook client: {e}"))?;
+        Ok(Self {
+            public_url,
+            client,
             store,
             owner: format!("replica-{}", uuid::Uuid::now_v7()),
             config,
@@ -81,7 +94,7 @@ impl QueueReconciler {
             last_prune: Mutex::new(None),
             runs: Arc::default(),
             held: Mutex::default(),
-        }
+        })
     }
 
     fn lease_name(id: &str) -> String {
@@ -187,9 +200,15 @@ impl QueueReconciler {
     /// Runs a started check where its executor says: a declared command here; a manual check
     /// waits for a person's report.
     async fn start(&self, run: CheckRun) {
-        let ExecutorSpec::Command { executor, timeout_seconds } = run.queue.executor.clone() else {
-            tracing::info!(queue = %run.queue.name, check = run.check, "check waiting for a person's report");
-            return;
+        let (executor, timeout_seconds) = match run.queue.executor.clone() {
+            ExecutorSpec::Command { executor, timeout_seconds } => (executor, timeout_seconds),
+            ExecutorSpec::Webhook { url, secret, timeout_seconds } => {
+                return self.start_webhook(run, url, &secret, timeout_seconds).await;
+            }
+            ExecutorSpec::Manual {} => {
+                tracing::info!(queue = %run.queue.name, check = run.check, "check waiting for a person's report");
+                return;
+            }
         };
         let declared = match self.store.get_workspace(&run.queue.workspace_id).await {
             Ok(workspace) => self.admission.executor(&executor, &workspace.name).cloned(),
@@ -218,6 +237,82 @@ impl QueueReconciler {
                 Err(e) => tracing::error!(check = run.check, error = %e, "could not record a check's result"),
             }
             wake.notify_one();
+        });
+        self.runs().insert(key, LocalRun { stop, handle });
+    }
+
+    /// A webhook check: the payload (the candidate as `candidate.json` has it, plus a callback URL
+    /// and a token for this run only) is delivered, signed; the receiver reports through the
+    /// callback. No result within the timeout fails the check.
+    async fn start_webhook(
+        &self,
+        run: CheckRun,
+        url: String,
+        secret: &cutover_domain::secrets::SealedSecret,
+        timeout_seconds: u32,
+    ) {
+        let token = cutover_domain::rollouts::CallbackToken::generate();
+        let (store, wake) = (self.store.clone(), self.wake.clone());
+        let opened = self.admission.open(secret);
+        if let Err(e) = store.set_queue_check_callback(&run.queue.id, run.check, &token.hash()).await {
+            tracing::error!(check = run.check, error = %e, "could not record a webhook check's callback");
+            return;
+        }
+        let callback_url = format!("{}/api/v1/queue-checks/{}/{}/callback", self.public_url, run.queue.id, run.check);
+        let payload = serde_json::json!({
+            "queue": run.queue.name,
+            "environment": run.queue.environment,
+            "batch": run.batch,
+            "check": run.check,
+            "attempt": run.attempt,
+            "idempotency_key": run.idempotency_key,
+            "requests": run.requests,
+            "ahead": run.ahead,
+            "artifacts": run.candidate.iter().map(|c| (c.artifact.as_str().to_owned(), c.content.clone())).collect::<serde_json::Map<_, _>>(),
+            "changes": run.changes.iter().map(|(request, c)| serde_json::json!({
+                "request": request, "artifact": c.artifact, "content": c.content,
+            })).collect::<Vec<_>>(),
+            "callback_url": callback_url,
+            "callback_token": token.expose(),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let (client, admission) = (self.client.clone(), self.admission.clone());
+        let key = (run.queue.id.clone(), run.check);
+        tracing::info!(queue = %run.queue.name, batch = run.batch, check = run.check, attempt = run.attempt, "queue check delivered to a webhook");
+        let handle = tokio::spawn(async move {
+            let timeout = Duration::from_secs(u64::from(timeout_seconds));
+            let deadline = tokio::time::Instant::now() + timeout;
+            let failure = match opened {
+                Err(e) => Some(format!("could not open the webhook's secret: {e}")),
+                Ok(secret) => {
+                    let target = super::webhook::Target {
+                        client: &client,
+                        admission: &admission,
+                        url: &url,
+                        secret: &secret,
+                        timeout,
+                        idempotency_key: &run.idempotency_key,
+                    };
+                    let note = |text: String| async move { tracing::debug!(check = run.check, "{}", text.trim_end()) };
+                    let body = payload.to_string().into_bytes();
+                    match super::webhook::deliver(&target, &body, deadline, note, &mut stopped).await {
+                        Err(super::webhook::Undelivered::Stopped) => return,
+                        Err(super::webhook::Undelivered::Failed(error)) => Some(error),
+                        Ok(()) => tokio::select! {
+                            () = tokio::time::sleep_until(deadline) => Some(format!("no result within {timeout_seconds} s")),
+                            // The receiver reported (the check is no longer running), or shutdown.
+                            _ = stopped.wait_for(|stop| *stop) => None,
+                        },
+                    }
+                }
+            };
+            if let Some(error) = failure {
+                match store.finish_queue_check(&run.queue.id, run.check, Some(run.run_token), false, &error).await {
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(check = run.check, error = %e, "could not record a check's result"),
+                }
+                wake.notify_one();
+            }
         });
         self.runs().insert(key, LocalRun { stop, handle });
     }

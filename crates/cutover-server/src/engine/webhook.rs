@@ -108,8 +108,63 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
         Ok(body) => body,
         Err(e) => return failed(format!("could not encode the payload: {e}")),
     };
+    let target = Target {
+        client: webhook.client,
+        admission: webhook.admission,
+        url: webhook.url,
+        secret: webhook.secret,
+        timeout: webhook.timeout,
+        idempotency_key: &context.idempotency_key,
+    };
+    match deliver(&target, &body, deadline, note, &mut stop).await {
+        Ok(()) => {}
+        Err(Undelivered::Failed(error)) => return failed(error),
+        Err(Undelivered::Stopped) => return stopped(),
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => failed(format!("no result within {} s", webhook.timeout.as_secs())),
+        _ = stop.wait_for(|stop| *stop) => stopped(),
+    }
+}
+
+/// Where one delivery goes and how it is signed.
+pub struct Target<'a> {
+    pub client: &'a reqwest::Client,
+    /// Checks the URL's address again before every delivery (DNS may have changed).
+    pub admission: &'a Admission,
+    pub url: &'a str,
+    pub secret: &'a WebhookSecret,
+    pub timeout: Duration,
+    pub idempotency_key: &'a str,
+}
+
+/// Why a payload was not delivered.
+pub enum Undelivered {
+    /// Refused (by the address policy or the receiver), or not accepted before the deadline.
+    Failed(String),
+    /// `stop` turned true.
+    Stopped,
+}
+
+/// POSTs `body`, signed, until the receiver accepts it (2xx), retrying server errors and 429
+/// with backoff until `deadline`; each attempt is reported to `note`.
+pub async fn deliver<F, Fut>(
+    webhook: &Target<'_>,
+    body: &[u8],
+    deadline: Instant,
+    note: F,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), Undelivered>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let failed = |error: String| Err(Undelivered::Failed(error));
+    let stopped = || Err(Undelivered::Stopped);
     let mut backoff = FIRST_BACKOFF;
-    for delivery in 1_u32.. {
+    let mut delivery = 0_u32;
+    loop {
+        delivery = delivery.saturating_add(1);
         // Names are checked by the client's resolver as it connects; an address written in the
         // URL is never resolved, so it is checked here.
         if let Err(why) = webhook.admission.check_delivery_url(webhook.url) {
@@ -123,10 +178,10 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
             .post(webhook.url)
             .timeout(ATTEMPT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now())))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", &context.idempotency_key)
+            .header("Idempotency-Key", webhook.idempotency_key)
             .header("X-Cutover-Timestamp", timestamp.to_string())
-            .header("X-Cutover-Signature", signature(webhook.secret.expose(), timestamp, &body))
-            .body(body.clone());
+            .header("X-Cutover-Signature", signature(webhook.secret.expose(), timestamp, body))
+            .body(body.to_vec());
         let answer = tokio::select! {
             answer = request.send() => answer,
             () = tokio::time::sleep_until(deadline) => {
@@ -137,7 +192,7 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
         let why = match answer {
             Ok(response) if response.status().is_success() => {
                 note(format!("delivery {delivery}: accepted ({})\n", response.status())).await;
-                break;
+                return Ok(());
             }
             Ok(response) if !retried(response.status()) => {
                 let status = response.status();
@@ -155,10 +210,6 @@ pub async fn run_webhook(webhook: Webhook<'_>, context: &TaskContext, mut stop: 
             _ = stop.wait_for(|stop| *stop) => return stopped(),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-    tokio::select! {
-        () = tokio::time::sleep_until(deadline) => failed(format!("no result within {} s", webhook.timeout.as_secs())),
-        _ = stop.wait_for(|stop| *stop) => stopped(),
     }
 }
 

@@ -19,6 +19,7 @@ cutover_store::contract_tests!(
     a_change_is_checked_with_its_candidate_content_and_lands,
     a_broken_change_is_refused_with_its_checks_output_while_the_rest_land,
     a_manual_check_is_reported_by_a_person,
+    a_webhook_check_is_delivered_signed_and_reported_through_its_callback,
     thirty_two_submits_and_eight_cancels_race_a_running_queue,
 );
 
@@ -140,11 +141,6 @@ async fn a_queue_is_created_shown_validated_and_scoped(store: Store) {
         (with(json!({"budget": 0})), "budget", "must be between 1 and 64"),
         (with(json!({"max_batch_size": 101})), "max_batch_size", "must be between 1 and 100"),
         (with(json!({"max_wait_seconds": 3601})), "max_wait_seconds", "must be between 0 and 3600"),
-        (
-            with(json!({"executor": {"type": "webhook", "url": "https://example.com/x", "secret": "0123456789"}})),
-            "executor.type",
-            "queue checks run through a declared command executor or a person (manual); webhook checks are not supported yet",
-        ),
     ] {
         assert_eq!(
             app.post("/api/v1/queues", body.clone()).await,
@@ -162,6 +158,16 @@ async fn a_queue_is_created_shown_validated_and_scoped(store: Store) {
     let (status, body) =
         app.post("/api/v1/queues", with(json!({"executor": {"type": "command", "program": "/bin/sh"}}))).await;
     assert_eq!((status, &body["error"]["details"]["field"]), (StatusCode::BAD_REQUEST, &json!("executor")), "{body}");
+    // A webhook to an address the policy refuses (loopback, without `webhook_allow`): judged
+    // without any traffic.
+    let loopback =
+        with(json!({"executor": {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret": "0123456789"}}));
+    let (status, body) = app.post("/api/v1/queues", loopback).await;
+    assert_eq!(
+        (status, &body["error"]["details"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("executor.url")),
+        "{body}"
+    );
     let (status, body) = app.post("/api/v1/queues", with(json!({"name": "Bad"}))).await;
     assert_eq!((status, &body["error"]["details"]["field"]), (StatusCode::BAD_REQUEST, &json!("name")), "{body}");
     let (status, body) = app.post("/api/v1/queues", with(json!({"environment": "nowhere"}))).await;
@@ -444,4 +450,76 @@ async fn thirty_two_submits_and_eight_cancels_race_a_running_queue(store: Store)
     assert_eq!(queue["active_batches"], 0, "{queue}");
     let unique: BTreeSet<u64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), 32);
+}
+
+/// POSTs a receiver's report to a check's callback URL.
+async fn report_back(url: &str, token: &str, body: Value) -> StatusCode {
+    let response = reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.unwrap();
+    StatusCode::from_u16(response.status().as_u16()).unwrap()
+}
+
+async fn a_webhook_check_is_delivered_signed_and_reported_through_its_callback(store: Store) {
+    use crate::rollouts::{next_delivery, receiver, served_app_with_engine};
+    let app = served_app_with_engine(store).await;
+    world(&app).await;
+    let (url, _all, mut deliveries) = receiver().await;
+    let secret = "a-webhook-secret";
+    make_queue(
+        &app,
+        json!({"type": "webhook", "url": format!("{url}/checks"), "secret": secret, "timeout_seconds": 30}),
+    )
+    .await;
+    let (_, shown) = app.get("/api/v1/queues/main").await;
+    assert_eq!(
+        shown["executor"],
+        json!({"type": "webhook", "url": format!("{url}/checks"), "timeout_seconds": 30}),
+        "the secret is never shown"
+    );
+
+    let good = submit(&app, json!([{"artifact": "a", "content": "checked by a service"}]), "good").await;
+    let delivery = next_delivery(&mut deliveries).await;
+    let payload = delivery.payload();
+    assert_eq!(payload["requests"], json!([good]));
+    assert_eq!(payload["artifacts"], json!({"a": "checked by a service"}));
+    assert_eq!(delivery.header("idempotency-key"), payload["idempotency_key"].as_str().unwrap());
+    let timestamp: u64 = delivery.header("x-cutover-timestamp").parse().unwrap();
+    let expected = cutover_server::engine::webhook::signature(secret, timestamp, delivery.body.as_bytes());
+    assert_eq!(delivery.header("x-cutover-signature"), expected);
+    let callback = payload["callback_url"].as_str().unwrap().to_owned();
+    let token = payload["callback_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        report_back(&callback, "cutover_callback_wrong", json!({"status": "passed"})).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(report_back(&callback, &token, json!({"status": "maybe"})).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        report_back(&callback, &token, json!({"status": "passed", "output": "fine"})).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(report_back(&callback, &token, json!({"status": "passed"})).await, StatusCode::CONFLICT, "once");
+    settle(&app).await;
+    assert_eq!(request(&app, good).await["state"], "landed");
+
+    let bad = submit(&app, json!([{"artifact": "a", "content": "nope"}]), "bad").await;
+    let payload = next_delivery(&mut deliveries).await.payload();
+    let status = report_back(
+        payload["callback_url"].as_str().unwrap(),
+        payload["callback_token"].as_str().unwrap(),
+        json!({"status": "failed", "output": "the service said no"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // One flake retry (max_flake_retries defaults to 1): the same request is delivered again.
+    let retry = next_delivery(&mut deliveries).await.payload();
+    assert_eq!((retry["requests"].clone(), retry["attempt"].clone()), (json!([bad]), json!(2)));
+    let status = report_back(
+        retry["callback_url"].as_str().unwrap(),
+        retry["callback_token"].as_str().unwrap(),
+        json!({"status": "failed", "output": "the service said no"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    settle(&app).await;
+    let refused = request(&app, bad).await;
+    assert_eq!((refused["state"].as_str(), refused["error"].as_str()), (Some("error"), Some("the service said no")));
 }

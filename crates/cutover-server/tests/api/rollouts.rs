@@ -335,18 +335,18 @@ const SECRET: &str = "webhook-secret-1";
 
 /// What a webhook receiver got.
 #[derive(Debug, Clone)]
-struct Delivery {
-    path: String,
-    headers: axum::http::HeaderMap,
-    body: String,
+pub(crate) struct Delivery {
+    pub(crate) path: String,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Delivery {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 
-    fn payload(&self) -> Value {
+    pub(crate) fn payload(&self) -> Value {
         serde_json::from_str(&self.body).unwrap()
     }
 }
@@ -360,7 +360,7 @@ struct Receiver {
 /// A webhook receiver on 127.0.0.1 recording every delivery: `/flaky` answers 503 to the first
 /// delivery of each task and 200 after, `/refuse` 400, anything else 200. Accepted deliveries
 /// are also sent on the channel. Returns its base URL.
-async fn receiver() -> (String, Arc<Mutex<Vec<Delivery>>>, tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<Delivery>>>, tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
     async fn receive(
         axum::extract::State(receiver): axum::extract::State<Receiver>,
         uri: axum::http::Uri,
@@ -392,7 +392,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Delivery>>>, tokio::sync::mpsc::Un
 }
 
 /// An app with its engine, served on a socket so that receivers can call back on its public URL.
-async fn served_app_with_engine(store: Store) -> TestApp {
+pub(crate) async fn served_app_with_engine(store: Store) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public_url = format!("http://{}/", listener.local_addr().unwrap());
     let config = ServerConfig {
@@ -410,7 +410,7 @@ async fn served_app_with_engine(store: Store) -> TestApp {
     app
 }
 
-async fn next_delivery(deliveries: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>) -> Delivery {
+pub(crate) async fn next_delivery(deliveries: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>) -> Delivery {
     tokio::time::timeout(Duration::from_secs(20), deliveries.recv()).await.expect("a delivery").unwrap()
 }
 

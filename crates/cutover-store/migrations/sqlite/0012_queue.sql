@@ -114,6 +114,8 @@ CREATE TABLE queue_checks (
     -- the lease token of the replica running it, and when another may give it up as lost
     run_token       BIGINT NOT NULL,
     run_deadline    BIGINT NOT NULL,
+    -- a webhook check: the hash of the callback token its receiver reports with
+    callback_hash   TEXT,
     started_at      BIGINT NOT NULL,
     ended_at        BIGINT,
     PRIMARY KEY (queue_id, id),

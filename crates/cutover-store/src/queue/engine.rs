@@ -705,3 +705,42 @@ async fn land(tx: &mut Conn<'_>, queue_id: &str, batch: u64, check: u64) -> Resu
     .await?;
     Ok(())
 }
+
+impl Store {
+    /// Gives a running webhook check the hash of its receiver's callback token.
+    pub async fn set_queue_check_callback(
+        &self,
+        queue_id: &str,
+        check: u64,
+        hash: &cutover_domain::TokenHash,
+    ) -> Result<()> {
+        transaction!(self, |tx| {
+            q!(
+                tx,
+                execute,
+                sqlx::query(
+                    "UPDATE queue_checks SET callback_hash = $1 WHERE queue_id = $2 AND id = $3 AND status = 'running'"
+                )
+                .bind(hash.as_str())
+                .bind(queue_id)
+                .bind(db_id(check))
+            )?;
+        })
+    }
+
+    /// The callback hash of a running webhook check, by the queue's id; `None` when the check is
+    /// not running (or is not a webhook check); not found when the queue has no such check.
+    pub async fn queue_check_callback(&self, queue_id: &str, check: u64) -> Result<Option<cutover_domain::TokenHash>> {
+        read!(self, |conn| {
+            let row: Option<(String, Option<String>)> = q!(
+                conn,
+                fetch_optional,
+                sqlx::query_as("SELECT status, callback_hash FROM queue_checks WHERE queue_id = $1 AND id = $2")
+                    .bind(queue_id)
+                    .bind(db_id(check))
+            )?;
+            let (status, hash) = row.ok_or_else(|| StoreError::NotFound(format!("check {check}")))?;
+            Ok(hash.filter(|_| status == "running").map(cutover_domain::TokenHash::from_stored))
+        })
+    }
+}
