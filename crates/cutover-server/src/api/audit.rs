@@ -110,13 +110,9 @@ pub(crate) fn time_range(
         })
         .transpose()
     };
-    let (since, until) = (parse("since", since)?, parse("until", until)?);
-    if let (Some(since), Some(until)) = (since, until)
-        && since >= until
-    {
-        return Err(ApiError::bad_request("invalid_query", "since must be before until"));
-    }
-    Ok((since, until))
+    // A `since` at or after `until` is an empty range: it matches nothing (200, no items), as
+    // any other range with nothing in it.
+    Ok((parse("since", since)?, parse("until", until)?))
 }
 
 #[cfg(test)]
