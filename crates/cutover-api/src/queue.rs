@@ -91,7 +91,7 @@ pub struct SubmitChangeRequest {
     #[schema(min_items = 1, max_items = 50)]
     pub changes: Vec<QueueChange>,
     #[serde(default)]
-    #[schema(max_length = 4096)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 4096)]
     pub message: String,
     /// The hotfix lane: batched first, ahead of every normal batch not already landing. Audited.
     #[serde(default)]
@@ -162,7 +162,7 @@ pub struct QueueBatch {
 pub struct CheckReport {
     /// Kept as the check's output (a failed check's output becomes the culprit's error).
     #[serde(default)]
-    #[schema(max_length = 65536)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 65536)]
     pub output: String,
 }
 
@@ -175,6 +175,6 @@ pub struct CheckCallback {
     pub status: String,
     /// Kept as the check's output (a failed check's output becomes the culprit's error).
     #[serde(default)]
-    #[schema(max_length = 65536)]
+    #[schema(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$", max_length = 65536)]
     pub output: Option<String>,
 }

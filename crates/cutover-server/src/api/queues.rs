@@ -390,6 +390,18 @@ pub async fn resume(
     set_paused(&state, &auth, &name, false).await
 }
 
+/// A reported check output: at most 65,536 characters, no control characters but newlines and
+/// tabs.
+fn check_output(output: &str) -> Result<(), DomainError> {
+    if output.chars().count() > 65_536 {
+        return Err(DomainError::invalid("output", "must be at most 65536 characters"));
+    }
+    if output.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
+        return Err(DomainError::invalid("output", "must not contain control characters"));
+    }
+    Ok(())
+}
+
 async fn report(
     state: &AppState,
     auth: &Auth,
@@ -412,9 +424,7 @@ async fn report(
             ),
         ));
     }
-    if body.output.chars().count() > 65_536 {
-        return Err(DomainError::invalid("output", "must be at most 65536 characters").into());
-    }
+    check_output(&body.output)?;
     if !state.store.finish_queue_check(&status.queue.id, check, None, passed, &body.output).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -511,9 +521,7 @@ pub async fn callback(
         other => return Err(DomainError::invalid("status", format!("{other:?} is not one of passed, failed")).into()),
     };
     let output = body.output.unwrap_or_default();
-    if output.chars().count() > 65_536 {
-        return Err(DomainError::invalid("output", "must be at most 65536 characters").into());
-    }
+    check_output(&output)?;
     let stored = state.store.queue_check_callback(&queue_id, check).await?;
     let hash = presented.hash();
     let Some(stored) = stored else {

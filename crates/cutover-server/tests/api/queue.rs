@@ -295,7 +295,8 @@ async fn a_change_is_checked_with_its_candidate_content_and_lands(store: Store) 
 }
 
 async fn a_broken_change_is_refused_with_its_checks_output_while_the_rest_land(store: Store) {
-    let script = r#"if grep -q broken "$CUTOVER_CANDIDATE_FILE"; then echo "lint: broken content in $CUTOVER_ARTIFACTS"; exit 3; fi"#;
+    // The check prints a NUL byte too (PostgreSQL's text refuses it: it is kept as U+FFFD).
+    let script = r#"if grep -q broken "$CUTOVER_CANDIDATE_FILE"; then printf 'lint: broken content in %s\0!\n' "$CUTOVER_ARTIFACTS"; exit 3; fi"#;
     let app = app(store, script, true).await;
     world(&app).await;
     make_queue(&app, json!({"type": "command", "name": "check"})).await;
@@ -308,7 +309,7 @@ async fn a_broken_change_is_refused_with_its_checks_output_while_the_rest_land(s
     settle(&app).await;
     let refused = request(&app, bad).await;
     assert_eq!(refused["state"], "error", "{refused:#}");
-    assert_eq!(refused["error"], "lint: broken content in a\n[exited with status 3]");
+    assert_eq!(refused["error"], "lint: broken content in a\u{fffd}!\n[exited with status 3]");
     for id in [good1, good2] {
         assert_eq!(request(&app, id).await["state"], "landed");
     }
@@ -338,6 +339,8 @@ async fn a_manual_check_is_reported_by_a_person(store: Store) {
     let viewer = app.token("viewer", &[]).await;
     let path = format!("/api/v1/queues/main/checks/{check}/pass");
     assert_eq!(app.call(Method::POST, &path, Some(&viewer), Some(json!({}))).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = app.post(&path, json!({"output": "bad\u{0}byte"})).await;
+    assert_eq!((status, &body["error"]["details"]["field"]), (StatusCode::BAD_REQUEST, &json!("output")), "{body}");
     assert_eq!(app.post(&path, json!({"output": "looked good"})).await, (StatusCode::NO_CONTENT, Value::Null));
     let (status, body) = app.post(&path, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");

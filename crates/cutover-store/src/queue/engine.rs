@@ -352,6 +352,8 @@ impl Store {
         passed: bool,
         output: &str,
     ) -> Result<bool> {
+        // A program may print NUL, which PostgreSQL's text refuses: kept visible, as U+FFFD.
+        let output = output.replace('\0', "\u{fffd}");
         transaction!(self, |tx| {
             lock(tx, queue_id).await?;
             let status = if passed { "passed" } else { "failed" };
@@ -363,7 +365,7 @@ impl Store {
                      WHERE queue_id = $4 AND id = $5 AND status = 'running' AND ($6 IS NULL OR run_token = $6)"
                 )
                 .bind(status)
-                .bind(output)
+                .bind(&output)
                 .bind(Timestamp::now().as_micros())
                 .bind(queue_id)
                 .bind(db_id(check))
