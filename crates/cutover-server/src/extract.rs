@@ -219,3 +219,15 @@ pub fn environment_names(
     }
     Ok(unique)
 }
+
+/// The callback token a webhook receiver presents (`Authorization: Bearer <callback_token>`),
+/// for the routes it reports on (rollout tasks, queue checks); 401 when there is none.
+pub fn callback_token(headers: &axum::http::HeaderMap) -> Result<cutover_domain::rollouts::CallbackToken, ApiError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| cutover_domain::rollouts::CallbackToken::presented(token.trim()))
+        .ok_or_else(|| ApiError::unauthorized("missing callback token: send Authorization: Bearer <callback_token>"))
+}

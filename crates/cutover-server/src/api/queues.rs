@@ -508,13 +508,7 @@ pub async fn callback(
     headers: axum::http::HeaderMap,
     Json(body): Json<CheckCallback>,
 ) -> ApiResult<StatusCode> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| cutover_domain::rollouts::CallbackToken::presented(token.trim()))
-        .ok_or_else(|| ApiError::unauthorized("missing callback token: send Authorization: Bearer <callback_token>"))?;
+    let presented = crate::extract::callback_token(&headers)?;
     let passed = match body.status.as_str() {
         "passed" => true,
         "failed" => false,

@@ -5,9 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cutover_api::{CreateRollout, ErrorBody, Page, ReportTask, Rollout, RolloutTask};
-use cutover_domain::rollouts::{
-    CallbackToken, ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps,
-};
+use cutover_domain::rollouts::{ExecutorRequest, RolloutControl, RolloutPolicy, RolloutState, parse_steps};
 use cutover_domain::{Access, ArtifactKey, DomainError, EnvironmentName, VersionNumber};
 use cutover_store::{NewRollout, TaskOutcome};
 
@@ -300,13 +298,7 @@ pub async fn task_callback(
     headers: HeaderMap,
     Json(body): Json<TaskCallback>,
 ) -> ApiResult<axum::Json<RolloutTask>> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| CallbackToken::presented(token.trim()))
-        .ok_or_else(|| ApiError::unauthorized("missing callback token: send Authorization: Bearer <callback_token>"))?;
+    let presented = crate::extract::callback_token(&headers)?;
     let stored = state.store.task_callback_hash(&id, &task).await?;
     let hash = presented.hash();
     if !stored.is_some_and(|stored| stored.matches(&hash)) {
