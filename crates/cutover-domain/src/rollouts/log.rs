@@ -99,9 +99,15 @@ impl TaskLog {
         self.tail.back().or(self.head.last()).is_some_and(|&last| last == byte)
     }
 
-    /// The kept text: invalid UTF-8 replaced, a character split by the cut dropped whole and
-    /// counted, and the marker saying how many bytes were cut.
+    /// The kept text: invalid UTF-8 and NUL bytes replaced (U+FFFD; PostgreSQL's text refuses
+    /// NUL), a character split by the cut dropped whole and counted, and the marker saying how
+    /// many bytes were cut.
     pub fn into_string(self) -> String {
+        let text = self.into_string_with_nul();
+        if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text }
+    }
+
+    fn into_string_with_nul(self) -> String {
         let Self { mut head, tail, mut cut, .. } = self;
         let mut tail: Vec<u8> = tail.into();
         if cut > 0 {
@@ -155,6 +161,13 @@ mod tests {
             log.push(part);
         }
         log.into_string()
+    }
+
+    #[test]
+    fn nul_bytes_are_kept_as_the_replacement_character() {
+        assert_eq!(kept(10, &[b"a\0b"]), "a\u{fffd}b");
+        assert_eq!(bound_log("x\0y\n"), "x\u{fffd}y\n");
+        assert_eq!(kept(4, &[b"\0\0", b"cut", b"\0"]), "\0\0\n[… 2 bytes cut …]\nt\0".replace('\0', "\u{fffd}"));
     }
 
     #[test]

@@ -392,7 +392,7 @@ pub async fn resume(
 
 /// A reported check output: at most 65,536 characters, no control characters but newlines and
 /// tabs.
-fn check_output(output: &str) -> Result<(), DomainError> {
+pub(crate) fn check_output(output: &str) -> Result<(), DomainError> {
     if output.chars().count() > 65_536 {
         return Err(DomainError::invalid("output", "must be at most 65536 characters"));
     }

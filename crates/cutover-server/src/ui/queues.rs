@@ -21,8 +21,6 @@ use crate::error::ApiError;
 
 /// How many requests of each kind (live, recent) a queue's page lists.
 const LISTED: u32 = 50;
-/// The longest output a person may give with a manual check's result (as the API).
-const MAX_OUTPUT_CHARS: usize = 65_536;
 
 pub struct QueueRow {
     pub name: String,
@@ -430,13 +428,7 @@ pub async fn report(
         )
         .into());
     }
-    if form.output.chars().count() > MAX_OUTPUT_CHARS {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("output: must be at most {MAX_OUTPUT_CHARS} characters"),
-        )
-        .into());
-    }
+    crate::api::queues::check_output(&form.output).map_err(ApiError::from)?;
     if !state.store.finish_queue_check(&status.queue.id, check, None, passed, &form.output).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

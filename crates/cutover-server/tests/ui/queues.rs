@@ -186,6 +186,26 @@ async fn a_change_is_submitted_checked_by_hand_and_landed_from_the_pages(store: 
         ui.post("/queues/main/requests/2/cancel", Some(&browser), Some(ORIGIN), &[("csrf", &browser.csrf)]).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
 
+    // A failed check says why: the reason typed beside the Fail button is the refused request's error.
+    let fields = [("csrf", browser.csrf.as_str()), ("artifact", "prompts/welcome"), ("content", "Be rude.")];
+    let submitted = ui.post("/queues/main/requests", Some(&browser), Some(ORIGIN), &fields).await;
+    assert_eq!(submitted.headers["location"], "/queues/main/requests/3", "{}", submitted.body);
+    let check = running_check(&ui, "main").await;
+    let page = ui.get("/queues/main", Some(&browser)).await;
+    assert!(page.body.contains("name=\"output\""), "the Fail button takes a reason: {}", page.body);
+    let bell = [("csrf", browser.csrf.as_str()), ("output", "bell \u{7}")];
+    let refused = ui.post(&format!("/queues/main/checks/{check}/fail"), Some(&browser), Some(ORIGIN), &bell).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "as the API: {}", refused.body);
+    // The queue retries a failure once (it may be a flake): both attempts fail.
+    for _ in 0..2 {
+        let check = running_check(&ui, "main").await;
+        let fields = [("csrf", browser.csrf.as_str()), ("output", "too rude for the welcome page")];
+        let failed = ui.post(&format!("/queues/main/checks/{check}/fail"), Some(&browser), Some(ORIGIN), &fields).await;
+        assert_eq!(failed.status, StatusCode::SEE_OTHER, "{}", failed.body);
+    }
+    let refused = reaches(&ui, 3, "error").await;
+    assert_eq!(refused["error"], "too rude for the welcome page", "{refused}");
+
     let nope = ui.post("/queues/main/explode", Some(&browser), Some(ORIGIN), &[("csrf", &browser.csrf)]).await;
     assert_eq!(nope.status, StatusCode::NOT_FOUND);
     assert_eq!(ui.get("/queues/absent", Some(&browser)).await.status, StatusCode::NOT_FOUND);

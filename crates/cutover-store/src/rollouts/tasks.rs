@@ -313,13 +313,15 @@ async fn keep_attempt_log(conn: &mut Conn<'_>, id: &str) -> Result<()> {
 
 /// Appends to the log of the task while `callback` names its running run; `false` otherwise.
 async fn append_log(conn: &mut Conn<'_>, id: &str, callback: &TokenHash, text: &str) -> Result<bool> {
+    // A receiver's report may carry NUL (JSON `\u0000`), which PostgreSQL's text refuses.
+    let text = text.replace('\0', "\u{fffd}");
     let changed = q!(
         conn,
         execute,
         sqlx::query(
             "UPDATE rollout_tasks SET log = log || $1 WHERE id = $2 AND state = 'running' AND callback_hash = $3"
         )
-        .bind(text)
+        .bind(&text)
         .bind(id)
         .bind(callback.as_str())
     )?;
