@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cutover_domain::{TokenDigest, TokenHash};
-use hashbrown::HashMap;
 use cutover_store::{Principal, Store, StoreError};
+use hashbrown::HashMap;
 
 /// A token as last checked against the database.
 struct CachedToken {

@@ -873,10 +873,8 @@ mod tests {
             let shown = String::from_utf8_lossy(body);
             let bytes = Bytes::copy_from_slice(body);
             let fast = parse_request(&bytes, Some("k"));
-            let fast = fast.map(|c| Context {
-                environment: owned(c.environment),
-                targeting_key: owned(c.targeting_key),
-            });
+            let fast =
+                fast.map(|c| Context { environment: owned(c.environment), targeting_key: owned(c.targeting_key) });
             assert_eq!(fast.map_err(OfrepError::into_value), parse_as_a_tree(body), "{shown}");
         }
     }
