@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per OFREP request, load-independent: `cutover serve` (SQLite, FLAGS flags pinned to
-# production, an sdk token) runs under valgrind's callgrind with collection off; after seeding and
-# a warm-up, collection is switched on for exactly N keep-alive requests of each kind, one
+# production, an sdk token) runs under valgrind's callgrind with instrumentation off; after seeding
+# and a warm-up, it is switched on for exactly N keep-alive requests of each kind, one
 # connection, and the server's user-space instructions (Ir) are divided by N. Kernel work (the
 # network stack) is not counted; neither is the client.
 #
@@ -14,7 +14,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 data=$(mktemp -d)
 cleanup() { [[ -n ${server:-} ]] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$data"; }
 trap cleanup EXIT
-(cd "$data" && CUTOVER_LOG=warn exec valgrind --tool=callgrind --collect-atstart=no \
+(cd "$data" && CUTOVER_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$data/callgrind.%p" "$CUTOVER_BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$data") \
     >"$data/server.log" 2>&1 &
 server=$!
@@ -50,10 +50,9 @@ etag = {k.lower(): v for k, v in headers.items()}["etag"]
 kinds = [("one flag", "/ofrep/v1/evaluate/flags/flag-1", {}, 200),
          ("bulk answered 304", "/ofrep/v1/evaluate/flags", {"If-None-Match": etag}, 304)]
 
-def total_ir(tag):
-    # Dump the counters since the last zeroing; the file names the total as "totals: <Ir>".
+def dump(tag):
+    # One file per dump (callgrind.PID.1, .2): the counts since the previous one.
     subprocess.run(["callgrind_control", "-d", tag, pid], check=True, capture_output=True)
-    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
 
 for name, path, extra, expect in kinds:
     for _ in range(200):  # warm-up, not collected
@@ -63,20 +62,16 @@ for name, path, extra, expect in kinds:
     for _ in range(n):
         call("POST", path, body, {**auth, **extra})
     subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
-    total_ir(name.replace(" ", "-"))
+    dump(name.replace(" ", "-"))
 PY
 
 python3 - "$data" "$N" <<'PY'
 import glob, re, sys
 data, n = sys.argv[1], int(sys.argv[2])
-for name in ["one-flag", "bulk-answered-304"]:
-    ir = 0
-    for path in glob.glob(f"{data}/callgrind.*"):
-        text = open(path, errors="replace").read()
-        if re.search(rf"^desc: Trigger: .*{name}", text, re.M) or f"Dump (by callgrind_control -d {name})" in text or name in text.split("\nevents:")[0]:
-            m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
-            if m:
-                ir += int(m.group(1))
+for part, name in [(1, "one flag"), (2, "bulk answered 304")]:
+    (path,) = glob.glob(f"{data}/callgrind.*.{part}")
+    text = open(path, errors="replace").read()
+    ir = int(re.search(r"^(?:totals|summary): (\d+)", text, re.M).group(1))
     print(f"{name}: {ir / n:,.0f} instructions per request (server, user space; N={n})")
 PY
 [[ -n ${KEEP:-} ]] && echo "callgrind files kept in $data" >&2
