@@ -243,7 +243,7 @@ enum Shaped<'a, M> {
 /// An object's keys that resolve reads. serde_json's `Value` gives one key a meaning of its own
 /// (its `RawValue` marker, with the `raw_value` feature on): meeting it, this pass gives up and
 /// the tree parse decides, as it always did.
-enum Key {
+enum Attribute {
     Context,
     Environment,
     TargetingKey,
@@ -258,11 +258,11 @@ trait ReadMap<'de>: Sized {
 impl<'de> ReadMap<'de> for Context<'de> {
     fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut context = Context::default();
-        while let Some(key) = map.next_key::<Key>()? {
+        while let Some(key) = map.next_key::<Attribute>()? {
             match key {
-                Key::Environment => context.environment = map.next_value::<Shaped<'de, Skip>>()?.into(),
-                Key::TargetingKey => context.targeting_key = map.next_value::<Shaped<'de, Skip>>()?.into(),
-                Key::Context | Key::Other => map.next_value::<Skip>().map(drop)?,
+                Attribute::Environment => context.environment = map.next_value::<Shaped<'de, Skip>>()?.into(),
+                Attribute::TargetingKey => context.targeting_key = map.next_value::<Shaped<'de, Skip>>()?.into(),
+                Attribute::Context | Attribute::Other => map.next_value::<Skip>().map(drop)?,
             }
         }
         Ok(context)
@@ -285,7 +285,7 @@ struct Skip;
 
 impl<'de> ReadMap<'de> for Skip {
     fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        while map.next_key::<Key>()?.is_some() {
+        while map.next_key::<Attribute>()?.is_some() {
             map.next_value::<Skip>()?;
         }
         Ok(Skip)
@@ -352,23 +352,23 @@ impl<'de, M: ReadMap<'de>> Visitor<'de> for ShapeVisitor<M> {
     }
 }
 
-impl<'de> Deserialize<'de> for Key {
+impl<'de> Deserialize<'de> for Attribute {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct KeyVisitor;
         impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
+            type Value = Attribute;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 formatter.write_str("a string key")
             }
 
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Attribute, E> {
                 Ok(match key {
-                    "context" => Key::Context,
-                    "environment" => Key::Environment,
-                    "targetingKey" => Key::TargetingKey,
+                    "context" => Attribute::Context,
+                    "environment" => Attribute::Environment,
+                    "targetingKey" => Attribute::TargetingKey,
                     RAW_VALUE_KEY => return Err(E::custom("serde_json's raw value marker")),
-                    _ => Key::Other,
+                    _ => Attribute::Other,
                 })
             }
         }
@@ -385,10 +385,12 @@ impl<'de> Deserialize<'de> for RequestBody<'de> {
         impl<'de> ReadMap<'de> for BodyMap<'de> {
             fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
                 let mut context = None;
-                while let Some(key) = map.next_key::<Key>()? {
+                while let Some(key) = map.next_key::<Attribute>()? {
                     match key {
-                        Key::Context => context = Some(map.next_value::<Shaped<'de, Context<'de>>>()?),
-                        Key::Environment | Key::TargetingKey | Key::Other => map.next_value::<Skip>().map(drop)?,
+                        Attribute::Context => context = Some(map.next_value::<Shaped<'de, Context<'de>>>()?),
+                        Attribute::Environment | Attribute::TargetingKey | Attribute::Other => {
+                            map.next_value::<Skip>().map(drop)?
+                        }
                     }
                 }
                 Ok(BodyMap(context))
