@@ -34,7 +34,7 @@ pub use page::{Cursor, PageLimit};
 pub use role::{Access, Role};
 pub use targets::{DeploymentTarget, DeploymentTargets};
 pub use timestamp::Timestamp;
-pub use token::{TokenHash, TokenSecret};
+pub use token::{TokenDigest, TokenHash, TokenSecret};
 pub use value::{Content, ValueType};
 pub use version::VersionNumber;
 

@@ -34,7 +34,7 @@ impl TokenSecret {
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+        TokenDigest::of_secret(self).to_hash()
     }
 }
 
@@ -65,6 +65,54 @@ impl TokenHash {
     }
 }
 
+/// The sha256 of a token, as 32 bytes: what [`TokenHash`] writes in hex, without the hex.
+///
+/// The request path authenticates by it: [`TokenDigest::of_presented`] checks a presented
+/// token's shape and hashes it without allocating, and the server's token cache is keyed by it.
+/// `Debug` does not print it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    fn of_secret(secret: &TokenSecret) -> Self {
+        Self(Sha256::digest(secret.0.as_bytes()).into())
+    }
+
+    /// The digest of what a client presents, if it has the shape of a token (exactly what
+    /// [`TokenSecret::parse`] accepts); says nothing about validity.
+    pub fn of_presented(presented: &str) -> Option<Self> {
+        let body = presented.strip_prefix(TokenSecret::PREFIX)?;
+        // Large enough for every body that could decode to 32 bytes; a longer one does not fit
+        // and is refused, as `parse` refuses it for decoding to more than 32.
+        let mut decoded = [0u8; 48];
+        let len = URL_SAFE_NO_PAD.decode_slice(body, &mut decoded).ok()?;
+        (len == TokenSecret::RANDOM_BYTES).then(|| Self(Sha256::digest(presented.as_bytes()).into()))
+    }
+
+    /// The digest a stored hash (hex) writes; `None` if it is not 64 hex digits.
+    pub fn from_hash(hash: &TokenHash) -> Option<Self> {
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hash.as_str(), &mut digest).ok()?;
+        Some(Self(digest))
+    }
+
+    /// The hash the store keeps and looks tokens up by.
+    pub fn to_hash(&self) -> TokenHash {
+        TokenHash(hex::encode(self.0))
+    }
+
+    /// Compares in constant time.
+    pub fn matches(&self, other: &TokenDigest) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest([redacted])")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +133,36 @@ mod tests {
     fn malformed_tokens_do_not_parse() {
         for bad in ["", "cutover_", "cutover_abc", "token", "cutover_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
             assert_eq!(TokenSecret::parse(bad), None, "{bad}");
+            assert_eq!(TokenDigest::of_presented(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_presented_tokens_digest_is_its_hash_and_accepts_what_parse_accepts() {
+        let token = TokenSecret::generate();
+        let digest = TokenDigest::of_presented(token.expose()).unwrap();
+        assert_eq!(digest.to_hash(), token.hash());
+        assert_eq!(TokenDigest::from_hash(&token.hash()), Some(digest));
+        assert!(digest.matches(&digest));
+        assert!(!digest.matches(&TokenDigest::of_presented(TokenSecret::generate().expose()).unwrap()));
+        assert_eq!(token.hash().as_str(), hex::encode(Sha256::digest(token.expose().as_bytes())));
+        assert_eq!(TokenDigest::from_hash(&TokenHash::from_stored("not hex".into())), None);
+        // Bodies decoding to 31, 33 and 48 bytes, a padded one, and one with trailing bits set.
+        let body = URL_SAFE_NO_PAD.encode([7u8; 48]);
+        let padded = format!("{}=", &token.expose()[8..]);
+        let mut trailing = token.expose().to_owned();
+        trailing.replace_range(trailing.len() - 1.., "B");
+        for shape in [
+            format!("cutover_{}", URL_SAFE_NO_PAD.encode([7u8; 31])),
+            format!("cutover_{}", URL_SAFE_NO_PAD.encode([7u8; 33])),
+            format!("cutover_{body}"),
+            format!("cutover_{body}{body}"),
+            format!("cutover_{padded}"),
+            trailing,
+        ] {
+            assert_eq!(TokenDigest::of_presented(&shape).is_some(), TokenSecret::parse(&shape).is_some(), "{shape}");
+        }
+        assert_eq!(format!("{digest:?}"), "TokenDigest([redacted])");
     }
 
     #[test]

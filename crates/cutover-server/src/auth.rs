@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use cutover_domain::{Access, Role, TokenSecret};
+use cutover_domain::{Access, Role, TokenDigest};
 use cutover_store::{Actor, Principal};
 
 use crate::AppState;
@@ -41,8 +41,9 @@ impl FromRequestParts<AppState> for Auth {
         let presented = presented_token(parts)
             .ok_or_else(|| ApiError::unauthorized("missing token: send Authorization: Bearer <token>"))?;
         let invalid = || ApiError::unauthorized("invalid or revoked token");
-        let secret = TokenSecret::parse(presented).ok_or_else(invalid)?;
-        let principal = state.tokens.authenticate(&secret.hash()).await?.ok_or_else(invalid)?;
+        // Hashed once, without copying the token: the cache is keyed by the digest.
+        let digest = TokenDigest::of_presented(presented).ok_or_else(invalid)?;
+        let principal = state.tokens.authenticate_digest(digest).await?.ok_or_else(invalid)?;
         Ok(Self(principal))
     }
 }

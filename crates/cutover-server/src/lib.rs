@@ -157,7 +157,7 @@ pub fn app(state: AppState) -> Router {
     let (router, _) = router::router().split_for_parts();
     router
         .merge(ui::router())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -1,10 +1,13 @@
 //! Prometheus metrics: request counts and latency by route and status, exposures, and the
 //! engine's failed passes and backoff, served at `/metrics`.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,8 +16,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -34,10 +35,46 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }
 
+/// The counter and histogram of one (method, route, status), as registered in the families.
+/// Both are handles on the registered metric (an `Arc`), so counting through them is counting in
+/// the families that `/metrics` encodes.
+#[derive(Clone)]
+struct RouteMetrics {
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// Which request a [`RouteMetrics`] counts. A request looks its handles up by [`RouteKeyRef`],
+/// borrowing its method and route template: nothing is allocated once a key has been seen.
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct RouteKey {
+    method: Method,
+    route: Box<str>,
+    status: u16,
+}
+
+/// [`RouteKey`], borrowed; hashes the same (same fields, same order).
+#[derive(Hash)]
+struct RouteKeyRef<'a> {
+    method: &'a Method,
+    route: &'a str,
+    status: u16,
+}
+
+impl hashbrown::Equivalent<RouteKey> for RouteKeyRef<'_> {
+    fn equivalent(&self, key: &RouteKey) -> bool {
+        *self.method == key.method && self.route == &*key.route && self.status == key.status
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// The request metrics' handles by key, read without a lock; a key seen for the first time
+    /// creates its metrics in the families (as the labels' first use always has) and is added.
+    /// The keys are those the families hold: one per (method, route template, status) answered.
+    route_metrics: ArcSwap<hashbrown::HashMap<RouteKey, RouteMetrics>>,
     /// First exposures written to the database.
     pub exposures_recorded: Counter,
     /// Exposures lost because the buffer was full while the database refused writes.
@@ -101,6 +138,7 @@ impl Default for Metrics {
             registry,
             requests,
             latency,
+            route_metrics: ArcSwap::default(),
             exposures_recorded,
             exposures_dropped,
             exposures_rejected,
@@ -117,16 +155,54 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+
+    /// Counts one answered request and its duration under its labels.
+    fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let key = RouteKeyRef { method, route, status };
+        if let Some(metrics) = self.route_metrics.load().get(&key) {
+            metrics.requests.inc();
+            metrics.latency.observe(seconds);
+            return;
+        }
+        let metrics = self.register(&key);
+        metrics.requests.inc();
+        metrics.latency.observe(seconds);
+    }
+
+    /// The metrics of a key seen for the first time, created in the families and remembered.
+    #[cold]
+    fn register(&self, key: &RouteKeyRef<'_>) -> RouteMetrics {
+        let labels =
+            RequestLabels { method: key.method.as_str().to_owned(), route: key.route.to_owned(), status: key.status };
+        // Two requests racing here get the same handles: the families create each metric once.
+        let metrics = RouteMetrics {
+            requests: self.requests.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        };
+        self.route_metrics.rcu(|known| {
+            let mut known = hashbrown::HashMap::clone(known);
+            known.insert(
+                RouteKey { method: key.method.clone(), route: key.route.into(), status: key.status },
+                metrics.clone(),
+            );
+            Arc::new(known)
+        });
+        metrics
+    }
 }
 
 /// Middleware: counts and times every routed request under its route template.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = request.method().to_string();
+///
+/// Its state is the metrics alone, not [`crate::AppState`]: cloning the whole state costs an atomic
+/// increment and decrement per field, on every request.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    // The route template is shared by every request of the route (an `Arc<str>`), the method is
+    // a small value: keeping both costs no allocation.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = RequestLabels { method, route, status: response.status().as_u16() };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.observe(&method, route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

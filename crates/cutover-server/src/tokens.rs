@@ -3,12 +3,12 @@
 //! cannot be asked (resolve outlives the database; see docs/operations.md). It is
 //! authentication, not resolve: every route uses it through [`crate::auth::Auth`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cutover_domain::TokenHash;
+use cutover_domain::{TokenDigest, TokenHash};
 use cutover_store::{Principal, Store, StoreError};
+use hashbrown::HashMap;
 
 /// A token as last checked against the database.
 struct CachedToken {
@@ -18,11 +18,12 @@ struct CachedToken {
     checking: bool,
 }
 
-/// Cached tokens, by hash.
+/// Cached tokens, by digest (the 32 bytes of the sha256 the store keeps in hex: a request
+/// hashes its token once and allocates nothing to find it).
 pub struct TokenCache {
     store: Store,
     /// Shared with the background checks.
-    tokens: Arc<Mutex<HashMap<String, CachedToken>>>,
+    tokens: Arc<Mutex<HashMap<TokenDigest, CachedToken>>>,
     /// How long a cached token is trusted before it is checked again: revocations normally
     /// arrive as notices at once, this bounds the damage of a missed one.
     ttl: Duration,
@@ -41,30 +42,39 @@ impl TokenCache {
     /// database); revocations made meanwhile are applied by [`TokenCache::revalidate`] when
     /// it answers again.
     pub async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Arc<Principal>>, StoreError> {
-        if let Some(principal) = self.cached(hash) {
+        match TokenDigest::from_hash(hash) {
+            Some(digest) => self.authenticate_digest(digest).await,
+            // Not a hash the store could hold: nothing to cache.
+            None => Ok(self.store.authenticate(hash).await?.map(Arc::new)),
+        }
+    }
+
+    /// [`TokenCache::authenticate`], for a token hashed by [`TokenDigest::of_presented`].
+    pub async fn authenticate_digest(&self, digest: TokenDigest) -> Result<Option<Arc<Principal>>, StoreError> {
+        if let Some(principal) = self.cached(digest) {
             return Ok(Some(principal));
         }
-        let Some(principal) = self.store.authenticate(hash).await? else { return Ok(None) };
+        let Some(principal) = self.store.authenticate(&digest.to_hash()).await? else { return Ok(None) };
         let principal = Arc::new(principal);
         let entry = CachedToken { principal: principal.clone(), checked: Instant::now(), checking: false };
-        lock(&self.tokens).insert(hash.as_str().to_owned(), entry);
+        lock(&self.tokens).insert(digest, entry);
         Ok(Some(principal))
     }
 
     /// The cached principal of a token; starts a background check when it is due.
-    fn cached(&self, hash: &TokenHash) -> Option<Arc<Principal>> {
+    fn cached(&self, digest: TokenDigest) -> Option<Arc<Principal>> {
         let mut tokens = lock(&self.tokens);
-        let entry = tokens.get_mut(hash.as_str())?;
+        let entry = tokens.get_mut(&digest)?;
         if entry.checked.elapsed() >= self.ttl && !entry.checking {
             entry.checking = true;
-            let (store, tokens, hash) = (self.store.clone(), self.tokens.clone(), hash.clone());
+            let (store, tokens) = (self.store.clone(), self.tokens.clone());
             tokio::spawn(async move {
-                let found = store.authenticate(&hash).await;
+                let found = store.authenticate(&digest.to_hash()).await;
                 let mut tokens = lock(&tokens);
                 match found {
                     // Only if still cached: a revocation handled meanwhile must not be undone.
                     Ok(Some(principal)) => {
-                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
+                        if let Some(entry) = tokens.get_mut(&digest) {
                             *entry = CachedToken {
                                 principal: Arc::new(principal),
                                 checked: Instant::now(),
@@ -73,11 +83,11 @@ impl TokenCache {
                         }
                     }
                     Ok(None) => {
-                        tokens.remove(hash.as_str());
+                        tokens.remove(&digest);
                     }
                     // Not asked: keep trusting it, and check again on a later use.
                     Err(_) => {
-                        if let Some(entry) = tokens.get_mut(hash.as_str()) {
+                        if let Some(entry) = tokens.get_mut(&digest) {
                             entry.checking = false;
                         }
                     }
@@ -92,27 +102,27 @@ impl TokenCache {
     /// returned, to try again later; with `forget_unchecked`, they are forgotten instead (after a
     /// token notice, when a revoked token must not outlive a failed check).
     pub async fn revalidate(&self, workspace_id: Option<&str>, forget_unchecked: bool) -> Result<(), StoreError> {
-        let hashes: Vec<String> = lock(&self.tokens)
+        let digests: Vec<TokenDigest> = lock(&self.tokens)
             .iter()
             .filter(|(_, entry)| workspace_id.is_none_or(|id| entry.principal.workspace.id == id))
-            .map(|(hash, _)| hash.clone())
+            .map(|(digest, _)| *digest)
             .collect();
-        for (i, hash) in hashes.iter().enumerate() {
-            let found = self.store.authenticate(&TokenHash::from_stored(hash.clone())).await;
+        for (i, digest) in digests.iter().enumerate() {
+            let found = self.store.authenticate(&digest.to_hash()).await;
             let mut tokens = lock(&self.tokens);
             match found {
                 Ok(Some(principal)) => {
-                    if let Some(entry) = tokens.get_mut(hash) {
+                    if let Some(entry) = tokens.get_mut(digest) {
                         *entry =
                             CachedToken { principal: Arc::new(principal), checked: Instant::now(), checking: false };
                     }
                 }
                 Ok(None) => {
-                    tokens.remove(hash);
+                    tokens.remove(digest);
                 }
                 Err(e) => {
                     if forget_unchecked {
-                        for unchecked in &hashes[i..] {
+                        for unchecked in &digests[i..] {
                             tokens.remove(unchecked);
                         }
                     }

@@ -6,8 +6,10 @@
 //! `variant` is `v{n}`, `reason` is `STATIC` (or `DISABLED` with no value when nothing is pinned,
 //! so that the client's default applies).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -15,7 +17,8 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -141,11 +144,41 @@ pub struct BulkEvaluationSuccess {
 
 /// The request's `context`. A body that is not JSON is a `PARSE_ERROR`; one without `context`
 /// (OFREP's document requires it), or whose context is not an object, is `INVALID_CONTEXT`.
-fn parse_request(body: &Bytes, key: Option<&str>) -> Result<Map<String, Value>, OfrepError> {
-    let invalid = |details: &str| OfrepError::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
+///
+/// Resolve reads two attributes of the context, so the body is read in one pass that keeps only
+/// those ([`RequestBody`]): no tree, and no allocation unless a string has escapes. A body that
+/// pass refuses is parsed again the way it always was ([`parse_request_tree`]), so that every
+/// error (serde_json's own message, with its position) is the one a `Value` parse gives.
+fn parse_request<'a>(body: &'a Bytes, key: Option<&str>) -> Result<Context<'a>, OfrepError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("send a body: {\"context\": {...}}"));
+        return Err(invalid_context(key, "send a body: {\"context\": {...}}"));
     }
+    match serde_json::from_slice::<RequestBody<'a>>(body) {
+        Ok(RequestBody::Object(Some(Shaped::Map(context)))) => Ok(context),
+        Ok(RequestBody::Object(None | Some(Shaped::Null))) => {
+            Err(invalid_context(key, "context is required: {\"context\": {...}}"))
+        }
+        Ok(RequestBody::Object(Some(Shaped::Text(_) | Shaped::Other))) => {
+            Err(invalid_context(key, "context must be an object"))
+        }
+        Ok(RequestBody::Other) => Err(not_an_object(key)),
+        Err(_) => parse_request_tree(body, key).map(|context| Context {
+            environment: Field::of(context.get("environment")),
+            targeting_key: Field::of(context.get("targetingKey")),
+        }),
+    }
+}
+
+fn invalid_context(key: Option<&str>, details: &str) -> OfrepError {
+    OfrepError::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details)
+}
+
+fn not_an_object(key: Option<&str>) -> OfrepError {
+    OfrepError::new(StatusCode::BAD_REQUEST, key, "PARSE_ERROR", "the body must be a JSON object: {\"context\": {...}}")
+}
+
+/// The request's `context` parsed into a tree: the reference [`parse_request`] keeps to.
+fn parse_request_tree(body: &[u8], key: Option<&str>) -> Result<Map<String, Value>, OfrepError> {
     let request: Value = serde_json::from_slice(body).map_err(|e| {
         OfrepError::new(
             StatusCode::BAD_REQUEST,
@@ -155,17 +188,218 @@ fn parse_request(body: &Bytes, key: Option<&str>) -> Result<Map<String, Value>, 
         )
     })?;
     let Value::Object(mut request) = request else {
-        return Err(OfrepError::new(
-            StatusCode::BAD_REQUEST,
-            key,
-            "PARSE_ERROR",
-            "the body must be a JSON object: {\"context\": {...}}",
-        ));
+        return Err(not_an_object(key));
     };
     match request.remove("context") {
         Some(Value::Object(context)) => Ok(context),
-        None | Some(Value::Null) => Err(invalid("context is required: {\"context\": {...}}")),
-        Some(_) => Err(invalid("context must be an object")),
+        None | Some(Value::Null) => Err(invalid_context(key, "context is required: {\"context\": {...}}")),
+        Some(_) => Err(invalid_context(key, "context must be an object")),
+    }
+}
+
+/// What resolve reads of an evaluation context: `environment` and `targetingKey`, as sent.
+#[derive(Debug, Default, PartialEq)]
+struct Context<'a> {
+    environment: Field<'a>,
+    targeting_key: Field<'a>,
+}
+
+/// One context attribute as sent: resolve only tells strings from null from anything else.
+#[derive(Debug, Default, PartialEq)]
+enum Field<'a> {
+    #[default]
+    Absent,
+    Null,
+    Text(Cow<'a, str>),
+    Other,
+}
+
+impl Field<'_> {
+    fn of(value: Option<&Value>) -> Field<'static> {
+        match value {
+            None => Field::Absent,
+            Some(Value::Null) => Field::Null,
+            Some(Value::String(text)) => Field::Text(Cow::Owned(text.clone())),
+            Some(_) => Field::Other,
+        }
+    }
+}
+
+/// An evaluation request's body as [`parse_request`] reads it: an object and its last `context`
+/// (a `Map` keeps the last of repeated keys), or anything else.
+enum RequestBody<'a> {
+    Object(Option<Shaped<'a, Context<'a>>>),
+    Other,
+}
+
+/// A JSON value, as far as resolve cares: null, a string, an object read as `M`, or other.
+enum Shaped<'a, M> {
+    Null,
+    Text(Cow<'a, str>),
+    Map(M),
+    Other,
+}
+
+/// An object's keys that resolve reads. serde_json's `Value` gives one key a meaning of its own
+/// (its `RawValue` marker, with the `raw_value` feature on): meeting it, this pass gives up and
+/// the tree parse decides, as it always did.
+enum Attribute {
+    Context,
+    Environment,
+    TargetingKey,
+    Other,
+}
+
+/// Reads an object into `Self`.
+trait ReadMap<'de>: Sized {
+    fn read<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+impl<'de> ReadMap<'de> for Context<'de> {
+    fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut context = Context::default();
+        while let Some(key) = map.next_key::<Attribute>()? {
+            match key {
+                Attribute::Environment => context.environment = map.next_value::<Shaped<'de, Skip>>()?.into(),
+                Attribute::TargetingKey => context.targeting_key = map.next_value::<Shaped<'de, Skip>>()?.into(),
+                Attribute::Context | Attribute::Other => map.next_value::<Skip>().map(drop)?,
+            }
+        }
+        Ok(context)
+    }
+}
+
+impl<'a> From<Shaped<'a, Skip>> for Field<'a> {
+    fn from(shaped: Shaped<'a, Skip>) -> Self {
+        match shaped {
+            Shaped::Null => Field::Null,
+            Shaped::Text(text) => Field::Text(text),
+            Shaped::Map(Skip) | Shaped::Other => Field::Other,
+        }
+    }
+}
+
+/// Any JSON value, read through and dropped (checked as a `Value` parse checks it: serde_json's
+/// parser does the checking, whatever the visitor keeps).
+struct Skip;
+
+impl<'de> ReadMap<'de> for Skip {
+    fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_key::<Attribute>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor::<Skip>(PhantomData)).map(|_| Skip)
+    }
+}
+
+impl<'de, M: ReadMap<'de>> Deserialize<'de> for Shaped<'de, M> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor::<M>(PhantomData))
+    }
+}
+
+struct ShapeVisitor<M>(PhantomData<M>);
+
+impl<'de, M: ReadMap<'de>> Visitor<'de> for ShapeVisitor<M> {
+    type Value = Shaped<'de, M>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Shaped::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Shaped::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Shaped::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Shaped::Other)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Shaped::Text(Cow::Borrowed(text)))
+    }
+
+    /// A string with escapes (serde_json unescaped it into its scratch buffer).
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Shaped::Text(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Shaped::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Shaped::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        M::read(map).map(Shaped::Map)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attribute {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Attribute;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string key")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Attribute, E> {
+                Ok(match key {
+                    "context" => Attribute::Context,
+                    "environment" => Attribute::Environment,
+                    "targetingKey" => Attribute::TargetingKey,
+                    RAW_VALUE_KEY => return Err(E::custom("serde_json's raw value marker")),
+                    _ => Attribute::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The key serde_json's `Value` parse reads as its `RawValue` marker (`serde_json::raw::TOKEN`).
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
+impl<'de> Deserialize<'de> for RequestBody<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyMap<'a>(Option<Shaped<'a, Context<'a>>>);
+        impl<'de> ReadMap<'de> for BodyMap<'de> {
+            fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+                let mut context = None;
+                while let Some(key) = map.next_key::<Attribute>()? {
+                    match key {
+                        Attribute::Context => context = Some(map.next_value::<Shaped<'de, Context<'de>>>()?),
+                        Attribute::Environment | Attribute::TargetingKey | Attribute::Other => {
+                            map.next_value::<Skip>().map(drop)?
+                        }
+                    }
+                }
+                Ok(BodyMap(context))
+            }
+        }
+        Ok(match Shaped::<BodyMap<'de>>::deserialize(deserializer)? {
+            Shaped::Map(BodyMap(context)) => RequestBody::Object(context),
+            Shaped::Null | Shaped::Text(_) | Shaped::Other => RequestBody::Other,
+        })
     }
 }
 
@@ -174,11 +408,11 @@ async fn authenticate(parts: &mut Parts, state: &AppState, key: Option<&str>) ->
 }
 
 /// The environment a request evaluates in: an sdk token's own, or `context.environment`.
-fn environment(auth: &Auth, context: &Map<String, Value>, key: Option<&str>) -> Result<String, OfrepError> {
-    let named = match context.get("environment") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Some(name.as_str()),
-        Some(_) => {
+fn environment(auth: &Auth, context: &Context<'_>, key: Option<&str>) -> Result<String, OfrepError> {
+    let named = match &context.environment {
+        Field::Absent | Field::Null => None,
+        Field::Text(name) => Some(name.as_ref()),
+        Field::Other => {
             return Err(OfrepError::new(
                 StatusCode::BAD_REQUEST,
                 key,
@@ -323,16 +557,16 @@ fn evaluate(
 
 /// `context.targetingKey`: absent when missing, null or empty; otherwise it must be a valid
 /// targeting key (as events require), else `INVALID_CONTEXT`.
-fn targeting_key<'a>(context: &'a Map<String, Value>, key: Option<&str>) -> Result<Option<&'a str>, OfrepError> {
+fn targeting_key<'a>(context: &'a Context<'_>, key: Option<&str>) -> Result<Option<&'a str>, OfrepError> {
     let invalid = |details: String| OfrepError::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details);
-    match context.get("targetingKey") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(k)) if k.is_empty() => Ok(None),
-        Some(Value::String(k)) => match cutover_domain::check_targeting_key("context.targetingKey", k) {
+    match &context.targeting_key {
+        Field::Absent | Field::Null => Ok(None),
+        Field::Text(k) if k.is_empty() => Ok(None),
+        Field::Text(k) => match cutover_domain::check_targeting_key("context.targetingKey", k) {
             Ok(()) => Ok(Some(k)),
             Err(e) => Err(invalid(e.to_string())),
         },
-        Some(_) => Err(invalid("context.targetingKey must be a string".into())),
+        Field::Other => Err(invalid("context.targetingKey must be a string".into())),
     }
 }
 
@@ -391,12 +625,19 @@ pub async fn evaluate_flag(
 /// environment, the targeting key, the experiments running or paused there), so that neither a
 /// client whose context changed nor one whose experiment started gets a stale 304, nor one
 /// whose stream ticket is about to expire.
-fn etag(view: &WorkspaceView, environment: &str, context: &Map<String, Value>, ticket_window: i64) -> String {
+fn etag(view: &WorkspaceView, environment: &str, context: &Context<'_>, ticket_window: i64) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     environment.hash(&mut hasher);
     // The advertised stream URL carries a ticket renewed every window.
     ticket_window.hash(&mut hasher);
-    context.get("targetingKey").map(Value::to_string).hash(&mut hasher);
+    // The targeting key as JSON text (`"user-1"`, `null`), as sent. Only a validated context
+    // gets here: a targeting key of another type was refused.
+    let targeting_key = match &context.targeting_key {
+        Field::Absent | Field::Other => None,
+        Field::Null => Some("null".to_owned()),
+        Field::Text(text) => serde_json::to_string(text).ok(),
+    };
+    targeting_key.hash(&mut hasher);
     if let Some(experiments) = view.experiments.get(environment) {
         let mut state: Vec<_> = experiments.values().map(|x| (&*x.id, x.running)).collect();
         state.sort_unstable();
@@ -565,5 +806,109 @@ mod tests {
             ])
         );
         assert_eq!(&encode_flags(None)[..], b"[]");
+    }
+
+    /// What `parse_request` answered when it parsed every body into a `Value`.
+    fn parse_as_a_tree(body: &[u8]) -> Result<Context<'static>, Value> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(invalid_context(Some("k"), "send a body: {\"context\": {...}}").into_value());
+        }
+        parse_request_tree(body, Some("k"))
+            .map(|context| Context {
+                environment: Field::of(context.get("environment")),
+                targeting_key: Field::of(context.get("targetingKey")),
+            })
+            .map_err(OfrepError::into_value)
+    }
+
+    #[test]
+    fn the_one_pass_parse_answers_what_the_tree_parse_answers() {
+        let deep = format!("{{\"context\":{{\"a\":{}1{}}}}}", "[".repeat(200), "]".repeat(200));
+        let bodies: Vec<&[u8]> = vec![
+            br#"{"context":{"targetingKey":"user-1"}}"#,
+            br#"{"context":{"environment":"production","targetingKey":"u\u0031","plan":{"a":[1,2.5,null]}}}"#,
+            br#" {"other":[{"context":1}],"context":{"targetingKey":null,"environment":null}} "#,
+            br#"{"context":{"targetingKey":5}}"#,
+            br#"{"context":{"targetingKey":[1,{"a":2}]}}"#,
+            br#"{"context":{"environment":{"x":1}}}"#,
+            br#"{"context":{"environment":true,"targetingKey":""}}"#,
+            br#"{"context":{"environment":"a","environment":"b","targetingKey":"x","targetingKey":7}}"#,
+            br#"{"context":1,"context":{"targetingKey":"x"}}"#,
+            br#"{"context":{"targetingKey":"x"},"context":null}"#,
+            br#"{"context":{"context":"not this one"}}"#,
+            br#"{}"#,
+            br#"{"context":null}"#,
+            br#"{"context":"x"}"#,
+            br#"{"context":[]}"#,
+            br#"[]"#,
+            br#""s""#,
+            b"1",
+            b"null",
+            b"true",
+            b"",
+            b"  \n\t",
+            b"{not json",
+            br#"{"context":{}} trailing"#,
+            br#"{"context":{}}{"context":{}}"#,
+            br#"{"context":{"a":1e400}}"#,
+            br#"{"context":{"a":18446744073709551616,"b":-9223372036854775809}}"#,
+            br#"{"context":{"a":"\ud800"}}"#,
+            b"{\"context\":{\"a\":\"\xff\"}}",
+            b"{\"context\":{\"\xff\":1}}",
+            b"{\"context\":{\"a\":\"tab\there\"}}",
+            br#"{"context":{"a":01}}"#,
+            br#"{"context":{"a":-}}"#,
+            br#"{"context":{,}}"#,
+            br#"{"context":{"a":1,}}"#,
+            br#"{"context":{"a":[1,]}}"#,
+            br#"{"context":{1:2}}"#,
+            deep.as_bytes(),
+            // serde_json's `Value` gives this key a meaning (with its `raw_value` feature).
+            br#"{"$serde_json::private::RawValue":"{\"context\":{\"targetingKey\":\"k\"}}"}"#,
+            br#"{"$serde_json::private::RawValue":5}"#,
+            br#"{"\u0024serde_json::private::RawValue":"{}"}"#,
+            br#"{"context":{"$serde_json::private::RawValue":"{\"environment\":\"dev\"}"}}"#,
+            br#"{"context":{"x":{"$serde_json::private::RawValue":"1"}}}"#,
+            br#"{"context":{"x":{"a":1,"$serde_json::private::RawValue":"1"}}}"#,
+        ];
+        for body in bodies {
+            let shown = String::from_utf8_lossy(body);
+            let bytes = Bytes::copy_from_slice(body);
+            let fast = parse_request(&bytes, Some("k"));
+            let fast =
+                fast.map(|c| Context { environment: owned(c.environment), targeting_key: owned(c.targeting_key) });
+            assert_eq!(fast.map_err(OfrepError::into_value), parse_as_a_tree(body), "{shown}");
+        }
+    }
+
+    fn owned(field: Field<'_>) -> Field<'static> {
+        match field {
+            Field::Absent => Field::Absent,
+            Field::Null => Field::Null,
+            Field::Text(text) => Field::Text(Cow::Owned(text.into_owned())),
+            Field::Other => Field::Other,
+        }
+    }
+
+    #[test]
+    fn the_bulk_etag_is_what_it_was_when_the_context_was_a_map() {
+        let view = WorkspaceView { revision: 42, ..WorkspaceView::default() };
+        for body in [
+            r#"{"context":{"targetingKey":"user-1"}}"#,
+            r#"{"context":{"targetingKey":"\u00fc \"quoted\" \\ \u0001"}}"#,
+            r#"{"context":{"targetingKey":null}}"#,
+            r#"{"context":{"targetingKey":""}}"#,
+            r#"{"context":{}}"#,
+        ] {
+            let Value::Object(tree) = &serde_json::from_str::<Value>(body).unwrap()["context"] else { panic!() };
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            "prod".hash(&mut hasher);
+            7_i64.hash(&mut hasher);
+            tree.get("targetingKey").map(Value::to_string).hash(&mut hasher);
+            let before = format!("\"42-{:x}\"", hasher.finish());
+            let bytes = Bytes::from(body);
+            let Ok(context) = parse_request(&bytes, None) else { panic!("{body}") };
+            assert_eq!(etag(&view, "prod", &context, 7), before, "{body}");
+        }
     }
 }

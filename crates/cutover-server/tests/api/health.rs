@@ -11,6 +11,7 @@ use crate::TestApp;
 cutover_store::contract_tests!(
     health_and_readiness_answer,
     metrics_count_requests_by_route_and_status,
+    request_metrics_are_labelled_by_method_route_template_and_status,
     a_failing_reconciler_shows_as_throttled_in_readiness_and_metrics,
 );
 
@@ -92,6 +93,44 @@ async fn metrics_count_requests_by_route_and_status(store: Store) {
         "{text}"
     );
     assert!(text.contains("cutover_http_request_duration_seconds_bucket{"), "{text}");
+}
+
+/// The request metrics' series, whole: one per (method, route template, status) answered, in
+/// both the counter and the histogram, counted through handles cached after the first request.
+async fn request_metrics_are_labelled_by_method_route_template_and_status(store: Store) {
+    let app = TestApp::new(store).await;
+    app.post("/api/v1/environments", json!({"name": "production"})).await;
+    let sdk = app.token("sdk", &["production"]).await;
+    for _ in 0..3 {
+        let (status, _, _) =
+            crate::resolve::ofrep(&app, "/ofrep/v1/evaluate/flags/a/b", Some(&sdk), r#"{"context":{}}"#, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, _, _) = crate::resolve::ofrep(&app, "/ofrep/v1/evaluate/flags/x", None, "{}", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.call(Method::GET, "/healthz", None, None).await;
+    app.call(Method::GET, "/healthz", None, None).await;
+    app.call(Method::GET, "/api/v1/environments/production", None, None).await;
+    let (_, body) = app.call(Method::GET, "/metrics", None, None).await;
+    let text = body.as_str().unwrap();
+    let series = |prefix: &str| -> Vec<String> {
+        let mut lines: Vec<String> =
+            text.lines().filter_map(|line| line.strip_prefix(prefix)).map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let expected = [
+        r#"{method="GET",route="/api/v1/environments/{name}",status="401"} 1"#,
+        r#"{method="GET",route="/healthz",status="200"} 2"#,
+        r#"{method="POST",route="/api/v1/environments",status="201"} 1"#,
+        r#"{method="POST",route="/api/v1/tokens",status="201"} 1"#,
+        r#"{method="POST",route="/ofrep/v1/evaluate/flags/{*key}",status="401"} 1"#,
+        r#"{method="POST",route="/ofrep/v1/evaluate/flags/{*key}",status="404"} 3"#,
+    ];
+    assert_eq!(series("cutover_http_requests_total"), expected, "{text}");
+    assert_eq!(series("cutover_http_request_duration_seconds_count"), expected, "{text}");
+    let buckets = series("cutover_http_request_duration_seconds_bucket{");
+    assert_eq!(buckets.len(), 6 * 19, "18 buckets and +Inf per series: {text}");
 }
 
 #[test]
