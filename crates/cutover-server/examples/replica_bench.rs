@@ -42,7 +42,13 @@ async fn replica(database: &str) -> anyhow::Result<(AppState, String)> {
     Ok((state, format!("http://{address}")))
 }
 
-async fn send(http: &reqwest::Client, token: &str, method: reqwest::Method, url: &str, body: Value) -> anyhow::Result<Value> {
+async fn send(
+    http: &reqwest::Client,
+    token: &str,
+    method: reqwest::Method,
+    url: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let response = http.request(method.clone(), url).bearer_auth(token).json(&body).send().await?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);
@@ -88,8 +94,14 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
 
     for n in 0..ENVIRONMENTS {
-        send(&http, &token, reqwest::Method::POST, &format!("{a_url}/api/v1/environments"), json!({"name": format!("e-{n}")}))
-            .await?;
+        send(
+            &http,
+            &token,
+            reqwest::Method::POST,
+            &format!("{a_url}/api/v1/environments"),
+            json!({"name": format!("e-{n}")}),
+        )
+        .await?;
     }
     let artifacts = json!({"key": "config", "value_type": "json"});
     send(&http, &token, reqwest::Method::POST, &format!("{a_url}/api/v1/artifacts"), artifacts).await?;

@@ -92,9 +92,8 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let rounds: Vec<usize> = args
-        .next()
-        .map_or(Ok(vec![8, 32]), |list| list.split(',').map(str::parse).collect::<Result<_, _>>())?;
+    let rounds: Vec<usize> =
+        args.next().map_or(Ok(vec![8, 32]), |list| list.split(',').map(str::parse).collect::<Result<_, _>>())?;
     let seconds: u64 = args.next().map_or(Ok(15), |s| s.parse())?;
 
     let database = fresh_database(&url, DATABASE).await?;
@@ -105,8 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), ServerConfig::default());
     let address = serve_loopback(state.clone()).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    let api =
-        Arc::new(Api { http, base: format!("http://{address}"), token: made.secret.expose().to_owned() });
+    let api = Arc::new(Api { http, base: format!("http://{address}"), token: made.secret.expose().to_owned() });
 
     let most = rounds.iter().copied().max().unwrap_or(8);
     for n in 0..most {
