@@ -291,7 +291,12 @@ impl Store {
             }
             lock_workspace(tx, workspace_id).await?;
             // Archived or deleted meanwhile: both happen under the lock.
-            let artifact = artifacts::fetch(tx, workspace_id, key).await?;
+            let locked = artifacts::fetch(tx, workspace_id, key).await?;
+            if let (true, Some(version)) = (locked.id != artifact.id, version) {
+                // Deleted and made again under the same key: its own versions count.
+                ensure_version(tx, &locked, version).await?;
+            }
+            let artifact = locked;
             if let Some(expected) = expected_revision {
                 let current = active_version(tx, &artifact.id, &environment.id).await?.map_or(0, |(_, r)| r);
                 if current != expected {
