@@ -70,7 +70,7 @@ macro_rules! transaction {
                 Ok::<_, $crate::StoreError>(out)
             }
             $crate::Engine::Postgres(pool) => {
-                let mut txn = $store.checked(pool.begin()).await?;
+                let mut txn = $store.checked(pool.begin_with($crate::db::BEGIN_WRITE)).await?;
                 let mut conn = $crate::db::Conn::new($crate::db::Link::Postgres(&mut *txn));
                 let out = {
                     let $tx = &mut conn;
@@ -89,6 +89,7 @@ macro_rules! transaction {
                             .await?;
                     }
                     txn.commit().await.map_err(|e| $store.failed(e))?;
+                    $crate::db::flush_wal(pool).await.map_err(|e| $store.failed(e))?;
                     $store.hooks.run(&effects).await;
                 }
                 Ok::<_, $crate::StoreError>(out)
@@ -148,6 +149,51 @@ macro_rules! snapshot {
 }
 
 pub(crate) use {q, read, snapshot, transaction};
+
+/// How a PostgreSQL write transaction begins: its `COMMIT` makes it visible and releases its
+/// locks without waiting for the disk; [`flush_wal`] waits for the disk afterwards, before the
+/// write returns. A write that takes the workspace's row lock (every write that gives a
+/// revision) thus holds it only for its statements, not through an fsync of the write-ahead
+/// log, and the commits of concurrent writers share fsyncs (docs/architecture.md, "Writes").
+pub(crate) const BEGIN_WRITE: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
+/// Waits until every commit this connection's server has made so far is on disk: a one-statement
+/// transaction that writes to the write-ahead log (a transactional logical message, which no
+/// table sees and any role may send) and commits synchronously, so PostgreSQL flushes the log
+/// up to its own commit, past every commit before it. Concurrent flushes share one fsync.
+pub(crate) async fn flush_wal(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_logical_emit_message(true, 'cutover', '')").execute(pool).await?;
+    Ok(())
+}
+
+/// PostgreSQL: where the write-ahead log ends now, past every commit this connection can see.
+/// `None` on SQLite, whose commits are durable when visible.
+pub(crate) async fn wal_position(conn: &mut Conn<'_>) -> Result<Option<String>, sqlx::Error> {
+    match &mut conn.link {
+        Link::Postgres(c) => {
+            sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&mut **c).await.map(Some)
+        }
+        Link::Sqlite(_) => Ok(None),
+    }
+}
+
+impl crate::Store {
+    /// Returns once the write-ahead log is on disk up to `position` (from [`wal_position`]):
+    /// at once when it is there already (the writers flush right after their commits), else
+    /// after flushing it.
+    pub(crate) async fn wait_durable(&self, position: Option<String>) -> crate::Result<()> {
+        let (Some(position), Some(pool)) = (position, self.postgres_pool()) else { return Ok(()) };
+        let flushed: bool = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn")
+            .bind(position)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| self.failed(e))?;
+        if !flushed {
+            flush_wal(pool).await.map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+}
 
 /// A fresh, time-ordered id.
 pub(crate) fn new_id() -> String {

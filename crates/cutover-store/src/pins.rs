@@ -280,13 +280,23 @@ impl Store {
     ) -> Result<PinWrite> {
         transaction!(self, |tx| {
             let (workspace_id, actor, authority) = (caller.workspace_id.as_str(), &caller.actor, &caller.authority);
-            lock_workspace(tx, workspace_id).await?;
+            // What the workspace lock does not guard is read before it, so that the lock is held
+            // for fewer statements: environments change without it, and a version never changes
+            // (it goes only with its artifact, which is read again under the lock).
             let artifact = artifacts::fetch(tx, workspace_id, key).await?;
             let environment = environments::fetch(tx, workspace_id, environment).await?;
             let version = version.map(VersionNumber::get);
             if let Some(version) = version {
                 ensure_version(tx, &artifact, version).await?;
             }
+            lock_workspace(tx, workspace_id).await?;
+            // Archived or deleted meanwhile: both happen under the lock.
+            let locked = artifacts::fetch(tx, workspace_id, key).await?;
+            if let (true, Some(version)) = (locked.id != artifact.id, version) {
+                // Deleted and made again under the same key: its own versions count.
+                ensure_version(tx, &locked, version).await?;
+            }
+            let artifact = locked;
             if let Some(expected) = expected_revision {
                 let current = active_version(tx, &artifact.id, &environment.id).await?.map_or(0, |(_, r)| r);
                 if current != expected {
@@ -477,19 +487,24 @@ impl Store {
         read!(self, |conn| fetch_live_pins(conn, workspace_id).await)
     }
 
-    /// Revisions of a workspace after `after`, oldest first: the change stream's replay.
+    /// Revisions of a workspace after `after`, oldest first: the change stream's replay. Only
+    /// durable ones: what a crash could take back is never announced (docs/architecture.md).
     pub async fn changes_since(&self, workspace_id: &str, after: i64, limit: i64) -> Result<Vec<ChangeRecord>> {
-        let rows: Vec<(i64, i64, String)> = read!(self, |conn| q!(
-            conn,
-            fetch_all,
-            sqlx::query_as(
-                "SELECT revision, at, pins FROM changes WHERE workspace_id = $1 AND revision > $2
-                 ORDER BY revision LIMIT $3"
-            )
-            .bind(workspace_id)
-            .bind(after)
-            .bind(limit)
-        ))?;
+        let (rows, position): (Vec<(i64, i64, String)>, _) = read!(self, |conn| {
+            let rows = q!(
+                conn,
+                fetch_all,
+                sqlx::query_as(
+                    "SELECT revision, at, pins FROM changes WHERE workspace_id = $1 AND revision > $2
+                     ORDER BY revision LIMIT $3"
+                )
+                .bind(workspace_id)
+                .bind(after)
+                .bind(limit)
+            )?;
+            (rows, crate::db::wal_position(conn).await?)
+        });
+        self.wait_durable(position).await?;
         rows.into_iter()
             .map(|(revision, at, pins)| {
                 Ok(ChangeRecord { revision, at: Timestamp::from_micros(at), pins: serde_json::from_str(&pins)? })

@@ -2,7 +2,7 @@
 
 use cutover_domain::{Content, ValueType};
 
-use crate::db::snapshot;
+use crate::db::{self, snapshot};
 use crate::{Environment, Experiment, LivePin, Result, Store, artifacts, environments, experiments, pins};
 
 /// Everything resolve needs of one workspace, as of `revision`: all read in one transaction,
@@ -20,12 +20,20 @@ pub struct ResolveSnapshot {
 impl Store {
     /// The workspace as resolve sees it, in one read-only transaction.
     pub async fn resolve_snapshot(&self, workspace_id: &str) -> Result<ResolveSnapshot> {
-        snapshot!(self, |conn| {
+        let (snapshot, position) = snapshot!(self, |conn| {
             let (revision, pins) = pins::fetch_live_pins(conn, workspace_id).await?;
+            // Read once the snapshot is taken (by the statement above): past every commit it sees.
+            let position = db::wal_position(conn).await?;
             let artifact_types = artifacts::fetch_types(conn, workspace_id).await?;
             let environments = environments::fetch_all(conn, workspace_id).await?;
             let experiments = experiments::fetch_active(conn, workspace_id).await?;
-            Ok(ResolveSnapshot { revision, pins, artifact_types, environments, experiments })
-        })
+            Ok::<_, crate::StoreError>((
+                ResolveSnapshot { revision, pins, artifact_types, environments, experiments },
+                position,
+            ))
+        })?;
+        // A view shows only what a crash of the database cannot take back (docs/architecture.md).
+        self.wait_durable(position).await?;
+        Ok(snapshot)
     }
 }

@@ -52,3 +52,30 @@ pub async fn settle(store: &Store) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Serves `app(state)` on a loopback port until `state.shutdown` turns true; returns its
+/// address.
+pub async fn serve_loopback(state: cutover_server::AppState) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let mut stopping = state.shutdown.subscribe();
+    let router = cutover_server::app(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            })
+            .await;
+    });
+    Ok(address)
+}
+
+/// Drops a database `fresh_database` made (SQLite files are left to their temporary directory).
+pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
+    if url.starts_with("postgres") {
+        let admin = sqlx::PgPool::connect(url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
+        admin.close().await;
+    }
+    Ok(())
+}

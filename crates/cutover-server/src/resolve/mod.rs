@@ -14,6 +14,7 @@ pub mod stream;
 pub mod ticket;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -100,13 +101,22 @@ pub struct Resolver {
     store: Store,
     views: ArcSwap<HashMap<String, Arc<WorkspaceView>>>,
     streams: Mutex<HashMap<String, broadcast::Sender<Arc<ChangeRecord>>>>,
-    /// Serialises rebuilds so that a view's revision only moves forward.
-    rebuilding: tokio::sync::Mutex<()>,
+    /// Serialises rebuilds so that a view's revision only moves forward; holds, per workspace,
+    /// the number (from `started`) of the last rebuild that finished.
+    rebuilding: tokio::sync::Mutex<HashMap<String, u64>>,
+    /// Rebuilds started, counted before each reads the store.
+    started: AtomicU64,
 }
 
 impl Resolver {
     pub fn new(store: Store) -> Self {
-        Self { store, views: ArcSwap::default(), streams: Mutex::default(), rebuilding: tokio::sync::Mutex::new(()) }
+        Self {
+            store,
+            views: ArcSwap::default(),
+            streams: Mutex::default(),
+            rebuilding: tokio::sync::Mutex::default(),
+            started: AtomicU64::new(0),
+        }
     }
 
     /// Builds every workspace's view: at start-up, and on the backstop timer.
@@ -127,9 +137,25 @@ impl Resolver {
     }
 
     /// Rebuilds one workspace's view from the store, and publishes the revisions it moved past to
-    /// the change stream.
+    /// the change stream. On return the view holds everything committed before the call.
+    ///
+    /// Concurrent calls share rebuilds: a call that finds, once its turn comes, that a rebuild of
+    /// the workspace *started* after the call began (so read the store after everything the
+    /// caller committed) has nothing left to do. Eight writers committing together then cost one
+    /// or two rebuilds, not eight in a row.
     pub async fn refresh(&self, workspace_id: &str) -> Result<(), StoreError> {
-        let _serial = self.rebuilding.lock().await;
+        let called = self.started.load(Ordering::SeqCst);
+        let mut finished = self.rebuilding.lock().await;
+        if finished.get(workspace_id).is_some_and(|rebuild| *rebuild > called) {
+            return Ok(());
+        }
+        let rebuild = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        self.rebuild(workspace_id).await?;
+        finished.insert(workspace_id.to_owned(), rebuild);
+        Ok(())
+    }
+
+    async fn rebuild(&self, workspace_id: &str) -> Result<(), StoreError> {
         let previous = self.views.load().get(workspace_id).map(|v| v.revision);
         // One read transaction: the view is exactly the state of one revision.
         let snapshot = self.store.resolve_snapshot(workspace_id).await?;

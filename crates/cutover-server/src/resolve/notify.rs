@@ -8,7 +8,7 @@ use std::time::Duration;
 use cutover_store::Store;
 use cutover_store::effects::Effect;
 use sqlx::postgres::PgListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::Resolver;
 use crate::tokens::TokenCache;
@@ -50,6 +50,7 @@ pub fn spawn(
             },
             None => None,
         };
+        let changed = spawn_refresher(resolver.clone());
         let mut recoveries = store.recoveries();
         let mut backstop = tokio::time::interval(BACKSTOP);
         backstop.tick().await;
@@ -73,10 +74,10 @@ pub fn spawn(
                     }
                 } => match notification {
                     Ok(Some(notification)) => match Effect::parse(notification.payload()) {
+                        // Rebuilt by the refresher, so that this loop keeps reading notices
+                        // meanwhile; the refresher ends with the loop (the sender is dropped).
                         Some(Effect::Resolve(workspace_id)) => {
-                            if let Err(e) = resolver.refresh(&workspace_id).await {
-                                tracing::warn!(error = %e, workspace_id, "refresh after a notice failed");
-                            }
+                            let _ = changed.send(workspace_id);
                         }
                         Some(Effect::Tokens(workspace_id)) => {
                             // Forgets what it cannot check: a revoked token must not stay cached.
@@ -104,6 +105,30 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Rebuilds the views of the workspaces whose notices arrive on the channel. Notices that
+/// arrive while a rebuild runs are taken together afterwards, one rebuild per workspace: under a
+/// stream of writes a replica rebuilds as often as it can, never falling behind by a queue of
+/// rebuilds each a notice late.
+fn spawn_refresher(resolver: Arc<Resolver>) -> mpsc::UnboundedSender<String> {
+    let (changed, mut notices) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(first) = notices.recv().await {
+            let mut workspaces = vec![first];
+            while let Ok(more) = notices.try_recv() {
+                if !workspaces.contains(&more) {
+                    workspaces.push(more);
+                }
+            }
+            for workspace_id in workspaces {
+                if let Err(e) = resolver.refresh(&workspace_id).await {
+                    tracing::warn!(error = %e, workspace_id, "refresh after a notice failed");
+                }
+            }
+        }
+    });
+    changed
 }
 
 /// Checks every cached token and rebuilds every view; false when the database did not answer.

@@ -8,6 +8,7 @@ use crate::{env, envs, key, owner, setup, v};
 cutover_store::contract_tests!(
     moving_a_pin_closes_the_old_interval_and_keeps_history,
     one_active_pin_per_environment_holds_under_concurrent_moves,
+    a_change_log_follower_misses_no_revision_of_concurrent_writers,
     the_database_refuses_a_second_active_pin,
     a_version_s_environment_set_is_replaced_whole,
     publishing_onto_owned_environments_conflicts_unless_moving,
@@ -99,6 +100,66 @@ async fn one_active_pin_per_environment_holds_under_concurrent_moves(store: Stor
         .unwrap()
         .items;
     assert_eq!(history.iter().filter(|p| p.ended_at.is_none()).count(), 1);
+}
+
+/// What the change stream relies on: revisions become visible in order, so a reader that has
+/// seen revision R never later finds a revision below R. Eight writers move pins in their own
+/// environments while a follower reads the change log after the last revision it saw, and the
+/// resolve snapshot; every revision must reach the follower in order, none skipped.
+async fn a_change_log_follower_misses_no_revision_of_concurrent_writers(store: Store) {
+    let (ws, actor) = world(&store, 2).await;
+    let environments: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    for name in &environments {
+        store.create_environment(&owner(&ws.id, &actor), &new_env(name), 100).await.unwrap();
+    }
+    let start = store.resolve_snapshot(&ws.id).await.unwrap().revision;
+    let moves = 25;
+    let writers: Vec<_> = environments
+        .iter()
+        .map(|name| {
+            let (store, ws, actor, name) = (store.clone(), ws.clone(), actor.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for n in 0..moves {
+                    let write = pin(&store, &ws, &actor, &name, Some(n % 2 + 1)).await.unwrap();
+                    revisions.push(write.revision.unwrap());
+                }
+                revisions
+            })
+        })
+        .collect();
+    let total = start + environments.len() as i64 * moves;
+    let follower = {
+        let (store, ws) = (store.clone(), ws.clone());
+        tokio::spawn(async move {
+            let mut followed = Vec::new();
+            let mut last = start;
+            while last < total {
+                for change in store.changes_since(&ws.id, last, 1_000).await.unwrap() {
+                    assert_eq!(change.revision, last + 1, "the follower skipped a revision after {last}");
+                    last = change.revision;
+                    followed.push(last);
+                }
+                // A view read after the log is at least as new, and its revision is logged.
+                let view = store.resolve_snapshot(&ws.id).await.unwrap().revision;
+                assert!(view >= last, "a view went behind the log: {view} < {last}");
+                if view > start {
+                    let logged = store.changes_since(&ws.id, view - 1, 1).await.unwrap();
+                    assert_eq!(logged.first().map(|c| c.revision), Some(view), "a view's revision is logged");
+                }
+                tokio::task::yield_now().await;
+            }
+            followed
+        })
+    };
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    written.sort_unstable();
+    let every: Vec<i64> = (start + 1..=total).collect();
+    assert_eq!(written, every, "each write got its own revision, no gaps");
+    assert_eq!(follower.await.unwrap(), every);
 }
 
 async fn the_database_refuses_a_second_active_pin(store: Store) {
