@@ -14,8 +14,8 @@ use crate::{
 
 /// Rows per multi-row `INSERT` of exposures on SQLite. A statement binds its experiment and variant
 /// once and two parameters per row (user, time): 1,000 rows bind 2,002, well under the 32,766
-/// bound parameters the bundled SQLite allows in one statement. PostgreSQL binds four arrays
-/// (`UNNEST`), whatever the number of rows.
+/// bound parameters the bundled SQLite allows in one statement. PostgreSQL binds the users and
+/// times as two arrays (`UNNEST`), one statement whatever the number of rows.
 const SQLITE_EXPOSURE_ROWS: usize = 1_000;
 
 /// An experiment that may count an event: tracks its metric and ran at its time.

@@ -96,8 +96,7 @@ impl Exposures {
         // The table uses the hash's low bits for the slot and its top 7 for the tag: the shard
         // takes bits from the middle.
         let shard = &self.shards[(hash >> 32) as usize % SHARDS];
-        let forgotten;
-        let buffered = {
+        let (buffered, forgotten) = {
             let mut shard = shard.lock();
             let same = |(id, key, v): &Seen| *v == variant && **key == *targeting_key && **id == *experiment.id;
             if shard.seen.find(hash, same).is_some() {
@@ -108,7 +107,7 @@ impl Exposures {
                 return;
             }
             // Freed after the lock is released.
-            forgotten = (shard.seen.len() >= MAX_SEEN_PER_SHARD).then(|| std::mem::take(&mut shard.seen));
+            let forgotten = (shard.seen.len() >= MAX_SEEN_PER_SHARD).then(|| std::mem::take(&mut shard.seen));
             let entry = (experiment.id.clone(), Box::<str>::from(targeting_key), variant);
             shard.seen.insert_unique(hash, entry, |e| self.hasher.hash_one((&*e.0, &*e.1, e.2)));
             shard.pending.push(Exposure {
@@ -117,7 +116,7 @@ impl Exposures {
                 variant,
                 at: Timestamp::now(),
             });
-            self.buffered.fetch_add(1, Ordering::Relaxed) + 1
+            (self.buffered.fetch_add(1, Ordering::Relaxed) + 1, forgotten)
         };
         drop(forgotten);
         if buffered == FLUSH_AT {
