@@ -79,10 +79,13 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         state.engine_wake.clone(),
         state.shutdown.subscribe(),
     );
+    // Stopped after the drain below, not with the change streams: a request still being answered
+    // when shutdown begins may buffer an exposure, and the flusher's last flush must see it.
+    let (stop_flusher, flusher_stop) = tokio::sync::watch::channel(false);
     let flusher = state.exposures.clone().spawn(
         store.clone(),
         std::time::Duration::from_millis(state.config.exposure_flush_ms.max(1)),
-        state.shutdown.subscribe(),
+        flusher_stop,
     );
     let engine = state.start_engine()?;
     let stopping = state.shutdown.clone();
@@ -95,6 +98,7 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         .await?;
     let _ = refresher.await;
     // After the drain: the last exposures resolve buffered are written before the store closes.
+    stop_flusher.send_replace(true);
     let _ = flusher.await;
     // Within the engine's shutdown deadline: running tasks finish or are stopped, leases released.
     let _ = engine.await;

@@ -5,14 +5,18 @@
 //! leaves the totals exactly consistent with the rows: never half a batch.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use crate::db::{Conn, q, read, transaction};
+use crate::db::{Conn, Link, q, read, transaction};
 use crate::{
     EventsOutcome, Experiment, ExperimentTotals, Exposure, MetricEvent, MetricSums, Result, Store, StoreError,
 };
 
-/// Rows per multi-row insert: well under both engines' limits on bound parameters.
-const EXPOSURE_ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row `INSERT` of exposures on SQLite. A statement binds its experiment and variant
+/// once and two parameters per row (user, time): 1,000 rows bind 2,002, well under the 32,766
+/// bound parameters the bundled SQLite allows in one statement. PostgreSQL binds the users and
+/// times as two arrays (`UNNEST`), one statement whatever the number of rows.
+const SQLITE_EXPOSURE_ROWS: usize = 1_000;
 
 /// An experiment that may count an event: tracks its metric and ran at its time.
 #[derive(sqlx::FromRow)]
@@ -100,22 +104,32 @@ impl Store {
 
     /// Records first exposures. A user already recorded for an experiment is skipped (the same
     /// user always lands in the same variant). Returns how many were new.
+    ///
+    /// One statement per (experiment, variant) in the batch (on SQLite, per 1,000 rows of it):
+    /// the database's unique key decides what is new, and the statement's count of rows written
+    /// moves that variant's total, with no row sent back.
     pub async fn record_exposures(&self, exposures: &[Exposure]) -> Result<u64> {
         if exposures.is_empty() {
             return Ok(0);
         }
-        // Sorted, so that concurrent flushes (other replicas) take the unique index's locks in one
-        // order and cannot deadlock.
+        // One order for every batch on every replica (experiment, variant, user; a user's variant
+        // is fixed), so that concurrent flushes take the unique index's locks, then the totals'
+        // rows, in one order and cannot deadlock.
         let mut sorted: Vec<&Exposure> = exposures.iter().collect();
-        sorted.sort_by(|a, b| (&a.experiment_id, &a.targeting_key).cmp(&(&b.experiment_id, &b.targeting_key)));
-        sorted.dedup_by(|a, b| (&a.experiment_id, &a.targeting_key) == (&b.experiment_id, &b.targeting_key));
+        sorted.sort_unstable_by(|a, b| {
+            (&a.experiment_id, a.variant, &a.targeting_key).cmp(&(&b.experiment_id, b.variant, &b.targeting_key))
+        });
+        sorted.dedup_by(|a, b| a.experiment_id == b.experiment_id && a.targeting_key == b.targeting_key);
         transaction!(self, |tx| {
-            let mut added: BTreeMap<(String, i32), i64> = BTreeMap::new();
-            for chunk in sorted.chunks(EXPOSURE_ROWS_PER_STATEMENT) {
-                insert_exposures(tx, chunk, &mut added).await?;
+            let mut added: Vec<(&str, i32, u64)> = Vec::new();
+            for group in sorted.chunk_by(|a, b| a.experiment_id == b.experiment_id && a.variant == b.variant) {
+                let (experiment_id, variant) = (group[0].experiment_id.as_str(), variant_column(group[0].variant));
+                let new = insert_exposures(tx, experiment_id, variant, group).await?;
+                if new > 0 {
+                    added.push((experiment_id, variant, new));
+                }
             }
-            // In key order, so that concurrent flushes (other replicas) lock rows in one order.
-            for ((experiment_id, variant), n) in &added {
+            for (experiment_id, variant, new) in &added {
                 q!(
                     tx,
                     execute,
@@ -124,12 +138,12 @@ impl Store {
                          ON CONFLICT (experiment_id, variant)
                          DO UPDATE SET exposures = exposure_totals.exposures + excluded.exposures"
                     )
-                    .bind(experiment_id)
-                    .bind(variant)
-                    .bind(n)
+                    .bind(*experiment_id)
+                    .bind(*variant)
+                    .bind(i64::try_from(*new).unwrap_or(i64::MAX))
                 )?;
             }
-            count(added.values().sum())
+            added.iter().map(|(_, _, new)| new).sum::<u64>()
         })
     }
 
@@ -242,36 +256,64 @@ impl Store {
     }
 }
 
-/// One multi-row insert of exposures; adds what was new to `added`.
-async fn insert_exposures(
-    tx: &mut Conn<'_>,
-    rows: &[&Exposure],
-    added: &mut BTreeMap<(String, i32), i64>,
-) -> Result<()> {
-    let values: Vec<String> =
-        (0..rows.len()).map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4)).collect();
-    let sql = format!(
-        "INSERT INTO exposures (experiment_id, targeting_key, variant, exposed_at) VALUES {}
-         ON CONFLICT (experiment_id, targeting_key) DO NOTHING
-         RETURNING experiment_id, variant",
-        values.join(", ")
-    );
-    // Built in each engine's arm of `q!`: the bound arguments' type differs per engine.
-    let inserted: Vec<(String, i32)> = q!(tx, fetch_all, {
-        let mut query = sqlx::query_as(&sql);
-        for row in rows {
-            query = query
-                .bind(&row.experiment_id)
-                .bind(&row.targeting_key)
-                .bind(i32::try_from(row.variant).unwrap_or(i32::MAX))
-                .bind(row.at.as_micros());
+fn variant_column(variant: u32) -> i32 {
+    i32::try_from(variant).unwrap_or(i32::MAX)
+}
+
+/// Inserts the exposures of one experiment and variant, skipping users already recorded; returns
+/// how many were new.
+async fn insert_exposures(tx: &mut Conn<'_>, experiment_id: &str, variant: i32, rows: &[&Exposure]) -> Result<u64> {
+    match &mut tx.link {
+        Link::Postgres(c) => {
+            let users: Vec<&str> = rows.iter().map(|row| row.targeting_key.as_str()).collect();
+            let times: Vec<i64> = rows.iter().map(|row| row.at.as_micros()).collect();
+            let done = sqlx::query(
+                "INSERT INTO exposures (experiment_id, targeting_key, variant, exposed_at)
+                 SELECT $1, batch.targeting_key, $2, batch.exposed_at
+                 FROM UNNEST($3::text[], $4::bigint[]) AS batch (targeting_key, exposed_at)
+                 ON CONFLICT (experiment_id, targeting_key) DO NOTHING",
+            )
+            .bind(experiment_id)
+            .bind(variant)
+            .bind(users)
+            .bind(times)
+            .execute(&mut **c)
+            .await?;
+            Ok(done.rows_affected())
         }
-        query
-    })?;
-    for key in inserted {
-        *added.entry(key).or_default() += 1;
+        Link::Sqlite(c) => {
+            static FULL: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| sqlite_insert_exposures(SQLITE_EXPOSURE_ROWS));
+            let mut new = 0;
+            for chunk in rows.chunks(SQLITE_EXPOSURE_ROWS) {
+                let full = chunk.len() == SQLITE_EXPOSURE_ROWS;
+                let sql = if full {
+                    std::borrow::Cow::Borrowed(FULL.as_str())
+                } else {
+                    sqlite_insert_exposures(chunk.len()).into()
+                };
+                let mut query = sqlx::query(&sql).bind(experiment_id).bind(variant);
+                for row in chunk {
+                    query = query.bind(row.targeting_key.as_str()).bind(row.at.as_micros());
+                }
+                // A shorter tail's statement is used once: kept out of the statement cache.
+                new += query.persistent(full).execute(&mut **c).await?.rows_affected();
+            }
+            Ok(new)
+        }
     }
-    Ok(())
+}
+
+/// `INSERT … VALUES ($1, $3, $2, $4), ($1, $5, $2, $6), …` for `rows` rows of one experiment
+/// (`$1`) and variant (`$2`).
+fn sqlite_insert_exposures(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO exposures (experiment_id, targeting_key, variant, exposed_at) VALUES ");
+    for i in 0..rows {
+        let separator = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{separator}($1, ${}, $2, ${})", 2 * i + 3, 2 * i + 4);
+    }
+    sql.push_str(" ON CONFLICT (experiment_id, targeting_key) DO NOTHING");
+    sql
 }
 
 async fn add_metric_sums(

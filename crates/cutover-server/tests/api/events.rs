@@ -1,8 +1,13 @@
 //! Exposures, metric events and results: resolve records who saw which variant, events are
 //! attributed to it, and results match scipy's numbers for the same raw data.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
 use cutover_domain::Timestamp;
+use cutover_server::{AppState, ServerConfig};
 use cutover_store::{Exposure, Store};
 use serde_json::{Map, Value, json};
 
@@ -12,6 +17,7 @@ use crate::{TestApp, error};
 cutover_store::contract_tests!(
     results_match_scipy_for_a_whole_experiment,
     resolve_records_each_user_once_and_nothing_while_paused,
+    a_concurrent_burst_on_two_replicas_records_each_user_exactly_once,
     events_are_validated_as_a_whole_batch,
     results_and_events_respect_roles_and_workspaces,
 );
@@ -171,6 +177,70 @@ async fn results_match_scipy_for_a_whole_experiment(store: Store) {
     assert_matches(&results, &expected_results(&id, fixture, &needed), "results");
     // Revenue rose significantly with treatment-1: as a guardrail, that is flagged.
     assert_eq!(results["metrics"][1]["guardrail_violated"], true, "{results}");
+}
+
+async fn a_concurrent_burst_on_two_replicas_records_each_user_exactly_once(store: Store) {
+    const USERS: usize = 300;
+    let app = Arc::new(TestApp::new(store.clone()).await);
+    let id = running(&app, 3, 1.0).await;
+    // A second replica on the same database: its own snapshot, exposure buffer and flusher.
+    let state = AppState::new(store.clone(), ServerConfig::default());
+    let replica = Arc::new(TestApp {
+        router: cutover_server::app(state.clone()),
+        state,
+        store: store.clone(),
+        owner: app.owner.clone(),
+    });
+    // Both flushers write every millisecond while the burst runs, as they would under load.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let flushers: Vec<_> = [&app, &replica]
+        .iter()
+        .map(|server| server.state.exposures.clone().spawn(store.clone(), Duration::from_millis(1), stopping.clone()))
+        .collect();
+    let mut burst = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let servers = [app.clone(), replica.clone()];
+        burst.spawn(async move {
+            let mut answers = Vec::with_capacity(USERS);
+            // Every worker asks for every user, in its own order, alternating replicas.
+            for i in 0..USERS {
+                let user = (i * 7 + worker * 13) % USERS;
+                let path = format!("/api/v1/resolve/greeting?environment=production&targeting_key=user-{user}");
+                let (status, answer) = servers[(i + worker) % 2].get(&path).await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                answers.push((user, answer["variant"].as_str().unwrap().to_owned()));
+            }
+            answers
+        });
+    }
+    let mut variant_of: BTreeMap<usize, String> = BTreeMap::new();
+    for (user, variant) in burst.join_all().await.into_iter().flatten() {
+        let first = variant_of.entry(user).or_insert_with(|| variant.clone());
+        assert_eq!(*first, variant, "user-{user} always lands in one variant");
+    }
+    assert_eq!(variant_of.len(), USERS);
+    stop.send_replace(true);
+    for flusher in flushers {
+        flusher.await.unwrap();
+    }
+
+    let expected: Vec<u64> = ["control", "treatment-1", "treatment-2"]
+        .iter()
+        .map(|name| variant_of.values().filter(|v| v == name).count() as u64)
+        .collect();
+    assert!(expected.iter().all(|&n| n > 0), "every variant drew users: {expected:?}");
+    let (status, results) = app.get(&format!("/api/v1/experiments/{id}/results")).await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    assert_eq!(results["exposures"], json!(USERS), "{results}");
+    assert_eq!(results["sample_ratio"]["observed"], json!(expected), "{results}");
+    // Each replica counts the first exposures its own flushes wrote: together, each user once.
+    let mut recorded = 0;
+    for server in [&app, &replica] {
+        let (_, metrics) = server.call(Method::GET, "/metrics", None, None).await;
+        let line = metrics.as_str().unwrap().lines().find(|l| l.starts_with("cutover_exposures_recorded_total "));
+        recorded += line.and_then(|l| l.rsplit(' ').next()).unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(recorded, USERS as u64);
 }
 
 async fn resolve_records_each_user_once_and_nothing_while_paused(store: Store) {

@@ -12,6 +12,7 @@ cutover_store::contract_tests!(
     totals_stay_exact_under_16_concurrent_writers,
     another_workspace_cannot_read_totals,
     a_flush_sets_aside_the_rows_the_database_refuses_and_records_the_rest,
+    a_batch_larger_than_one_statements_parameter_limit_is_recorded_whole,
 );
 
 fn exposure(experiment: &str, user: &str, variant: u32) -> Exposure {
@@ -180,4 +181,23 @@ async fn a_flush_sets_aside_the_rows_the_database_refuses_and_records_the_rest(s
     // Nothing is left behind to block the next batch.
     let next = store.flush_exposures(vec![exposure(&id, "user-new", 0), exposure(&id, "user-0", 0)]).await;
     assert_eq!((next.recorded, next.rejected.len(), next.retry.len()), (1, 0, 0));
+}
+
+async fn a_batch_larger_than_one_statements_parameter_limit_is_recorded_whole(store: Store) {
+    let (ws, _, id) = running(&store).await;
+    // More rows than SQLite binds parameters in one statement (32,766), shuffled across both
+    // variants, with every user of the first thousand twice.
+    let rows = 40_000;
+    let mut batch: Vec<Exposure> = (0..rows)
+        .map(|i| exposure(&id, &format!("user-{}", (i * 7_919) % rows), ((i * 7_919) % rows % 2) as u32))
+        .collect();
+    batch.extend((0..1_000).map(|i| exposure(&id, &format!("user-{i}"), (i % 2) as u32)));
+    assert_eq!(store.record_exposures(&batch).await.unwrap(), rows as u64);
+    let totals = store.experiment_totals(&ws.id, &id).await.unwrap();
+    assert_eq!(totals.exposures, [rows as u64 / 2, rows as u64 / 2]);
+    // Again, with 10 new users among them: only those count.
+    batch.extend((rows..rows + 10).map(|i| exposure(&id, &format!("user-{i}"), (i % 2) as u32)));
+    assert_eq!(store.record_exposures(&batch).await.unwrap(), 10);
+    let totals = store.experiment_totals(&ws.id, &id).await.unwrap();
+    assert_eq!(totals.exposures, [rows as u64 / 2 + 5, rows as u64 / 2 + 5]);
 }
