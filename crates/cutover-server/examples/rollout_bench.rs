@@ -58,16 +58,19 @@ impl tracing::field::Visit for Statement {
     }
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Arc<StatementCounter> {
+/// The counter as a tracing layer.
+struct Counting(Arc<StatementCounter>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counting {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "sqlx::query" || !self.on.load(Ordering::Relaxed) {
+        if event.metadata().target() != "sqlx::query" || !self.0.on.load(Ordering::Relaxed) {
             return;
         }
         let mut statement = Statement::default();
         event.record(&mut statement);
         let sql = statement.0.trim_start_matches(|c: char| c == '"' || c.is_whitespace());
         let word = sql.split_whitespace().next().unwrap_or("?").to_uppercase();
-        let mut counts = self.counts.lock().expect("not poisoned");
+        let mut counts = self.0.counts.lock().expect("not poisoned");
         *counts.entry(word).or_default() += 1;
         if sql.contains("FROM rollouts WHERE state NOT IN") {
             *counts.entry("(engine passes)".into()).or_default() += 1;
@@ -146,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         use tracing_subscriber::layer::SubscriberExt;
         let counter = Arc::new(StatementCounter::default());
         let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
-        let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(counter.clone(), filter));
+        let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(Counting(counter.clone()), filter));
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
         counter
     });

@@ -76,7 +76,6 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         store.clone(),
         state.resolver.clone(),
         state.tokens.clone(),
-        state.engine_wake.clone(),
         state.shutdown.subscribe(),
     );
     let flusher = state.exposures.clone().spawn(
