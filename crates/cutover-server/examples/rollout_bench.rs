@@ -149,7 +149,8 @@ async fn main() -> anyhow::Result<()> {
         use tracing_subscriber::layer::SubscriberExt;
         let counter = Arc::new(StatementCounter::default());
         let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
-        let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(Counting(counter.clone()), filter));
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(Counting(counter.clone()), filter));
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
         counter
     });

@@ -165,7 +165,10 @@ impl RolloutReconciler {
             Ok(written) => {
                 if written.len() < results.len() {
                     for result in results.iter().filter(|r| !written.contains(&r.task_id)) {
-                        tracing::info!(task = result.task_id, "the task has a result or a newer run; this run's is not recorded");
+                        tracing::info!(
+                            task = result.task_id,
+                            "the task has a result or a newer run; this run's is not recorded"
+                        );
                     }
                 }
                 Ok(())
@@ -272,7 +275,11 @@ impl RolloutReconciler {
         let read = RolloutRead { stored: state, ..read };
         let chosen: Vec<OperationMove> = startable(&read, rollout.policy.max_parallel)
             .into_iter()
-            .map(|i| OperationMove { id: pass.operations[i].id.clone(), from: rows[i].state, to: OperationState::Running })
+            .map(|i| OperationMove {
+                id: pass.operations[i].id.clone(),
+                from: rows[i].state,
+                to: OperationState::Running,
+            })
             .collect();
         let started = self.store.start_operations(id, state, &chosen).await?;
         for operation in &started {

@@ -778,7 +778,8 @@ async fn a_killed_run_keeps_its_output_and_every_attempt_keeps_its_log(store: St
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_engine_on_another_replica_wakes_on_a_notice_not_its_tick() {
     let Some(db) = cutover_store::testing::TestDb::postgres().await else { return };
-    let a = TestApp::new(db.store.clone()).await;
+    let declared = ServerConfig { executors: scripts(&[("ok", "true")]), ..ServerConfig::default() };
+    let a = TestApp::with_config(db.store.clone(), declared).await;
     world(&a, 2).await;
 
     let other = Store::connect(&db.url(), &cutover_store::ConnectOptions::default()).await.unwrap();

@@ -9,10 +9,10 @@
 use cutover_domain::rollouts::{OperationRow, OperationState, RolloutState, TaskState, bound_log};
 use cutover_domain::{Timestamp, TokenHash};
 
+use super::tasks::keep_attempt_logs;
 use super::tasks::{SELECT_TASKS, TaskRowDb, tasks_rows};
 use super::{OperationRowDb, corrupt, fetch_rollout, unsigned};
 use crate::db::{Conn, q, snapshot, transaction};
-use super::tasks::keep_attempt_logs;
 use crate::{Result, Rollout, RolloutOperation, RolloutTask, Store, TaskOutcome};
 
 /// Rows written by one statement at most: well inside both engines' limits on parameters.

@@ -5,10 +5,10 @@
 use cutover_domain::rollouts::{MAX_TASK_LOG_BYTES, TaskState, bound_log};
 use cutover_domain::{AuditObject, Timestamp, TokenHash};
 
+use super::{RunResult, TaskStart};
 use super::{corrupt, fetch_rollout, unsigned};
 use crate::audit::{Change, record};
 use crate::db::{Conn, q, read, transaction};
-use super::{RunResult, TaskStart};
 use crate::{Caller, Result, RolloutTask, Store, StoreError, TaskOutcome, environments};
 
 /// Task rows; callers add `WHERE …`.
