@@ -9,7 +9,14 @@
 //!
 //! Without a url the bench uses a temporary SQLite database. A `postgres://` url names a server;
 //! the bench makes (and drops) its own database `cutover_rollout_bench` there.
+//!
+//! With `ROLLOUT_BENCH_COUNT=1` it also counts the SQL statements sqlx runs from the rollout's
+//! creation to its completion (by their first word) and the engine's passes (each reads the
+//! live rollouts once). Counting logs every statement, which slows the run: time without it.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -24,6 +31,52 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const DATABASE: &str = "cutover_rollout_bench";
+
+/// Counts the statements sqlx runs (its `sqlx::query` events) while `on`, by first word, and the
+/// engine's passes (each starts with the read of the live rollouts).
+#[derive(Default)]
+struct StatementCounter {
+    on: AtomicBool,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The statement of one `sqlx::query` event.
+#[derive(Default)]
+struct Statement(String);
+
+impl tracing::field::Visit for Statement {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "db.statement" {
+            value.clone_into(&mut self.0);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" && self.0.is_empty() {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// The counter as a tracing layer.
+struct Counting(Arc<StatementCounter>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counting {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" || !self.0.on.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut statement = Statement::default();
+        event.record(&mut statement);
+        let sql = statement.0.trim_start_matches(|c: char| c == '"' || c.is_whitespace());
+        let word = sql.split_whitespace().next().unwrap_or("?").to_uppercase();
+        let mut counts = self.0.counts.lock().expect("not poisoned");
+        *counts.entry(word).or_default() += 1;
+        if sql.contains("FROM rollouts WHERE state NOT IN") {
+            *counts.entry("(engine passes)".into()).or_default() += 1;
+        }
+    }
+}
 
 async fn call(router: &axum::Router, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let request = Request::builder()
@@ -92,6 +145,15 @@ async fn main() -> anyhow::Result<()> {
     let url = args.next().filter(|u| !u.is_empty());
     let targets: usize = args.next().map_or(Ok(1_000), |n| n.parse())?;
     let parallel: u32 = args.next().map_or(Ok(50), |n| n.parse())?;
+    let counter = std::env::var("ROLLOUT_BENCH_COUNT").is_ok_and(|v| v == "1").then(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let counter = Arc::new(StatementCounter::default());
+        let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(Counting(counter.clone()), filter));
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+        counter
+    });
 
     let dir = tempfile::tempdir()?;
     let database = match &url {
@@ -133,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let floor = baseline(targets, parallel as usize).await;
+    if let Some(counter) = &counter {
+        counter.on.store(true, Ordering::Relaxed);
+    }
     let started = Instant::now();
     let made = call(
         &router,
@@ -159,6 +224,9 @@ async fn main() -> anyhow::Result<()> {
         assert!(rollout["state"] != "failed", "{rollout}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    if let Some(counter) = &counter {
+        counter.on.store(false, Ordering::Relaxed);
+    }
     state.shutdown.send_replace(true);
     let _ = engine.await;
 
@@ -174,6 +242,19 @@ async fn main() -> anyhow::Result<()> {
         floor.as_secs_f64(),
         targets.div_ceil(parallel as usize)
     );
+    if let Some(counter) = &counter {
+        let counts = counter.counts.lock().expect("not poisoned");
+        // The bench's own polling reads (about one GET a 20 ms) are in these counts too.
+        let data: u64 = counts
+            .iter()
+            .filter(|(word, _)| matches!(word.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH"))
+            .map(|(_, n)| n)
+            .sum();
+        println!(
+            "statements, create to completed: {counts:?}; data statements per task: {:.2}",
+            data as f64 / targets as f64
+        );
+    }
     for n in [1_000, 10_000] {
         println!("derive state of {n} operations: {:.1} µs (median of 201)", derivation_median(n).as_secs_f64() * 1e6);
     }

@@ -95,6 +95,8 @@ impl AppState {
         let rollouts_wake = Arc::new(tokio::sync::Notify::new());
         let pools_wake = Arc::new(tokio::sync::Notify::new());
         let queue_wake = Arc::new(tokio::sync::Notify::new());
+        // Other replicas' work for the engine arrives as PostgreSQL notices.
+        let notices = engine::notices::spawn(&self.store, self.engine_wake.clone(), self.shutdown.subscribe());
         let forward = {
             let (engine, wakes) =
                 (self.engine_wake.clone(), [rollouts_wake.clone(), pools_wake.clone(), queue_wake.clone()]);
@@ -148,6 +150,9 @@ impl AppState {
             let _ = pools.await;
             let _ = queue.await;
             let _ = forward.await;
+            if let Some(notices) = notices {
+                let _ = notices.await;
+            }
         }))
     }
 }

@@ -76,7 +76,6 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         store.clone(),
         state.resolver.clone(),
         state.tokens.clone(),
-        state.engine_wake.clone(),
         state.shutdown.subscribe(),
     );
     // Stopped after the drain below, not with the change streams: a request still being answered

@@ -83,7 +83,7 @@ macro_rules! transaction {
                     // Delivered to every replica at commit, never on rollback.
                     for effect in effects.iter() {
                         sqlx::query("SELECT pg_notify($1, $2)")
-                            .bind($crate::effects::CHANNEL)
+                            .bind(effect.channel())
                             .bind(effect.payload())
                             .execute(&mut *txn)
                             .await?;

@@ -4,7 +4,8 @@
 //! cannot forget them; the transaction then
 //!
 //! - on PostgreSQL, sends one `NOTIFY` per effect **inside** the transaction: PostgreSQL delivers
-//!   it to every replica exactly at commit, and never for a rollback;
+//!   it to every replica exactly at commit, and never for a rollback (the engine's on a channel of
+//!   its own, [`ENGINE_CHANNEL`]);
 //! - after the commit, awaits the commit hooks of this process (the server refreshes its resolve
 //!   view before the write's caller answers, so a client reads its own writes, forgets or
 //!   re-checks tokens, wakes the engine).
@@ -18,6 +19,10 @@ use std::sync::{Arc, RwLock};
 /// The channel effects are announced on, between replicas.
 pub const CHANNEL: &str = "cutover_changes";
 
+/// The channel work for the engine is announced on: apart from [`CHANNEL`], so that the engine's
+/// listener and the resolve view's each hear only their own notices.
+pub const ENGINE_CHANNEL: &str = "cutover_engine";
+
 /// One thing a write changed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Effect {
@@ -30,7 +35,15 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// The notice's payload on [`CHANNEL`].
+    /// The channel the notice is sent on.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Self::Resolve(_) | Self::Tokens(_) => CHANNEL,
+            Self::Engine => ENGINE_CHANNEL,
+        }
+    }
+
+    /// The notice's payload on its [`Effect::channel`].
     pub fn payload(&self) -> String {
         match self {
             Self::Resolve(workspace) => format!("resolve:{workspace}"),
@@ -125,6 +138,10 @@ mod tests {
         for effect in effects.iter() {
             assert_eq!(Effect::parse(&effect.payload()).as_ref(), Some(effect));
         }
+        // The engine listens apart from the resolve view.
+        assert_eq!(Effect::Engine.channel(), ENGINE_CHANNEL);
+        assert_eq!(Effect::Resolve("w1".into()).channel(), CHANNEL);
+        assert_eq!(Effect::Tokens("w1".into()).channel(), CHANNEL);
         assert_eq!(Effect::parse("resolve:"), None);
         assert_eq!(Effect::parse("other:x"), None);
         assert_eq!(Effect::parse("nonsense"), None);

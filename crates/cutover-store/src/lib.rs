@@ -48,6 +48,7 @@ pub use queue::{
     ActiveListing, Applied, BatchSpec, ChangeRequest, CheckRun, NewChangeRequest, NewQueue, Queue, QueueBatch,
     QueueStatus, QueueWork, RequestChange, RequestTransition, RunningCheck, RunningCheckSummary,
 };
+pub use rollouts::{OperationBrief, OperationMove, RolloutPass, RunResult, TaskStart};
 pub use snapshot::ResolveSnapshot;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod executors;
 pub mod health;
+pub mod notices;
 pub mod pool_metrics;
 pub mod pools;
 pub mod queue;

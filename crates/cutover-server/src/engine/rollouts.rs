@@ -1,28 +1,40 @@
-//! The rollout reconciler. For each live rollout whose lease this replica holds, one pass:
+//! The rollout reconciler. For each live rollout whose lease this replica holds, one pass reads
+//! the rollout once (every operation's state, and in full only the operations in flight with
+//! their tasks: `Store::rollout_pass`), then:
 //!
-//! 1. drive each running operation through its tasks in order: start the next task (a run under
-//!    the lease's token), take over a run orphaned by a crash once its deadline has passed, and
-//!    settle the operation when its last task completed or one failed;
-//! 2. settle operations being stopped once nothing of theirs runs;
-//! 3. re-read every operation row and write the rollout's derived state, compare-and-set (the
-//!    pin moves in the same transaction on completion);
-//! 4. start the operations the scheduler allows (waves, `max_parallel`).
+//! 1. drives each running operation through its tasks in order: its next task is to start (a
+//!    run under the lease's token, or a takeover of a run orphaned by a crash once its deadline
+//!    has passed), or the operation settles when its last task completed or one failed;
+//! 2. settles operations being stopped once nothing of theirs runs;
+//! 3. writes those settlements in one statement, and derives the rollout's state from the rows
+//!    read with its own writes applied (each compare-and-set on what it read; a person's control
+//!    meanwhile changed the rollout's state, which the compare-and-set of the derived state then
+//!    refuses); the pin moves in the same transaction on completion;
+//! 4. starts the operations the scheduler allows (waves, `max_parallel`) in one statement, and
+//!    every task run of the pass in one more.
 //!
-//! Task runs execute in this process; their results are written under the lease token, so a run
-//! that lost its lease cannot record over a newer one. A webhook run's result arrives through the
+//! A pass's cost so grows with the operations in flight and the changes it makes, not with the
+//! rollout's size beyond one narrow read of its operation rows.
+//!
+//! Task runs execute in this process; their results are written by the next pass, all in one
+//! statement, each under its run's lease token, so a run that lost its lease cannot record over
+//! a newer one (a crash before that write loses the result like a crash during the run: the task
+//! runs again, with the same idempotency key, once its deadline has passed). A webhook run's result arrives through the
 //! callback endpoint (on any replica) and is fenced by the run's callback token instead; once its
 //! task has a result, the run here has nothing left to do and is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cutover_domain::Timestamp;
 use cutover_domain::rollouts::{
-    CallbackToken, ExecutorSpec, OperationState, RolloutRead, TaskState, WebhookSecret, derive_state,
+    CallbackToken, ExecutorSpec, OperationRow, OperationState, RolloutRead, TaskState, WebhookSecret, derive_state,
     halted_operation_state, startable,
 };
-use cutover_store::{RolloutDetail, RolloutOperation, RolloutTask, Store, TaskOutcome};
+use cutover_store::{
+    OperationMove, Rollout, RolloutOperation, RolloutPass, RolloutTask, RunResult, Store, TaskOutcome, TaskStart,
+};
 use serde_json::Value;
 use tokio::sync::{Notify, OnceCell, watch};
 
@@ -36,6 +48,7 @@ use crate::config::ExecutorConfig;
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 struct LocalRun {
+    rollout: String,
     token: i64,
     /// A webhook run only waits for its receiver: it is dropped, not stopped, at shutdown.
     webhook: bool,
@@ -59,6 +72,9 @@ pub struct RolloutReconciler {
     wake: Arc<Notify>,
     /// Task runs executing in this process, by task id.
     runs: Arc<Mutex<HashMap<String, LocalRun>>>,
+    /// Results of runs that ended here, written by the next pass, all in one statement (each
+    /// under its run's lease token).
+    results: Arc<Mutex<Vec<RunResult>>>,
     /// Leases held, by rollout id: released when the rollout ends or at shutdown.
     held: Mutex<HashMap<String, i64>>,
     /// Base of the callback URLs sent to webhook receivers.
@@ -97,6 +113,7 @@ impl RolloutReconciler {
             config,
             wake,
             runs: Arc::default(),
+            results: Arc::default(),
             held: Mutex::default(),
             warming: Mutex::default(),
         })
@@ -107,8 +124,7 @@ impl RolloutReconciler {
     /// of the pinned one, and can still get there (not paused, the version's starts not at the
     /// failure limit). The wait lasts at most the pool's build timeout plus a minute, then the pin
     /// moves anyway (logged): a pool never holds a release back for good.
-    async fn waits_for_pools(&self, detail: &RolloutDetail) -> anyhow::Result<bool> {
-        let rollout = &detail.rollout;
+    async fn waits_for_pools(&self, rollout: &Rollout) -> anyhow::Result<bool> {
         let now = Timestamp::now();
         for pool in self.store.list_pools(&rollout.workspace_id).await? {
             if pool.artifact != rollout.artifact || pool.environment != rollout.environment {
@@ -140,6 +156,32 @@ impl RolloutReconciler {
         Ok(false)
     }
 
+    /// Writes the results of the runs that ended here since the last pass, in one transaction.
+    /// Those the store refuses (the run lost its lease, or the task was settled otherwise) are
+    /// dropped; after a failed write all are kept for the next pass.
+    async fn record_results(&self) -> anyhow::Result<()> {
+        let results = std::mem::take(&mut *self.results.lock().unwrap_or_else(PoisonError::into_inner));
+        match self.store.finish_tasks(&results).await {
+            Ok(written) => {
+                if written.len() < results.len() {
+                    for result in results.iter().filter(|r| !written.contains(&r.task_id)) {
+                        tracing::info!(
+                            task = result.task_id,
+                            "the task has a result or a newer run; this run's is not recorded"
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let mut pending = self.results.lock().unwrap_or_else(PoisonError::into_inner);
+                let newer = std::mem::replace(&mut *pending, results);
+                pending.extend(newer);
+                Err(e.into())
+            }
+        }
+    }
+
     fn lease_name(id: &str) -> String {
         format!("rollout:{id}")
     }
@@ -158,32 +200,57 @@ impl RolloutReconciler {
             return Ok(());
         };
         self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), token);
-        let detail = self.store.rollout_for_engine(id).await?;
-        self.drop_settled_webhook_runs(&detail);
-        let rollout_state = detail.rollout.state;
-        let content = OnceCell::new();
-        for operation in &detail.operations {
+        let pass = self.store.rollout_pass(id).await?;
+        self.drop_settled_webhook_runs(&pass);
+        let rollout = &pass.rollout;
+
+        // 1–2. What each operation in flight needs: a task started, or the operation settled.
+        let mut moves = Vec::new();
+        let mut starts = Vec::new();
+        for operation in &pass.in_flight {
             match operation.state {
-                OperationState::Running | OperationState::RunningDegraded => {
-                    self.drive(&detail, &content, operation, token).await?;
+                OperationState::Running | OperationState::RunningDegraded => match self.next_step(operation, token) {
+                    Step::Settle(to) => {
+                        moves.push(OperationMove { id: operation.id.clone(), from: operation.state, to });
+                    }
+                    Step::Start(task) => starts.push((operation, task)),
+                    Step::Wait => {}
+                },
+                OperationState::Stopping => {
+                    if let Some(to) = self.settle_stopping(operation, rollout.state, token).await? {
+                        moves.push(OperationMove { id: operation.id.clone(), from: OperationState::Stopping, to });
+                    }
                 }
-                OperationState::Stopping => self.settle_stopping(operation, rollout_state, token).await?,
                 _ => {}
             }
         }
+        // The rows as they stand after this pass's moves: what was read, and what was written
+        // over it (each move compare-and-set on what was read).
+        let mut rows: Vec<OperationRow> = pass.operations.iter().map(|o| o.row).collect();
+        if !moves.is_empty() {
+            let index: HashMap<&str, usize> =
+                pass.operations.iter().enumerate().map(|(i, o)| (o.id.as_str(), i)).collect();
+            for moved in self.store.move_operations(id, &moves).await? {
+                let Some(change) = moves.iter().find(|m| m.id == moved) else { continue };
+                if let Some(row) = index.get(moved.as_str()).map(|&i| &mut rows[i]) {
+                    row.pause_released &= matches!(change.to, OperationState::Paused | OperationState::Failed);
+                    row.state = change.to;
+                }
+            }
+        }
 
-        // The rollout's state from every operation row, read again after the changes above.
-        let detail = self.store.rollout_for_engine(id).await?;
-        let rows: Vec<_> = detail.operations.iter().map(RolloutOperation::row).collect();
+        // 3. The rollout's state from every operation row. A person's control committed since the
+        // read changed the rollout's state, so the compare-and-set below refuses a state derived
+        // from rows it did not see.
         let read = RolloutRead {
-            stored: detail.rollout.state,
-            expected_operations: detail.rollout.operation_count,
+            stored: rollout.state,
+            expected_operations: rollout.operation_count,
             operations: &rows,
-            failure_budget: detail.rollout.policy.failure_budget,
+            failure_budget: rollout.policy.failure_budget,
         };
-        let mut state = detail.rollout.state;
+        let mut state = rollout.state;
         if let Some(to) = derive_state(&read).change_from(state) {
-            if to == cutover_domain::rollouts::RolloutState::Completed && self.waits_for_pools(&detail).await? {
+            if to == cutover_domain::rollouts::RolloutState::Completed && self.waits_for_pools(rollout).await? {
                 // Re-checked every tick until warm (or the wait's limit).
                 return Ok(());
             }
@@ -198,84 +265,104 @@ impl RolloutReconciler {
             }
         }
         if state.is_terminal() {
-            self.stop_local_runs(&detail);
+            self.stop_local_runs(id);
             self.store.release_lease(&Self::lease_name(id), &self.owner).await?;
             self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
             return Ok(());
         }
+
+        // 4. The operations the scheduler allows start, and their first tasks with the others.
         let read = RolloutRead { stored: state, ..read };
-        let mut started = false;
-        for index in startable(&read, detail.rollout.policy.max_parallel) {
-            let operation = &detail.operations[index];
-            started |= self.store.advance_operation(&operation.id, operation.state, OperationState::Running).await?;
+        let chosen: Vec<OperationMove> = startable(&read, rollout.policy.max_parallel)
+            .into_iter()
+            .map(|i| OperationMove {
+                id: pass.operations[i].id.clone(),
+                from: rows[i].state,
+                to: OperationState::Running,
+            })
+            .collect();
+        let started = self.store.start_operations(id, state, &chosen).await?;
+        for operation in &started {
+            if let Step::Start(task) = self.next_step(operation, token) {
+                starts.push((operation, task));
+            }
         }
-        if started {
-            // Their first tasks start on the next pass, at once.
-            self.wake.notify_one();
-        }
-        Ok(())
+        self.start(rollout, token, &starts).await
     }
 
-    /// Moves one running operation along its tasks.
-    async fn drive(
-        &self,
-        detail: &RolloutDetail,
-        content: &OnceCell<Value>,
-        operation: &RolloutOperation,
-        token: i64,
-    ) -> anyhow::Result<()> {
+    /// What a running operation needs next: its first unfinished task started (or taken over from
+    /// a run orphaned by a crash or a lost lease: the store lets it start again only once the old
+    /// run's deadline has passed, so it never runs twice at once), or the operation settled.
+    fn next_step<'a>(&self, operation: &'a RolloutOperation, token: i64) -> Step<'a> {
         let Some(task) = operation.tasks.iter().find(|t| t.state != TaskState::Completed) else {
-            if self.store.advance_operation(&operation.id, operation.state, OperationState::Completed).await? {
-                self.wake.notify_one();
-            }
-            return Ok(());
+            return Step::Settle(OperationState::Completed);
         };
         match task.state {
-            TaskState::Failed | TaskState::Cancelled => {
-                if self.store.advance_operation(&operation.id, operation.state, OperationState::Failed).await? {
-                    self.wake.notify_one();
-                }
-            }
-            TaskState::Pending | TaskState::Stopped => self.start(detail, content, operation, task, token).await?,
+            TaskState::Failed | TaskState::Cancelled => Step::Settle(OperationState::Failed),
+            TaskState::Pending | TaskState::Stopped => Step::Start(task),
             TaskState::Running => {
                 let manual = matches!(operation.executor, ExecutorSpec::Manual {});
-                if !manual && !self.runs_here(task, token) {
-                    // Orphaned by a crash or a lost lease: the store lets it start again only once
-                    // the old run's deadline has passed, so it never runs twice at once.
-                    self.start(detail, content, operation, task, token).await?;
-                }
+                if !manual && !self.runs_here(task, token) { Step::Start(task) } else { Step::Wait }
             }
-            TaskState::Completed => {}
+            TaskState::Completed => Step::Wait,
+        }
+    }
+
+    /// Starts runs of these tasks under the lease, in one write, then executes each here.
+    async fn start(
+        &self,
+        rollout: &Rollout,
+        token: i64,
+        tasks: &[(&RolloutOperation, &RolloutTask)],
+    ) -> anyhow::Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut callbacks = HashMap::new();
+        let starts: Vec<TaskStart> = tasks
+            .iter()
+            .map(|(operation, task)| {
+                let timeout = operation.executor.timeout_seconds().map(|s| Duration::from_secs(u64::from(s)));
+                let deadline = timeout.map(|t| {
+                    let micros = i64::try_from((t + DEADLINE_GRACE).as_micros()).unwrap_or(i64::MAX);
+                    Timestamp::from_micros(Timestamp::now().as_micros().saturating_add(micros))
+                });
+                // Every webhook run gets its own callback token: an earlier run's stops working.
+                let callback = matches!(operation.executor, ExecutorSpec::Webhook { .. }).then(CallbackToken::generate);
+                let hash = callback.as_ref().map(CallbackToken::hash);
+                if let Some(callback) = callback {
+                    callbacks.insert(task.id.clone(), callback);
+                }
+                TaskStart { id: task.id.clone(), deadline, callback: hash }
+            })
+            .collect();
+        let operations: HashMap<&str, &RolloutOperation> = tasks.iter().map(|(o, _)| (o.id.as_str(), *o)).collect();
+        let once = ReadOnce::default();
+        for task in self.store.start_task_runs(token, &starts).await? {
+            let Some(operation) = operations.get(task.operation_id.as_str()) else { continue };
+            let callback = callbacks.remove(&task.id);
+            self.run(rollout, operation, task, token, callback, &once).await?;
         }
         Ok(())
     }
 
-    async fn start(
+    /// Executes one started run here.
+    async fn run(
         &self,
-        detail: &RolloutDetail,
-        content: &OnceCell<Value>,
+        rollout: &Rollout,
         operation: &RolloutOperation,
-        task: &RolloutTask,
+        task: RolloutTask,
         token: i64,
+        callback: Option<CallbackToken>,
+        once: &ReadOnce,
     ) -> anyhow::Result<()> {
-        let timeout = operation.executor.timeout_seconds().map(|s| Duration::from_secs(u64::from(s)));
-        let deadline = timeout.map(|t| {
-            let micros = i64::try_from((t + DEADLINE_GRACE).as_micros()).unwrap_or(i64::MAX);
-            Timestamp::from_micros(Timestamp::now().as_micros().saturating_add(micros))
-        });
-        let webhook = matches!(operation.executor, ExecutorSpec::Webhook { .. });
-        // Every webhook run gets its own callback token: an earlier run's stops working.
-        let callback = webhook.then(CallbackToken::generate);
-        let hash = callback.as_ref().map(CallbackToken::hash);
-        let Some(task) = self.store.start_task_run(&task.id, token, deadline, hash.as_ref()).await? else {
-            return Ok(());
-        };
-        let Some(timeout) = timeout else {
+        let Some(timeout) = operation.executor.timeout_seconds().map(|s| Duration::from_secs(u64::from(s))) else {
             // Manual: the task waits for a person.
             return Ok(());
         };
-        let rollout = &detail.rollout;
-        let executor = match self.runnable(&operation.executor, &rollout.workspace_id).await {
+        let webhook = callback.is_some();
+        let hash = callback.as_ref().map(CallbackToken::hash);
+        let executor = match self.runnable(&operation.executor, &rollout.workspace_id, &once.workspace).await {
             Ok(executor) => executor,
             Err(error) => {
                 let outcome = TaskOutcome { succeeded: false, exit_code: None, error: Some(error), log: String::new() };
@@ -284,8 +371,8 @@ impl RolloutReconciler {
                 return Ok(());
             }
         };
-        // Read once per pass, however many tasks start in it.
-        let content = content
+        let content = once
+            .content
             .get_or_try_init(|| async {
                 let version = self.store.get_version(&rollout.workspace_id, &rollout.artifact, rollout.version).await?;
                 Ok::<_, cutover_store::StoreError>(version.content.value().clone())
@@ -307,6 +394,7 @@ impl RolloutReconciler {
         };
         let (stop, stopped) = watch::channel(false);
         let (store, wake, task_id) = (self.store.clone(), self.wake.clone(), task.id.clone());
+        let results = self.results.clone();
         let (client, admission) = (self.client.clone(), self.admission.clone());
         let callback_url = format!("{}/api/v1/rollouts/{}/tasks/{}/callback", self.public_url, rollout.id, task.id);
         let handle = tokio::spawn(async move {
@@ -335,7 +423,13 @@ impl RolloutReconciler {
                         e => Err(e),
                     })
                 }
-                (RunEnd::Finished(outcome), None) => store.finish_task(&task_id, token, outcome).await,
+                (RunEnd::Finished(outcome), None) => {
+                    let result = RunResult { task_id: task_id.clone(), token, outcome: outcome.clone() };
+                    results.lock().unwrap_or_else(PoisonError::into_inner).push(result);
+                    // The pass this wakes records it.
+                    wake.notify_one();
+                    return;
+                }
                 // What a killed command printed is kept; a webhook run's log is its callbacks'.
                 (RunEnd::Stopped { log }, None) => {
                     store.stop_task(&task_id, Some(token), TaskState::Stopped, Some(log.as_str())).await
@@ -354,22 +448,34 @@ impl RolloutReconciler {
             wake.notify_one();
         });
         tracing::info!(task = %task.id, target = %operation.target, step = %task.step, attempt = task.attempts, "task started");
-        self.runs().insert(task.id.clone(), LocalRun { token, webhook, stop, handle });
+        let run = LocalRun { rollout: rollout.id.clone(), token, webhook, stop, handle };
+        self.runs().insert(task.id, run);
         Ok(())
     }
 
     /// What a task of this executor runs, as the configuration says now: an executor the
     /// operator removed (or no longer allows the workspace) runs nothing, and the task fails
     /// saying why.
-    async fn runnable(&self, executor: &ExecutorSpec, workspace_id: &str) -> Result<Runnable, String> {
+    /// `workspace`: the workspace's name, read once per pass.
+    async fn runnable(
+        &self,
+        executor: &ExecutorSpec,
+        workspace_id: &str,
+        workspace: &OnceCell<Result<String, String>>,
+    ) -> Result<Runnable, String> {
         match executor {
             ExecutorSpec::Command { executor, .. } => {
-                let workspace = self
-                    .store
-                    .get_workspace(workspace_id)
+                let workspace = workspace
+                    .get_or_init(|| async {
+                        self.store
+                            .get_workspace(workspace_id)
+                            .await
+                            .map(|w| w.name.as_str().to_owned())
+                            .map_err(|e| format!("could not read the rollout's workspace: {e}"))
+                    })
                     .await
-                    .map_err(|e| format!("could not read the rollout's workspace: {e}"))?;
-                self.admission.executor(executor, &workspace.name).cloned().map(Runnable::Command)
+                    .clone()?;
+                self.admission.executor(executor, &workspace).cloned().map(Runnable::Command)
             }
             ExecutorSpec::Webhook { url, secret, .. } => {
                 Ok(Runnable::Webhook { url: url.clone(), secret: self.admission.open(secret)? })
@@ -378,13 +484,14 @@ impl RolloutReconciler {
         }
     }
 
-    /// An operation being stopped: its runs here are asked to stop; once none runs, it settles.
+    /// An operation being stopped: its runs here are asked to stop; once none runs, the state it
+    /// settles in.
     async fn settle_stopping(
         &self,
         operation: &RolloutOperation,
         rollout: cutover_domain::rollouts::RolloutState,
         token: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<OperationState>> {
         let mut running = false;
         for task in operation.tasks.iter().filter(|t| t.state == TaskState::Running) {
             if self.runs_here(task, token) {
@@ -401,34 +508,49 @@ impl RolloutReconciler {
                 running = true;
             }
         }
-        if !running {
-            let to = halted_operation_state(rollout);
-            if self.store.advance_operation(&operation.id, OperationState::Stopping, to).await? {
-                self.wake.notify_one();
-            }
-        }
-        Ok(())
+        Ok((!running).then(|| halted_operation_state(rollout)))
     }
 
     /// A webhook run whose task has its result (the receiver called back, perhaps on another
-    /// replica) or was settled otherwise has nothing left to wait for.
-    fn drop_settled_webhook_runs(&self, detail: &RolloutDetail) {
-        let runs = self.runs();
-        for task in detail.operations.iter().flat_map(|o| &o.tasks).filter(|t| t.state != TaskState::Running) {
-            if let Some(run) = runs.get(&task.id).filter(|run| run.webhook) {
+    /// replica) or was settled otherwise has nothing left to wait for: a run of this rollout
+    /// whose task the pass did not read as running (every running task belongs to an operation
+    /// in flight).
+    fn drop_settled_webhook_runs(&self, pass: &RolloutPass) {
+        let running: HashSet<&str> = pass
+            .in_flight
+            .iter()
+            .flat_map(|o| &o.tasks)
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| t.id.as_str())
+            .collect();
+        for (task, run) in self.runs().iter() {
+            if run.webhook && run.rollout == pass.rollout.id && !running.contains(task.as_str()) {
                 run.handle.abort();
             }
         }
     }
 
-    fn stop_local_runs(&self, detail: &RolloutDetail) {
-        let runs = self.runs();
-        for task in detail.operations.iter().flat_map(|o| &o.tasks) {
-            if let Some(run) = runs.get(&task.id) {
-                run.stop.send_replace(true);
-            }
+    fn stop_local_runs(&self, rollout_id: &str) {
+        for run in self.runs().values().filter(|run| run.rollout == rollout_id) {
+            run.stop.send_replace(true);
         }
     }
+}
+
+/// What the runs a pass starts share, read once per pass however many start.
+#[derive(Default)]
+struct ReadOnce {
+    /// The version's content.
+    content: OnceCell<Value>,
+    /// The rollout's workspace's name (what declared executors are allowed for), or why not.
+    workspace: OnceCell<Result<String, String>>,
+}
+
+/// What a running operation needs next.
+enum Step<'a> {
+    Start(&'a RolloutTask),
+    Settle(OperationState),
+    Wait,
 }
 
 impl Reconciler for RolloutReconciler {
@@ -437,6 +559,7 @@ impl Reconciler for RolloutReconciler {
     }
 
     async fn reconcile(&self) -> anyhow::Result<()> {
+        self.record_results().await?;
         self.runs().retain(|_, run| !run.handle.is_finished());
         for id in self.store.live_rollouts().await? {
             if let Err(e) = self.reconcile_rollout(&id).await {
@@ -461,6 +584,9 @@ impl Reconciler for RolloutReconciler {
             others.into_iter().map(|run| (run.stop, run.handle)).collect()
         };
         super::wind_down(handles, deadline).await;
+        if let Err(e) = self.record_results().await {
+            tracing::warn!(error = %e, "could not record the last runs' results; their tasks run again elsewhere");
+        }
         super::release_held(&self.store, &self.owner, &self.held, Self::lease_name).await;
     }
 }

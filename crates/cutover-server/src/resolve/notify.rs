@@ -8,7 +8,7 @@ use std::time::Duration;
 use cutover_store::Store;
 use cutover_store::effects::Effect;
 use sqlx::postgres::PgListener;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::Resolver;
 use crate::tokens::TokenCache;
@@ -30,7 +30,6 @@ pub fn spawn(
     store: Store,
     resolver: Arc<Resolver>,
     tokens: Arc<TokenCache>,
-    engine_wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -85,10 +84,8 @@ pub fn spawn(
                                 tracing::warn!(error = %e, workspace_id, "checking tokens after a notice failed");
                             }
                         }
-                        // Another replica made work for the engine: a replica holding its lease
-                        // acts now rather than on its tick.
-                        Some(Effect::Engine) => engine_wake.notify_one(),
-                        None => {}
+                        // The engine's notices have a channel of their own (`crate::engine::notices`).
+                        Some(Effect::Engine) | None => {}
                     },
                     // The connection dropped; the next receive reconnects. Notices may be lost
                     // meanwhile. Cached tokens are kept: the database may be down for long.

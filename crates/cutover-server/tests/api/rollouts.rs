@@ -776,3 +776,40 @@ async fn a_killed_run_keeps_its_output_and_every_attempt_keeps_its_log(store: St
     let (status, body) = app.get(&format!("{log_path}?attempt=two")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")), "{body}");
 }
+
+/// Two replicas on one PostgreSQL database: A serves the API and runs no engine; B runs the
+/// engine with a tick of an hour. A rollout created through A is driven to completion by B, so B
+/// woke on A's notice (`NOTIFY` at commit), not on its tick: B's own writes and runs wake it after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_engine_on_another_replica_wakes_on_a_notice_not_its_tick() {
+    let Some(db) = cutover_store::testing::TestDb::postgres().await else { return };
+    let declared = ServerConfig { executors: scripts(&[("ok", "true")]), ..ServerConfig::default() };
+    let a = TestApp::with_config(db.store.clone(), declared).await;
+    world(&a, 2).await;
+
+    let other = Store::connect(&db.url(), &cutover_store::ConnectOptions::default()).await.unwrap();
+    let hour = ServerConfig {
+        engine_tick_ms: 3_600_000,
+        engine_lease_seconds: 5,
+        executors: scripts(&[("ok", "true")]),
+        ..ServerConfig::default()
+    };
+    let b = cutover_server::AppState::new(other.clone(), hour);
+    let engine = b.start_engine().unwrap();
+    // B's first pass runs at once, on nothing; after it, only a wake can run another.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let id = start(
+        &a,
+        json!({"artifact": "greeting", "environment": "production", "version": 2, "max_parallel": 1,
+               "executor": {"type": "command", "name": "ok"}}),
+    )
+    .await;
+    let rollout = wait_for(&a, &id, "replica B to complete the rollout", state_is("completed")).await;
+    assert_eq!(row_states(&rollout), owned(&[("completed", &["completed"]), ("completed", &["completed"])]));
+    assert!(rollout["pinned_revision"].is_i64(), "the pin moved on completion: {rollout:#}");
+
+    b.shutdown.send_replace(true);
+    engine.await.unwrap();
+    other.close().await;
+}

@@ -21,8 +21,10 @@ use crate::{
     StoreError, artifacts, environments, stored_environment, stored_key,
 };
 
+mod engine;
 mod tasks;
 
+pub use engine::{OperationBrief, OperationMove, RolloutPass, RunResult, TaskStart};
 use tasks::{SELECT_TASKS, TaskRowDb, tasks_rows};
 
 #[derive(sqlx::FromRow)]
@@ -110,6 +112,26 @@ struct OperationRowDb {
     updated_at: i64,
 }
 
+impl OperationRowDb {
+    fn into_operation(self, tasks: Vec<RolloutTask>) -> Result<RolloutOperation> {
+        Ok(RolloutOperation {
+            executor: serde_json::from_str(&self.executor_settings)?,
+            target_config: serde_json::from_str(&self.target_config)?,
+            position: unsigned(self.position)?,
+            wave: unsigned(self.wave)?,
+            state: self.state.parse().map_err(corrupt)?,
+            on_failure: self.on_failure.parse().map_err(corrupt)?,
+            pause_released: self.pause_released,
+            started_at: self.started_at.map(Timestamp::from_micros),
+            ended_at: self.ended_at.map(Timestamp::from_micros),
+            updated_at: Timestamp::from_micros(self.updated_at),
+            id: self.id,
+            target: self.target,
+            tasks,
+        })
+    }
+}
+
 /// The rollout row, in the workspace when one is given (the engine reads across workspaces).
 async fn fetch_rollout(conn: &mut Conn<'_>, workspace_id: Option<&str>, id: &str) -> Result<Rollout> {
     let row: Option<RolloutRow> = q!(
@@ -144,25 +166,13 @@ async fn fetch_detail(conn: &mut Conn<'_>, workspace_id: Option<&str>, id: &str)
     for task in tasks_rows(tasks)? {
         by_operation.entry(task.operation_id.clone()).or_default().push(task);
     }
-    let mut operations = Vec::with_capacity(rows.len());
-    for row in rows {
-        let executor: ExecutorSpec = serde_json::from_str(&row.executor_settings)?;
-        operations.push(RolloutOperation {
-            tasks: by_operation.remove(&row.id).unwrap_or_default(),
-            id: row.id,
-            target: row.target,
-            target_config: serde_json::from_str(&row.target_config)?,
-            position: unsigned(row.position)?,
-            wave: unsigned(row.wave)?,
-            state: row.state.parse().map_err(corrupt)?,
-            on_failure: row.on_failure.parse().map_err(corrupt)?,
-            pause_released: row.pause_released,
-            executor,
-            started_at: row.started_at.map(Timestamp::from_micros),
-            ended_at: row.ended_at.map(Timestamp::from_micros),
-            updated_at: Timestamp::from_micros(row.updated_at),
-        });
-    }
+    let operations = rows
+        .into_iter()
+        .map(|row| {
+            let tasks = by_operation.remove(&row.id).unwrap_or_default();
+            row.into_operation(tasks)
+        })
+        .collect::<Result<_>>()?;
     Ok(RolloutDetail { rollout, operations })
 }
 

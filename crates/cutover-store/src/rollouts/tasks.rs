@@ -5,6 +5,7 @@
 use cutover_domain::rollouts::{MAX_TASK_LOG_BYTES, TaskState, bound_log};
 use cutover_domain::{AuditObject, Timestamp, TokenHash};
 
+use super::{RunResult, TaskStart};
 use super::{corrupt, fetch_rollout, unsigned};
 use crate::audit::{Change, record};
 use crate::db::{Conn, q, read, transaction};
@@ -181,27 +182,8 @@ impl Store {
         deadline: Option<Timestamp>,
         callback: Option<&TokenHash>,
     ) -> Result<Option<RolloutTask>> {
-        let now = Timestamp::now().as_micros();
-        transaction!(self, |tx| {
-            let changed = q!(
-                tx,
-                execute,
-                sqlx::query(
-                    "UPDATE rollout_tasks SET state = 'running', run_token = $1, run_deadline = $2,
-                         attempts = attempts + 1, started_at = $3, ended_at = NULL, updated_at = $3,
-                         exit_code = NULL, error = NULL, callback_hash = $5,
-                         log = ''
-                     WHERE id = $4 AND (state IN ('pending', 'stopped') OR (state = 'running'
-                         AND ((run_token < $1 AND run_deadline IS NULL) OR (run_token <= $1 AND run_deadline < $3))))"
-                )
-                .bind(token)
-                .bind(deadline.map(Timestamp::as_micros))
-                .bind(now)
-                .bind(id)
-                .bind(callback.map(TokenHash::as_str))
-            )?;
-            if changed == 1 { Some(fetch_task(tx, id).await?) } else { None }
-        })
+        let start = TaskStart { id: id.to_owned(), deadline, callback: callback.cloned() };
+        Ok(self.start_task_runs(token, std::slice::from_ref(&start)).await?.pop())
     }
 
     /// The callback hash of a task of the rollout (`None` before its first webhook run);
@@ -265,7 +247,8 @@ impl Store {
 
     /// Records a run's result, once: only while the task is still running under `token`.
     pub async fn finish_task(&self, id: &str, token: i64, outcome: &TaskOutcome) -> Result<bool> {
-        transaction!(self, |tx| finish(tx, id, Some(token), outcome).await?)
+        let result = RunResult { task_id: id.to_owned(), token, outcome: outcome.clone() };
+        Ok(!self.finish_tasks(std::slice::from_ref(&result)).await?.is_empty())
     }
 
     /// Marks a running task stopped (its run was asked to stop), under `token`. `log` is what
@@ -298,16 +281,21 @@ impl Store {
 /// Copies the task's log into its current attempt's row of `rollout_task_logs`, so that a later
 /// attempt (which starts with an empty log) does not replace it.
 async fn keep_attempt_log(conn: &mut Conn<'_>, id: &str) -> Result<()> {
-    q!(
-        conn,
-        execute,
-        sqlx::query(
-            "INSERT INTO rollout_task_logs (task_id, attempt, log)
-             SELECT id, attempts, log FROM rollout_tasks WHERE id = $1 AND attempts > 0
-             ON CONFLICT (task_id, attempt) DO UPDATE SET log = excluded.log"
-        )
-        .bind(id)
-    )?;
+    keep_attempt_logs(conn, &[id]).await
+}
+
+/// [`keep_attempt_log`] for several tasks, in one statement.
+pub(super) async fn keep_attempt_logs(conn: &mut Conn<'_>, ids: &[&str]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "INSERT INTO rollout_task_logs (task_id, attempt, log)
+         SELECT id, attempts, log FROM rollout_tasks WHERE id IN ({list}) AND attempts > 0
+         ON CONFLICT (task_id, attempt) DO UPDATE SET log = excluded.log"
+    );
+    q!(conn, execute, ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)))?;
     Ok(())
 }
 
