@@ -550,16 +550,19 @@ async fn bulk_answers_are_compressed_as_accept_encoding_asks(store: Store) {
         ("*;q=0", None),
         ("", None),
     ];
-    for (accept, coding) in cases {
+    for &(accept, coding) in cases {
         // Twice: compressed by the first request, served from the cache by the second.
         for _ in 0..2 {
             let (status, headers, bytes) = bulk_raw(&app, &sdk, context, &[("accept-encoding", accept)]).await;
             assert_eq!(status, StatusCode::OK, "{accept}");
-            assert_eq!(headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()), *coding, "{accept}");
+            assert_eq!(headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()), coding, "{accept}");
             assert_eq!(headers[header::VARY], "accept-encoding");
             assert_eq!(headers[header::CONTENT_LENGTH], bytes.len().to_string().as_str());
-            assert!(decoded(&headers, &bytes) == plain, "{accept}: the decoded body differs from the plain one");
-            let etag = coding.map_or_else(|| plain_etag.clone(), |c| tagged(c));
+            assert!(
+                decoded(&headers, &bytes)[..] == plain[..],
+                "{accept}: the decoded body differs from the plain one"
+            );
+            let etag = coding.map_or_else(|| plain_etag.clone(), tagged);
             assert_eq!(headers[header::ETAG], etag.as_str(), "{accept}");
             if coding.is_some() {
                 assert!(bytes.len() * 4 < plain.len(), "{accept}: {} of {} bytes", bytes.len(), plain.len());
@@ -568,10 +571,8 @@ async fn bulk_answers_are_compressed_as_accept_encoding_asks(store: Store) {
             let (status, headers, bytes) =
                 bulk_raw(&app, &sdk, context, &[("accept-encoding", accept), ("if-none-match", &etag)]).await;
             assert_eq!((status, bytes.len()), (StatusCode::NOT_MODIFIED, 0), "{accept}");
-            assert_eq!(
-                (&headers[header::ETAG], &headers[header::VARY]),
-                (&etag.parse().unwrap(), &"accept-encoding".parse().unwrap())
-            );
+            assert_eq!(headers[header::ETAG], etag.as_str(), "{accept}");
+            assert_eq!(headers[header::VARY], "accept-encoding");
             let other = if coding.is_some() { plain_etag.clone() } else { tagged("gzip") };
             let (status, _, _) =
                 bulk_raw(&app, &sdk, context, &[("accept-encoding", accept), ("if-none-match", &other)]).await;
