@@ -123,7 +123,7 @@ pub fn negotiate(headers: &HeaderMap) -> Coding {
     let mut best = (Coding::Identity, weight(Coding::Identity));
     for coding in Coding::COMPRESSED {
         let w = weight(coding);
-        if w > 0 && w > best.1 || (w > 0 && w == best.1 && best.0 == Coding::Identity) {
+        if w > 0 && (w > best.1 || (w == best.1 && best.0 == Coding::Identity)) {
             best = (coding, w);
         }
     }
