@@ -6,6 +6,7 @@
 //! every replica's listener refreshes (see [`notify`]); a timer refreshes everything as a
 //! backstop. A view is read in one read-only transaction, so it is exactly one revision.
 
+pub mod coding;
 pub mod exposures;
 pub mod native;
 pub mod notify;
@@ -82,9 +83,10 @@ pub struct WorkspaceView {
     pub live: HashMap<String, HashMap<String, Arc<LiveValue>>>,
     /// environment → artifact key → running or paused experiment.
     pub experiments: HashMap<String, HashMap<String, Arc<LiveExperiment>>>,
-    /// environment → the bulk answer's `flags` array, encoded once per revision, for each
-    /// environment where no experiment runs or is paused: the same bytes for every caller.
-    pub static_flags: HashMap<String, axum::body::Bytes>,
+    /// environment → the bulk answer up to its stream ticket, encoded once per revision (and
+    /// compressed once per coding asked for), for each environment where no experiment runs or
+    /// is paused: the same bytes for every caller.
+    pub static_bulk: HashMap<String, ofrep::SharedBulk>,
 }
 
 impl WorkspaceView {
@@ -184,11 +186,11 @@ impl Resolver {
                 .or_default()
                 .insert(experiment.artifact.into_string(), Arc::new(live));
         }
-        view.static_flags = view
+        view.static_bulk = view
             .environments
             .iter()
             .filter(|environment| !view.experiments.contains_key(*environment))
-            .map(|environment| (environment.clone(), ofrep::encode_flags(view.live.get(environment))))
+            .map(|environment| (environment.clone(), ofrep::SharedBulk::new(view.live.get(environment))))
             .collect();
         let view = Arc::new(view);
         self.views.rcu(|views| {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::coding::{Coding, CompressedPrefix};
 use super::exposures::Exposures;
 use super::native::environment_for;
 use super::ticket;
@@ -474,9 +475,36 @@ pub fn encode_split(
     serde_json::to_vec(&success).map(Bytes::from).unwrap_or_default()
 }
 
-/// The `flags` array of a bulk answer where nothing but pins decides: each pinned flag's answer,
-/// already encoded, by key, joined. Built once per revision and environment.
-pub fn encode_flags(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Bytes {
+/// A bulk answer, up to its stream ticket: `{"flags":` … and the start of `eventStreams`, as
+/// [`BulkEvaluationSuccess`] serialises (keys in order).
+const BULK_STREAM_HEAD: &[u8] =
+    b",\"eventStreams\":[{\"endpoint\":{\"requestUri\":\"/api/v1/stream?format=ofrep&ticket=";
+/// What follows the ticket.
+const BULK_STREAM_TAIL: &[u8] = b"\"},\"inactivityDelaySec\":120,\"type\":\"sse\"}]}";
+
+/// The bulk answer's bytes before the stream ticket, around an encoded `flags` array.
+fn bulk_prefix(flags: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(flags.len() + 128);
+    out.extend_from_slice(b"{\"flags\":");
+    out.extend_from_slice(flags);
+    out.extend_from_slice(BULK_STREAM_HEAD);
+    out
+}
+
+/// The bulk answer's bytes from the stream ticket on: the only part that differs per token.
+fn bulk_tail(ticket: &str) -> Bytes {
+    let mut out = Vec::with_capacity(ticket.len() + BULK_STREAM_TAIL.len() + 2);
+    // The ticket as a JSON string's content (it has no character to escape; this keeps it so).
+    let _ = serde_json::to_writer(&mut out, ticket);
+    out.pop();
+    out.remove(0);
+    out.extend_from_slice(BULK_STREAM_TAIL);
+    out.into()
+}
+
+/// The `flags` array of a bulk answer where nothing but pins decide: each pinned flag's answer,
+/// already encoded, by key, joined.
+fn encode_flags(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Vec<u8> {
     let mut keys: Vec<&String> = live.map(|pins| pins.keys().collect()).unwrap_or_default();
     keys.sort_unstable();
     let mut out = Vec::with_capacity(2 + keys.len() * 128);
@@ -490,7 +518,73 @@ pub fn encode_flags(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Bytes {
         }
     }
     out.push(b']');
-    Bytes::from(out)
+    out
+}
+
+/// The bulk answer of an environment where nothing but pins decide, up to the stream ticket: the
+/// same bytes for every caller, built once per revision (with the view), and compressed once per
+/// coding, by the first request that asks for it.
+pub struct SharedBulk {
+    pub prefix: Bytes,
+    compressed: [tokio::sync::OnceCell<Option<CompressedPrefix>>; 3],
+}
+
+impl std::fmt::Debug for SharedBulk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBulk").field("prefix_bytes", &self.prefix.len()).finish_non_exhaustive()
+    }
+}
+
+impl SharedBulk {
+    pub fn new(live: Option<&HashMap<String, Arc<LiveValue>>>) -> Self {
+        Self { prefix: bulk_prefix(&encode_flags(live)).into(), compressed: Default::default() }
+    }
+
+    /// The prefix compressed in `coding`, compressed now if no request asked for it before
+    /// (off the async workers; concurrent requests wait for the one compression). `None` for
+    /// identity, or if compressing failed (then the answer is sent plain).
+    async fn compressed(&self, coding: Coding) -> Option<&CompressedPrefix> {
+        let slot = coding.slot()?;
+        let compressed = self.compressed[slot].get_or_init(|| async {
+            let prefix = self.prefix.clone();
+            match tokio::task::spawn_blocking(move || CompressedPrefix::new(coding, &prefix)).await {
+                Ok(Ok(compressed)) => Some(compressed),
+                Ok(Err(e)) => {
+                    tracing::error!(coding = coding.name(), error = %e, "compressing a bulk answer failed");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(coding = coding.name(), error = %e, "compressing a bulk answer failed");
+                    None
+                }
+            }
+        });
+        compressed.await.as_ref()
+    }
+}
+
+/// A response body made of shared chunks, sent as they are (no copy into one buffer), with its
+/// length known up front (`Content-Length`).
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.get_mut().0.pop_front().map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|chunk| chunk.len() as u64).sum())
+    }
 }
 
 /// Evaluates one flag. `Ok(None)`: no such flag. Inside a running experiment, the targeting key
@@ -694,42 +788,61 @@ pub async fn evaluate_flags(
         ));
     }
     let now = ticket::now_seconds();
-    let etag = etag(&view, &environment, &context, ticket::window(now));
-    let etag_header = HeaderValue::from_str(&etag)
-        .map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "etag"))?;
-    if not_modified(&parts.headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
+    let shared = view.static_bulk.get(&environment);
+    // Compressed once per revision where the answer is shared; an answer built per caller
+    // (experiments) is sent plain rather than compressed per request.
+    let coding = if shared.is_some() { super::coding::negotiate(&parts.headers) } else { Coding::Identity };
+    let plain_etag = etag(&view, &environment, &context, ticket::window(now));
+    let vary = [(header::VARY, HeaderValue::from_static("accept-encoding"))];
+    if not_modified(&parts.headers, &tagged(&plain_etag, coding)) {
+        let etag = etag_header(&tagged(&plain_etag, coding))?;
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)], vary).into_response());
     }
-    // Shared bytes where only pins decide; otherwise each pinned flag's encoded answer with the
-    // experiments' per-user answers spliced in.
-    let flags = match view.static_flags.get(&environment) {
-        Some(shared) => shared.clone(),
-        None => splice_flags(&state, &view, &environment, targeting_key),
-    };
     // EventSource cannot send headers: the URL carries its own credential (ADR 0008), a ticket
     // bound to this token, workspace and environment; never the token itself.
     let ticket = state.tickets.issue(auth.workspace_id(), &auth.0.token.id, &environment, now);
-    let event_streams = vec![json!({
-        "type": "sse",
-        "endpoint": {"requestUri": format!("/api/v1/stream?format=ofrep&ticket={ticket}")},
-        "inactivityDelaySec": 120,
-    })];
-    // `{"flags": …, "eventStreams": …}`, as `BulkEvaluationSuccess` serialises, from its parts.
-    let mut body = Vec::with_capacity(flags.len() + 256);
-    body.extend_from_slice(b"{\"flags\":");
-    body.extend_from_slice(&flags);
-    body.extend_from_slice(b",\"eventStreams\":");
-    serde_json::to_writer(&mut body, &event_streams)
-        .map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "encoding"))?;
-    body.push(b'}');
-    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
-    response.headers_mut().insert(header::ETAG, etag_header);
+    let tail = bulk_tail(&ticket);
+    // `{"flags": …, "eventStreams": …}`, as `BulkEvaluationSuccess` serialises: shared bytes
+    // (compressed once where asked) then the per-token tail. With experiments, each pinned flag's
+    // encoded answer with the experiments' per-user answers spliced in.
+    let (chunks, coding) = match shared {
+        Some(shared) => match shared.compressed(coding).await.map(|c| (c, c.finish(&tail))) {
+            Some((compressed, Ok(end))) => ([compressed.head.clone(), end], coding),
+            Some((_, Err(e))) => {
+                tracing::error!(coding = coding.name(), error = %e, "compressing a bulk answer's tail failed");
+                ([shared.prefix.clone(), tail], Coding::Identity)
+            }
+            None => ([shared.prefix.clone(), tail], Coding::Identity),
+        },
+        None => ([bulk_prefix(&splice_flags(&state, &view, &environment, targeting_key)).into(), tail], coding),
+    };
+    let mut response = Response::new(axum::body::Body::new(Chunks(chunks.into())));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::ETAG, etag_header(&tagged(&plain_etag, coding))?);
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if coding != Coding::Identity {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+    }
     Ok(response)
+}
+
+/// The ETag of an answer in `coding`: a strong validator of its own per coding (`"7-…-gzip"`),
+/// since the encoded bytes differ from the plain ones; identity keeps the plain tag.
+fn tagged(etag: &str, coding: Coding) -> std::borrow::Cow<'_, str> {
+    match (coding, etag.strip_suffix('"')) {
+        (Coding::Identity, _) | (_, None) => etag.into(),
+        (coding, Some(open)) => format!("{open}-{}\"", coding.name()).into(),
+    }
+}
+
+fn etag_header(etag: &str) -> Result<HeaderValue, OfrepError> {
+    HeaderValue::from_str(etag).map_err(|_| OfrepError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", "etag"))
 }
 
 /// The `flags` array of an environment with experiments: pinned flags from their encoded
 /// answers, flags in an experiment evaluated for this caller, by key.
-fn splice_flags(state: &AppState, view: &WorkspaceView, environment: &str, targeting_key: Option<&str>) -> Bytes {
+fn splice_flags(state: &AppState, view: &WorkspaceView, environment: &str, targeting_key: Option<&str>) -> Vec<u8> {
     let live = view.live.get(environment);
     let experiments = view.experiments.get(environment);
     let mut keys: Vec<&String> = live.map(|pins| pins.keys().collect()).unwrap_or_default();
@@ -740,13 +853,14 @@ fn splice_flags(state: &AppState, view: &WorkspaceView, environment: &str, targe
     out.push(b'[');
     let mut first = true;
     for key in keys {
-        let encoded = match (experiments.and_then(|x| x.get(key)), live.and_then(|pins| pins.get(key))) {
-            (None, Some(pinned)) => Some(pinned.ofrep.to_vec()),
-            _ => match evaluate(&state.exposures, view, environment, key, targeting_key) {
-                Ok(success) => success.and_then(|s| serde_json::to_vec(&s).ok()),
-                Err(failure) => serde_json::to_vec(&failure.into_value()).ok(),
-            },
-        };
+        let encoded: Option<std::borrow::Cow<'_, [u8]>> =
+            match (experiments.and_then(|x| x.get(key)), live.and_then(|pins| pins.get(key))) {
+                (None, Some(pinned)) => Some(pinned.ofrep[..].into()),
+                _ => match evaluate(&state.exposures, view, environment, key, targeting_key) {
+                    Ok(success) => success.and_then(|s| serde_json::to_vec(&s).ok()).map(Into::into),
+                    Err(failure) => serde_json::to_vec(&failure.into_value()).ok().map(Into::into),
+                },
+            };
         let Some(encoded) = encoded else { continue };
         if !first {
             out.push(b',');
@@ -755,7 +869,7 @@ fn splice_flags(state: &AppState, view: &WorkspaceView, environment: &str, targe
         out.extend_from_slice(&encoded);
     }
     out.push(b']');
-    Bytes::from(out)
+    out
 }
 
 /// The single-flag route. Its key is the rest of the path, so that keys with `/` work as the
@@ -910,5 +1024,27 @@ mod tests {
             let Ok(context) = parse_request(&bytes, None) else { panic!("{body}") };
             assert_eq!(etag(&view, "prod", &context, 7), before, "{body}");
         }
+    }
+
+    #[test]
+    fn a_shared_prefix_and_a_tail_are_the_bytes_serde_would_write() {
+        let mut pins = HashMap::new();
+        pins.insert("a".to_owned(), live(1, json!("hi"), "a"));
+        let ticket =
+            "t1.0190a0b0-0000-7000-8000-000000000001.0190a0b0-0000-7000-8000-000000000002.prod.1700000400.0a1b";
+        let event_streams = vec![json!({
+            "type": "sse",
+            "endpoint": {"requestUri": format!("/api/v1/stream?format=ofrep&ticket={ticket}")},
+            "inactivityDelaySec": 120,
+        })];
+        // The envelope as serde writes it, around the flags' own encoding.
+        let mut whole = b"{\"flags\":".to_vec();
+        whole.extend_from_slice(&encode_flags(Some(&pins)));
+        whole.extend_from_slice(b",\"eventStreams\":");
+        serde_json::to_writer(&mut whole, &event_streams).unwrap();
+        whole.push(b'}');
+        let shared = SharedBulk::new(Some(&pins));
+        let joined = [&shared.prefix[..], &bulk_tail(ticket)[..]].concat();
+        assert_eq!(String::from_utf8(joined).unwrap(), String::from_utf8(whole).unwrap());
     }
 }

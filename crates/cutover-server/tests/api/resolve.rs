@@ -22,6 +22,8 @@ cutover_store::contract_tests!(
     ofrep_refuses_ambiguous_credentials,
     bulk_answers_advertise_a_stream_url_with_a_ticket_not_the_token,
     resolve_is_invisible_across_workspaces,
+    bulk_answers_are_compressed_as_accept_encoding_asks,
+    an_answer_built_per_caller_is_sent_plain,
 );
 
 /// The smallest evaluation request OFREP allows.
@@ -466,4 +468,165 @@ async fn bulk_answers_advertise_a_stream_url_with_a_ticket_not_the_token(store: 
         (status, body),
         (StatusCode::UNAUTHORIZED, crate::error("unauthorized", "the token of this stream ticket was revoked"))
     );
+}
+
+/// A bulk answer's raw bytes and headers.
+async fn bulk_raw(
+    app: &TestApp,
+    token: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
+    let mut request = Request::post("/ofrep/v1/evaluate/flags")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app.router.clone().oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// The body decoded as its `Content-Encoding` says; a gzip body must be exactly one member.
+fn decoded(headers: &axum::http::HeaderMap, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()) {
+        None => out.extend_from_slice(bytes),
+        Some("gzip") => {
+            let mut decoder = flate2::read::GzDecoder::new(bytes);
+            decoder.read_to_end(&mut out).unwrap();
+            let mut rest = Vec::new();
+            decoder.into_inner().read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "bytes after the gzip member");
+        }
+        Some("br") => {
+            brotli::BrotliDecompress(&mut &bytes[..], &mut out).unwrap();
+        }
+        Some("zstd") => out = zstd::stream::decode_all(bytes).unwrap(),
+        Some(other) => panic!("unexpected Content-Encoding {other}"),
+    }
+    out
+}
+
+async fn bulk_answers_are_compressed_as_accept_encoding_asks(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 2).await;
+    // Enough flags for compression to matter.
+    for n in 0..200 {
+        let key = format!("flag-{n:03}");
+        app.post("/api/v1/artifacts", json!({"key": key, "value_type": "json"})).await;
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/artifacts/{key}/versions"),
+                json!({"content": {"enabled": true, "label": format!("feature {n}")}, "environments": ["production"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 1}), None).await;
+    let sdk = app.token("sdk", &["production"]).await;
+    let context = r#"{"context": {"targetingKey": "u1"}}"#;
+    let (status, plain_headers, plain) = bulk_raw(&app, &sdk, context, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(plain_headers.get(header::CONTENT_ENCODING), None);
+    assert_eq!(plain_headers[header::VARY], "accept-encoding");
+    assert_eq!(plain_headers[header::CONTENT_LENGTH], plain.len().to_string().as_str());
+    let answer: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(answer["flags"].as_array().unwrap().len(), 201);
+    let plain_etag = plain_headers[header::ETAG].to_str().unwrap().to_owned();
+    let tagged = |coding: &str| format!("{}-{coding}\"", plain_etag.trim_end_matches('"'));
+
+    let cases: &[(&str, Option<&str>)] = &[
+        ("gzip", Some("gzip")),
+        ("br", Some("br")),
+        ("zstd", Some("zstd")),
+        ("gzip, deflate, br, zstd", Some("br")),
+        ("br;q=0.5, gzip;q=0.8", Some("gzip")),
+        ("identity, zstd;q=0.9", None),
+        ("gzip;q=0", None),
+        ("deflate", None),
+        ("*;q=0", None),
+        ("", None),
+    ];
+    for &(accept, coding) in cases {
+        // Twice: compressed by the first request, served from the cache by the second.
+        for _ in 0..2 {
+            let (status, headers, bytes) = bulk_raw(&app, &sdk, context, &[("accept-encoding", accept)]).await;
+            assert_eq!(status, StatusCode::OK, "{accept}");
+            assert_eq!(headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()), coding, "{accept}");
+            assert_eq!(headers[header::VARY], "accept-encoding");
+            assert_eq!(headers[header::CONTENT_LENGTH], bytes.len().to_string().as_str());
+            assert!(
+                decoded(&headers, &bytes)[..] == plain[..],
+                "{accept}: the decoded body differs from the plain one"
+            );
+            let etag = coding.map_or_else(|| plain_etag.clone(), tagged);
+            assert_eq!(headers[header::ETAG], etag.as_str(), "{accept}");
+            if coding.is_some() {
+                assert!(bytes.len() * 4 < plain.len(), "{accept}: {} of {} bytes", bytes.len(), plain.len());
+            }
+            // Its own ETag answers 304, with the same headers; the other coding's does not.
+            let (status, headers, bytes) =
+                bulk_raw(&app, &sdk, context, &[("accept-encoding", accept), ("if-none-match", &etag)]).await;
+            assert_eq!((status, bytes.len()), (StatusCode::NOT_MODIFIED, 0), "{accept}");
+            assert_eq!(headers[header::ETAG], etag.as_str(), "{accept}");
+            assert_eq!(headers[header::VARY], "accept-encoding");
+            let other = if coding.is_some() { plain_etag.clone() } else { tagged("gzip") };
+            let (status, _, _) =
+                bulk_raw(&app, &sdk, context, &[("accept-encoding", accept), ("if-none-match", &other)]).await;
+            assert_eq!(status, StatusCode::OK, "{accept}");
+        }
+    }
+
+    // Another token's answer differs by its stream ticket only, compressed too, and that ticket
+    // opens the stream.
+    let other = app.token("sdk", &["production"]).await;
+    let (_, headers, bytes) = bulk_raw(&app, &other, context, &[("accept-encoding", "gzip")]).await;
+    let theirs: Value = serde_json::from_slice(&decoded(&headers, &bytes)).unwrap();
+    assert_eq!(theirs["flags"], answer["flags"]);
+    let (ours, uri) =
+        (&answer["eventStreams"][0]["endpoint"]["requestUri"], &theirs["eventStreams"][0]["endpoint"]["requestUri"]);
+    assert_ne!(ours, uri);
+    for encoding in ["br", "zstd"] {
+        let (_, headers, bytes) = bulk_raw(&app, &other, context, &[("accept-encoding", encoding)]).await;
+        assert_eq!(serde_json::from_slice::<Value>(&decoded(&headers, &bytes)).unwrap(), theirs, "{encoding}");
+    }
+    assert_eq!(open_stream(&app, uri.as_str().unwrap(), None).await.status(), StatusCode::OK);
+
+    // A new revision is a new answer in every coding.
+    put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 2}), None).await;
+    for encoding in ["gzip", "br", "zstd"] {
+        let (status, headers, bytes) =
+            bulk_raw(&app, &sdk, context, &[("accept-encoding", encoding), ("if-none-match", &tagged(encoding))]).await;
+        assert_eq!(status, StatusCode::OK, "{encoding}");
+        let moved: Value = serde_json::from_slice(&decoded(&headers, &bytes)).unwrap();
+        let greeting = moved["flags"].as_array().unwrap().iter().find(|f| f["key"] == "greeting").unwrap();
+        assert_eq!(greeting["value"], "hello 2", "{encoding}");
+    }
+}
+
+async fn an_answer_built_per_caller_is_sent_plain(store: Store) {
+    let app = TestApp::new(store).await;
+    world(&app, 2).await;
+    put(&app, "/api/v1/artifacts/greeting/pins/production", json!({"version": 1}), None).await;
+    let (status, created) = app
+        .post(
+            "/api/v1/environments/production/experiments",
+            json!({"artifact": "greeting", "name": "warmer", "treatments": [2], "primary_metric": "clicks"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.post(&format!("/api/v1/experiments/{id}/start"), json!({})).await.0, StatusCode::OK);
+    let sdk = app.token("sdk", &["production"]).await;
+    let context = r#"{"context": {"targetingKey": "u1"}}"#;
+    let (status, plain_headers, plain) = bulk_raw(&app, &sdk, context, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, bytes) = bulk_raw(&app, &sdk, context, &[("accept-encoding", "gzip, br, zstd")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CONTENT_ENCODING), None);
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    assert_eq!((&headers[header::ETAG], bytes), (&plain_headers[header::ETAG], plain));
 }
