@@ -35,7 +35,6 @@ async fn replica(database: &str) -> anyhow::Result<(AppState, String)> {
         store,
         state.resolver.clone(),
         state.tokens.clone(),
-        state.engine_wake.clone(),
         state.shutdown.subscribe(),
     );
     let address = serve_loopback(state.clone()).await?;
