@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::model::{Conflicts, QueuePolicy, Split};
+use super::model::{BatchSizing, Conflicts, Grouping, QueuePolicy, Split};
 use crate::{DomainError, EnvironmentName};
 
 /// Most checks a queue runs at once.
@@ -89,17 +89,21 @@ impl QueueSettings {
         })
     }
 
-    /// The policy the server plans with: conflict-aware speculation, failed batches bisected
-    /// (the simulator's `speculative` strategy; docs/queue.md).
+    /// The policy the server plans with (the simulator's `speculative` strategy; docs/queue.md):
+    /// conflict-aware speculation; batches of related requests, sized for the failure rate the
+    /// queue's recent changes show (at most `max_batch_size`); a failed batch split into its
+    /// single requests at once.
     pub fn policy(&self) -> QueuePolicy {
         QueuePolicy {
             budget: self.budget,
             max_batch_size: self.max_batch_size,
             max_wait: Duration::from_secs(u64::from(self.max_wait_seconds)),
             conflicts: Conflicts::Footprint,
-            split: Split::Halves,
+            split: Split::Singles,
             max_flake_retries: self.max_flake_retries,
             hedge: false,
+            batch_sizing: BatchSizing::FollowFailures,
+            grouping: Grouping::Related,
         }
     }
 }

@@ -21,8 +21,8 @@ pub use definition::{
     QueueSettings, check_message,
 };
 pub use model::{
-    BaseLine, Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Lane, Lineage, Position,
-    QueuePolicy, QueueView, Request, RequestId, Scope, Split,
+    BaseLine, Batch, BatchId, BatchSizing, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Grouping,
+    Lane, Lineage, Outcomes, Position, QueuePolicy, QueueView, Request, RequestId, Scope, Split, dorfman_group_size,
 };
 pub use plan::{Action, NewBatch, Plan, plan};
 pub use state::{BatchEvent, BatchState, IllegalBatchTransition, IllegalRequestTransition, RequestEvent, RequestState};

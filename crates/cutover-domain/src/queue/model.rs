@@ -266,6 +266,32 @@ pub struct QueueView<K> {
     pub environment: Lineage,
     /// The `seq` the next batch formed gets.
     pub next_seq: u64,
+    /// How the queue's last changes ended, to size batches by (see [`BatchSizing`]).
+    pub recent: Outcomes,
+}
+
+/// How many of a queue's most recent finished changes landed and how many were refused (at most
+/// [`Outcomes::WINDOW`] in all; cancelled ones do not count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    pub landed: u32,
+    pub refused: u32,
+}
+
+impl Outcomes {
+    /// How many recent changes the estimate looks at.
+    pub const WINDOW: u32 = 100;
+    /// The prior the estimate starts from, as if that many changes had been seen ...
+    const PRIOR_CHANGES: f64 = 20.0;
+    /// ... and that many of them refused: p = 0.05 until the queue has a history.
+    const PRIOR_REFUSED: f64 = 1.0;
+
+    /// The estimated probability that a change fails its check: the refused share of the recent
+    /// changes, pulled towards 5% while there are few (a Beta prior worth 20 changes).
+    pub fn failure_rate(self) -> f64 {
+        (f64::from(self.refused) + Self::PRIOR_REFUSED)
+            / (f64::from(self.landed) + f64::from(self.refused) + Self::PRIOR_CHANGES)
+    }
 }
 
 impl<K> Default for QueueView<K> {
@@ -278,6 +304,7 @@ impl<K> Default for QueueView<K> {
             heads: BTreeMap::new(),
             environment: Lineage::EMPTY,
             next_seq: 0,
+            recent: Outcomes::default(),
         }
     }
 }
@@ -320,4 +347,50 @@ pub struct QueuePolicy {
     /// With budget left, also check batches on the base without their nearest dependency that may
     /// still fail, so that its failure costs them no extra round.
     pub hedge: bool,
+    /// How many requests a batch takes, up to `max_batch_size`.
+    pub batch_sizing: BatchSizing,
+    /// Which waiting requests a batch takes.
+    pub grouping: Grouping,
+}
+
+/// How many requests a batch takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchSizing {
+    /// Always up to `max_batch_size`.
+    Fixed,
+    /// Dorfman's optimal group size for the failure rate the queue's recent changes show (about
+    /// 1/√p: 5 at p = 0.05, 3 at p = 0.2, 1 above p ≈ 0.31), at most `max_batch_size`.
+    FollowFailures,
+}
+
+impl BatchSizing {
+    /// The most requests a new batch takes now.
+    pub fn size(self, max_batch_size: u32, recent: Outcomes) -> usize {
+        let max = max_batch_size.max(1);
+        match self {
+            Self::Fixed => max as usize,
+            Self::FollowFailures => dorfman_group_size(recent.failure_rate(), max) as usize,
+        }
+    }
+}
+
+/// The group size n ≤ `max` that minimises Dorfman's expected checks per item,
+/// 1/n + 1 − (1 − p)^n (for n > 1; testing alone costs 1).
+pub fn dorfman_group_size(p: f64, max: u32) -> u32 {
+    let cost = |n: u32| if n == 1 { 1.0 } else { 1.0 / f64::from(n) + 1.0 - (1.0 - p).powi(n as i32) };
+    (1..=max.max(1)).min_by(|&a, &b| cost(a).total_cmp(&cost(b))).unwrap_or(1)
+}
+
+/// Which waiting requests a new batch takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    /// The oldest, whatever they change.
+    Oldest,
+    /// The oldest, then the next ones that share an artifact with what the batch holds so far
+    /// (passing over a request only when no request taken after it shares an artifact with it:
+    /// order on every artifact is kept). A batch then joins only the line of changes its
+    /// requests were in anyway, instead of tying unrelated lines into one.
+    Related,
 }

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::model::{
-    BaseLine, Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Lane, Position,
-    QueuePolicy, QueueView, RequestId, Scope, Split,
+    BaseLine, Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Grouping, Lane, Position,
+    QueuePolicy, QueueView, Request, RequestId, Scope, Split,
 };
 use super::state::{BatchState, RequestState};
 use crate::Timestamp;
@@ -357,6 +357,41 @@ fn split(len: usize, how: Split) -> Vec<(usize, usize)> {
     }
 }
 
+/// The requests a new batch takes from `waiting` (one lane, in queue order), at most `max`.
+fn choose<'a, K: Ord + Clone + 'a>(
+    waiting: impl Iterator<Item = (&'a RequestId, &'a Request<K>)>,
+    grouping: Grouping,
+    max: usize,
+) -> Vec<RequestId> {
+    match grouping {
+        Grouping::Oldest => waiting.map(|(&id, _)| id).take(max).collect(),
+        Grouping::Related => {
+            let mut chosen = Vec::new();
+            // What the batch changes, and what the requests passed over change: a request that
+            // shares an artifact with one passed over must wait behind it.
+            let (mut taken, mut passed): (Vec<K>, Vec<K>) = (Vec::new(), Vec::new());
+            let shares = |keys: &[K], r: &Request<K>| r.footprint.keys().iter().any(|k| keys.binary_search(k).is_ok());
+            let add = |keys: &mut Vec<K>, r: &Request<K>| {
+                keys.extend(r.footprint.keys().iter().cloned());
+                keys.sort();
+                keys.dedup();
+            };
+            for (&id, r) in waiting {
+                if chosen.len() >= max {
+                    break;
+                }
+                if chosen.is_empty() || (!shares(&passed, r) && shares(&taken, r)) {
+                    chosen.push(id);
+                    add(&mut taken, r);
+                } else {
+                    add(&mut passed, r);
+                }
+            }
+            chosen
+        }
+    }
+}
+
 /// A new batch of the requests waiting longest in the first lane that has any, or why not yet
 /// (with the time it will be, when waiting for `max_wait`).
 fn form<K: Ord + Clone>(
@@ -369,8 +404,8 @@ fn form<K: Ord + Clone>(
     let Some(lane) = waiting.clone().map(|(_, r)| r.lane).min() else {
         return Err(None);
     };
-    let max = policy.max_batch_size.max(1) as usize;
-    let chosen: Vec<RequestId> = waiting.filter(|(_, r)| r.lane == lane).map(|(&id, _)| id).take(max).collect();
+    let max = policy.batch_sizing.size(policy.max_batch_size, view.recent);
+    let chosen = choose(waiting.filter(|(_, r)| r.lane == lane), policy.grouping, max);
     if lane == Lane::Normal && chosen.len() < max {
         let oldest = chosen.iter().map(|id| view.requests[id].waiting_since).min().unwrap_or(now);
         let max_wait = i64::try_from(policy.max_wait.as_micros()).unwrap_or(i64::MAX);
@@ -395,7 +430,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::queue::model::{Check, Lineage, Request};
+    use crate::queue::model::{BatchSizing, Check, Lineage, Outcomes, dorfman_group_size};
 
     fn policy() -> QueuePolicy {
         QueuePolicy {
@@ -406,6 +441,8 @@ mod tests {
             split: Split::Halves,
             max_flake_retries: 0,
             hedge: false,
+            batch_sizing: BatchSizing::Fixed,
+            grouping: Grouping::Oldest,
         }
     }
 
@@ -513,6 +550,52 @@ mod tests {
         );
         let Action::Form { batch, .. } = &full.plan(at(1)).actions[0] else { panic!("a batch forms") };
         assert_eq!(batch.requests, [r(1), r(2)], "the oldest, up to max_batch_size");
+    }
+
+    #[test]
+    fn a_related_batch_takes_requests_sharing_its_artifacts_and_never_one_behind_a_request_passed_over() {
+        let queue = Queue::new()
+            .submit(1, &["x"], Lane::Normal)
+            .submit(2, &["y"], Lane::Normal)
+            .submit(3, &["x", "z"], Lane::Normal)
+            .submit(4, &["z"], Lane::Normal)
+            .submit(5, &["x", "y"], Lane::Normal)
+            .submit(6, &["x"], Lane::Normal);
+        let related = QueuePolicy { max_batch_size: 8, grouping: Grouping::Related, ..policy() };
+        let Action::Form { batch, .. } = &plan(&queue.0, &related, at(60)).actions[0] else { panic!("a batch forms") };
+        // 2 is passed over (nothing in common with 1); 3 shares x, 4 shares z with 3; 5 shares x
+        // but also y with 2, so it waits behind 2; and 6, sharing x with 5, waits behind 5.
+        assert_eq!(batch.requests, [r(1), r(3), r(4)]);
+        let oldest = QueuePolicy { max_batch_size: 8, ..policy() };
+        let Action::Form { batch, .. } = &plan(&queue.0, &oldest, at(60)).actions[0] else { panic!("a batch forms") };
+        assert_eq!(batch.requests, [r(1), r(2), r(3), r(4), r(5), r(6)], "Grouping::Oldest takes them all in order");
+    }
+
+    #[test]
+    fn batches_follow_the_failure_rate_of_the_recent_changes() {
+        let mut queue = Queue::new();
+        for id in 1..=20 {
+            queue = queue.submit(id, &["x"], Lane::Normal);
+        }
+        let following = QueuePolicy { max_batch_size: 8, batch_sizing: BatchSizing::FollowFailures, ..policy() };
+        let size = |queue: &Queue| match &plan(&queue.0, &following, at(60)).actions[0] {
+            Action::Form { batch, .. } => batch.requests.len(),
+            other => panic!("a batch forms: {other:?}"),
+        };
+        // No history yet: the prior, p = 0.05, whose Dorfman group size is 5.
+        assert_eq!(size(&queue), 5);
+        queue.0.recent = Outcomes { landed: 80, refused: 20 };
+        assert_eq!(size(&queue), 3, "p ≈ 0.18");
+        queue.0.recent = Outcomes { landed: 60, refused: 40 };
+        assert_eq!(size(&queue), 1, "p ≈ 0.34: checking alone is cheaper than any group");
+        queue.0.recent = Outcomes { landed: 100, refused: 0 };
+        assert_eq!(size(&queue), 8, "p ≈ 0.008: the largest batch allowed");
+    }
+
+    #[test]
+    fn dorfmans_group_size_minimises_his_expected_checks_per_change() {
+        assert_eq!([0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5].map(|p| dorfman_group_size(p, 100)), [100, 11, 5, 4, 3, 3, 1]);
+        assert_eq!(dorfman_group_size(0.01, 8), 8, "at most the maximum");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use cutover_domain::queue::{
     Action, Batch, BatchEvent, BatchId, BatchState, Check, CheckBase, CheckId, CheckStatus, Footprint, Lineage,
-    NewBatch, QueueView, Request, RequestEvent, RequestId, RequestState,
+    NewBatch, Outcomes, QueueView, Request, RequestEvent, RequestId, RequestState,
 };
 use cutover_domain::{ArtifactKey, AuditObject, Content, Timestamp};
 use serde_json::Value;
@@ -152,6 +152,23 @@ async fn load(conn: &mut Conn<'_>, queue_id: &str) -> Result<QueueWork> {
             },
         );
     }
+    // How the last changes ended, for the planner's batch size: the primary key read backwards,
+    // as far as the last WINDOW finished ones (the live window and cancelled ones are passed over).
+    let recent: Vec<(String,)> = q!(
+        conn,
+        fetch_all,
+        sqlx::query_as(&format!(
+            "SELECT state FROM queue_requests WHERE queue_id = $1 AND state IN ('landed', 'error')
+             ORDER BY id DESC LIMIT {}",
+            Outcomes::WINDOW
+        ))
+        .bind(queue_id)
+    )?;
+    let landed = recent.iter().filter(|(state,)| state == "landed").count();
+    view.recent = Outcomes {
+        landed: u32::try_from(landed).unwrap_or(u32::MAX),
+        refused: u32::try_from(recent.len() - landed).unwrap_or(u32::MAX),
+    };
     let listing = batches::list_active(conn, queue_id).await?;
     for batch in listing.batches {
         view.batches.insert(

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use cutover_domain::queue::{Action, BatchState, Lane, Position, QueueName, QueueSettings, RequestState, plan};
+use cutover_domain::queue::{
+    Action, BatchState, Lane, Outcomes, Position, QueueName, QueueSettings, RequestState, plan,
+};
 use cutover_domain::rollouts::ExecutorSpec;
 use cutover_domain::{ArtifactKey, PageLimit, Timestamp, ValueType};
 use cutover_store::{
@@ -258,6 +260,9 @@ async fn a_failed_batch_is_split_and_its_culprit_refused_with_the_checks_output_
     assert_eq!(reasons.len(), 2);
     assert!(reasons[0].starts_with(&format!("queue q request {r1}")));
     assert!(reasons[1].starts_with(&format!("queue q request {r4}")));
+    // The planner's view counts how the recent changes ended: the batch size follows it.
+    let recent = store.queue_work(&queue).await.unwrap().view.recent;
+    assert_eq!(recent, Outcomes { landed: 3, refused: 1 });
 }
 
 async fn a_write_from_a_replica_that_lost_the_lease_is_refused(store: Store) {

@@ -14,7 +14,7 @@
 //! artifact, as a hash of the exact sequence of changes (an invariant violation when they differ).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,8 +25,8 @@ use rand_distr::{Distribution, Exp, LogNormal, Zipf};
 use serde::Serialize;
 
 use super::model::{
-    Batch, BatchId, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Lane, QueuePolicy, QueueView,
-    Request, RequestId, Split,
+    Batch, BatchId, BatchSizing, Check, CheckBase, CheckId, CheckStatus, Conflicts, Footprint, Grouping, Lane,
+    Outcomes, QueuePolicy, QueueView, Request, RequestId, Split,
 };
 use super::plan::{Action, NewBatch, plan};
 use super::state::{BatchEvent, BatchState, RequestEvent, RequestState};
@@ -192,15 +192,22 @@ impl Strategy {
             max_flake_retries: config.max_flake_retries,
             // Measured: hedging spends the budget the queue needs under load (docs/queue.md).
             hedge: false,
+            batch_sizing: BatchSizing::Fixed,
+            grouping: Grouping::Oldest,
         };
         match self {
             Self::Serial => policy(1, 1, Conflicts::Everything, Split::Halves),
             Self::OptimisticPrefix => policy(config.budget, 1, Conflicts::Everything, Split::Halves),
             Self::BatchBisect => policy(1, config.max_batch_size, Conflicts::Everything, Split::Halves),
             Self::BatchDorfman => policy(1, config.max_batch_size, Conflicts::Everything, Split::Singles),
-            Self::Speculative | Self::Oracle => {
-                policy(config.budget, config.max_batch_size, Conflicts::Footprint, Split::Halves)
-            }
+            // The server's policy (`QueueSettings::policy`).
+            Self::Speculative => QueuePolicy {
+                batch_sizing: BatchSizing::FollowFailures,
+                grouping: Grouping::Related,
+                ..policy(config.budget, config.max_batch_size, Conflicts::Footprint, Split::Singles)
+            },
+            // It never sees a failure: the largest batches cost it least.
+            Self::Oracle => policy(config.budget, config.max_batch_size, Conflicts::Footprint, Split::Halves),
         }
     }
 }
@@ -396,6 +403,10 @@ struct Sim<'a> {
     checks: u64,
     violations: u64,
     last_terminal: i64,
+    /// Whether each of the last [`Outcomes::WINDOW`] changes to finish landed or was refused,
+    /// oldest first: the view's `recent` (the server counts the last ones submitted that finished;
+    /// the two differ only in the order changes finish).
+    outcomes: VecDeque<bool>,
 }
 
 fn run(config: &SimConfig, workload: &Workload, strategy: Strategy) -> Result<StrategyReport, DomainError> {
@@ -422,6 +433,7 @@ fn run(config: &SimConfig, workload: &Workload, strategy: Strategy) -> Result<St
         checks: 0,
         violations: 0,
         last_terminal: 0,
+        outcomes: VecDeque::new(),
     };
     sim.run();
     Ok(sim.report(strategy))
@@ -478,6 +490,15 @@ impl Sim<'_> {
         match tracked.state.after(event) {
             Ok(next) => {
                 tracked.state = next;
+                if matches!(next, RequestState::Landed | RequestState::Error) {
+                    self.outcomes.push_back(next == RequestState::Landed);
+                    if self.outcomes.len() > Outcomes::WINDOW as usize {
+                        self.outcomes.pop_front();
+                    }
+                    let landed = self.outcomes.iter().filter(|&&l| l).count() as u32;
+                    let refused = self.outcomes.len() as u32 - landed;
+                    self.view.recent = Outcomes { landed, refused };
+                }
                 if next.is_terminal() {
                     self.view.requests.remove(&request);
                     self.last_terminal = self.now;
