@@ -75,12 +75,7 @@ impl QueueReconciler {
         prune_after: Duration,
         public_url: String,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .dns_resolver(admission.resolver())
-            .build()
-            .map_err(|e| anyhow::anyhow!("could not build the webhook client: {e}"))?;
+        let client = super::webhook::client(&admission)?;
         Ok(Self {
             public_url,
             client,

@@ -96,14 +96,7 @@ impl RolloutReconciler {
         public_url: String,
         admission: Arc<Admission>,
     ) -> anyhow::Result<Self> {
-        // Without these settings the client would follow redirects and resolve any address:
-        // failing to build it is an error, never a fallback to defaults.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .dns_resolver(admission.resolver())
-            .build()
-            .map_err(|e| anyhow::anyhow!("could not build the webhook client: {e}"))?;
+        let client = super::webhook::client(&admission)?;
         Ok(Self {
             public_url,
             client,

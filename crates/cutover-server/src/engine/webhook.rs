@@ -7,6 +7,7 @@
 //! `X-Cutover-Timestamp` (unix seconds) and `X-Cutover-Signature: sha256=<hex>`, the
 //! HMAC-SHA256 of `<timestamp>.<body>` under the executor's secret.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_domain::rollouts::{CallbackToken, WebhookSecret};
@@ -58,6 +59,19 @@ struct Payload<'a> {
     content: &'a Value,
     callback_url: &'a str,
     callback_token: &'a str,
+}
+
+/// The client every webhook delivery goes through (rollout tasks, queue checks): no redirects,
+/// and addresses resolved through the admission policy. Without these settings the client would
+/// follow redirects and resolve any address: failing to build it is an error, never a fallback
+/// to defaults.
+pub fn client(admission: &Arc<Admission>) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .dns_resolver(admission.resolver())
+        .build()
+        .map_err(|e| anyhow::anyhow!("could not build the webhook client: {e}"))
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
