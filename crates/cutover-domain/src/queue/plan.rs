@@ -197,7 +197,9 @@ fn evaluate<'a, K: Ord + Clone>(view: &'a QueueView<K>, policy: &QueuePolicy) ->
             (None, Some(_)) => Verdict::Retry { attempt },
             (None, None) => Verdict::Unchecked { attempt },
         };
-        let predicted_to_fail = passed.is_none() && !failed.is_empty();
+        // A failed batch of several is split: its parts may still land (all but the culprit, most
+        // often), so the batches behind keep assuming it until its parts say otherwise.
+        let predicted_to_fail = passed.is_none() && !failed.is_empty() && batch.requests.len() == 1;
         let in_doubt = passed.is_none() && (batch.suspect || (batch.requests.len() > 1 && !failed.is_empty()));
         let blocked = deps.iter().any(|&j| evaluated[j].in_doubt);
         evaluated.push(Evaluated {
@@ -314,9 +316,13 @@ fn verdict_actions<K: Ord + Clone>(
         .flat_map(|e| e.batch.requests.iter().copied())
         .collect();
     let mut actions = Vec::new();
+    let failure_rate = view.recent.failure_rate();
     for e in evaluated {
+        let likely = holds_after_failures_ahead(view, evaluated, e, failure_rate) >= KEEP_BEHIND_A_FAILED_BATCH;
         for (check, c) in &e.checks {
-            if c.status == CheckStatus::Running && !c.base.may_still_hold(&e.base, |r| uncertain.contains(&r)) {
+            if c.status == CheckStatus::Running
+                && (!likely || !c.base.may_still_hold(&e.base, |r| uncertain.contains(&r)))
+            {
                 actions.push(Action::Abandon { check: *check });
             }
         }
@@ -344,6 +350,39 @@ fn verdict_actions<K: Ord + Clone>(
         }
     }
     actions
+}
+
+/// A running check of a batch behind a failed batch of several is kept while the chance that its
+/// base still holds, once the parts are checked, is at least this. Abandoning it frees its place in
+/// the budget, but checking the batch again costs a whole check and a round.
+const KEEP_BEHIND_A_FAILED_BATCH: f64 = 0.25;
+
+/// The chance that the base of `e` survives the failed batches of several it depends on: each of
+/// their requests that shares an artifact with `e` is the culprit with probability
+/// q = p / (1 − (1 − p)^n) (given that a batch of n failed, at failure rate p), and only those
+/// are on the lines `e` was checked on. 1 when no batch it depends on has failed.
+fn holds_after_failures_ahead<K: Ord + Clone>(
+    view: &QueueView<K>,
+    evaluated: &[Evaluated<'_, K>],
+    e: &Evaluated<'_, K>,
+    p: f64,
+) -> f64 {
+    e.deps
+        .iter()
+        .map(|&j| &evaluated[j])
+        .filter(|d| matches!(d.verdict, Verdict::Failed(_)) && d.batch.requests.len() > 1)
+        .map(|d| {
+            let n = i32::try_from(d.batch.requests.len()).unwrap_or(i32::MAX);
+            let culprit = (p / (1.0 - (1.0 - p).powi(n))).min(1.0);
+            let shared = d
+                .batch
+                .requests
+                .iter()
+                .filter(|r| view.requests.get(r).is_some_and(|r| r.footprint.overlaps(&e.footprint)))
+                .count();
+            (1.0 - culprit).powi(i32::try_from(shared).unwrap_or(i32::MAX))
+        })
+        .product()
 }
 
 /// The `[start, end)` ranges a failed batch of `len` requests splits into.
@@ -681,6 +720,59 @@ mod tests {
         let Action::Check { batch, base, attempt } = &queue.plan(at(0)).actions[0] else { panic!("a check starts") };
         assert_eq!((*batch, *attempt), (b(2), 2), "attempts keep counting");
         assert!(base.requests.is_empty(), "checked without the change predicted to fail");
+    }
+
+    #[test]
+    fn behind_a_failed_batch_of_several_a_check_is_kept_while_it_likely_holds_once_the_culprit_is_found() {
+        let mut queue = Queue::new()
+            .submit(1, &["x"], Lane::Normal)
+            .submit(2, &["y"], Lane::Normal)
+            .submit(3, &["z"], Lane::Normal)
+            .submit(4, &["x"], Lane::Normal)
+            .submit(5, &["x", "y", "z"], Lane::Normal)
+            .batch(1, 0, &[1, 2, 3])
+            .batch(2, 1, &[4])
+            .batch(3, 2, &[5])
+            .checked(10, 1, CheckStatus::Running)
+            .checked(20, 2, CheckStatus::Running)
+            .checked(30, 3, CheckStatus::Running);
+        queue.0.checks.get_mut(&CheckId(10)).unwrap().status = failed();
+        let part = |offset, requests: &[u64]| NewBatch {
+            position: Position { lane: Lane::Normal, seq: 0, offset },
+            requests: requests.iter().copied().map(r).collect(),
+            suspect: true,
+        };
+        let split = Action::Split { batch: b(1), check: CheckId(10), parts: vec![part(0, &[1, 2]), part(2, &[3])] };
+        // At p = 0.05 a request of the failed batch is its culprit with probability
+        // 0.05 / (1 - 0.95^3) = 0.35: batch 2 (one request in common) holds with 0.65, batch 3
+        // (three) with 0.27. Both keep their checks: the parts land on the same base.
+        assert_eq!(queue.plan(at(0)).actions, std::slice::from_ref(&split));
+        // At p = 0.34 (q = 0.48) batch 3 holds with 0.14 only: its check is abandoned.
+        queue.0.recent = Outcomes { landed: 60, refused: 40 };
+        assert_eq!(queue.plan(at(0)).actions, [split, Action::Abandon { check: CheckId(30) }]);
+        // Once split, the parts assume what batch 1 did: the kept check of batch 2 is current.
+        queue.0.batches.remove(&b(1));
+        queue.0.checks.remove(&CheckId(10));
+        queue.0.checks.get_mut(&CheckId(30)).unwrap().status = CheckStatus::Abandoned;
+        for (id, (offset, requests)) in [(0u32, &[1u64, 2][..]), (2, &[3][..])].into_iter().enumerate() {
+            let batch = Batch {
+                position: Position { lane: Lane::Normal, seq: 0, offset },
+                requests: requests.iter().copied().map(r).collect(),
+                state: BatchState::Created,
+                suspect: true,
+            };
+            queue.0.batches.insert(b(10 + id as u64), batch);
+        }
+        let started: Vec<BatchId> = queue
+            .plan(at(0))
+            .actions
+            .into_iter()
+            .map(|a| match a {
+                Action::Check { batch, .. } => batch,
+                other => panic!("only checks: {other:?}"),
+            })
+            .collect();
+        assert_eq!(started, [b(10), b(11), b(3)], "the parts, then batch 3 again; batch 2's check runs on");
     }
 
     #[test]
