@@ -101,14 +101,12 @@ pub async fn run_declared(
         Ok(dir) => dir,
         Err(e) => return failed(format!("could not make the run's directory: {e}")),
     };
-    let mut command = tokio::process::Command::new(name);
     // Nothing of the server's environment (its database URL, its secret key) unless listed.
-    command.env_clear();
-    for variable in &declared.env {
-        if let Some(value) = std::env::var_os(variable) {
-            command.env(variable, value);
-        }
-    }
+    let env: Vec<(&String, std::ffi::OsString)> =
+        declared.env.iter().filter_map(|variable| Some((variable, std::env::var_os(variable)?))).collect();
+    let search = env.iter().find(|(variable, _)| *variable == "PATH").map(|(_, value)| value.as_os_str());
+    let mut command = tokio::process::Command::new(program_path(name, search));
+    command.env_clear().envs(env.iter().map(|(variable, value)| (variable.as_str(), value)));
     command.current_dir(declared.working_dir.as_deref().unwrap_or(scratch.path())).args(args);
     if let Err(error) = describe(scratch.path(), &mut command) {
         return failed(error);
@@ -167,6 +165,27 @@ pub async fn run_declared(
         Ended::Exited(Err(e)) => ProgramEnd::Failed { error: format!("could not wait for {name:?}: {e}"), log },
         Ended::TimedOut => ProgramEnd::Failed { error: format!("timed out after {} s", timeout.as_secs()), log },
         Ended::Stopped => ProgramEnd::Stopped { log },
+    }
+}
+
+/// The program to start: a bare name is looked up here, in the `PATH` the program gets (none:
+/// `/bin:/usr/bin`, as `execvp` would), where the program would find it itself. Given a path, the
+/// standard library starts the program with `posix_spawn`; given a bare name after the
+/// environment was cleared, it falls back to `fork`, which copies the server's page tables for
+/// every run (most of a no-op task's cost in a large process). A name not found stays as it is,
+/// so that the start fails with the usual error.
+fn program_path(name: &str, search: Option<&std::ffi::OsStr>) -> std::ffi::OsString {
+    if name.contains('/') {
+        return name.into();
+    }
+    let search = search.unwrap_or_else(|| std::ffi::OsStr::new("/bin:/usr/bin"));
+    // Only absolute directories: a relative entry would be relative to the program's working
+    // directory, not the server's.
+    let absolute = std::env::join_paths(std::env::split_paths(search).filter(|dir| dir.is_absolute()));
+    let cwd = std::path::Path::new("/");
+    match absolute.ok().and_then(|paths| which::which_in(name, Some(paths), cwd).ok()) {
+        Some(found) => found.into_os_string(),
+        None => name.into(),
     }
 }
 
@@ -231,4 +250,36 @@ fn kill_group(child: &tokio::process::Child) {
     }
     #[cfg(not(unix))]
     let _ = child;
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::program_path;
+
+    #[test]
+    fn a_bare_name_is_found_in_the_path_the_program_gets() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tool = second.path().join("deploy");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Not executable: skipped, as execvp skips it.
+        std::fs::write(first.path().join("deploy"), "").unwrap();
+        let search = std::env::join_paths([first.path(), second.path()]).unwrap();
+        assert_eq!(program_path("deploy", Some(&search)), tool.into_os_string());
+        // Relative entries would be relative to the program's own working directory: not used.
+        let relative = std::env::join_paths([OsStr::new("bin"), first.path().as_os_str()]).unwrap();
+        assert_eq!(program_path("deploy", Some(&relative)), OsString::from("deploy"));
+        // Not found anywhere, or a path already: as given.
+        assert_eq!(program_path("no-such-tool", Some(&search)), OsString::from("no-such-tool"));
+        assert_eq!(program_path("./deploy", Some(&search)), OsString::from("./deploy"));
+    }
+
+    #[test]
+    fn without_a_path_the_default_directories_are_searched() {
+        let found = program_path("sh", None);
+        assert!(found == "/bin/sh" || found == "/usr/bin/sh", "{found:?}");
+    }
 }
