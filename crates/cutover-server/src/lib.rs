@@ -36,9 +36,21 @@ pub use startup::{migrate, run};
 
 use crate::error::ApiError;
 
-/// What every request can reach.
+/// What every request can reach: one reference-counted pointer, so that the clone every handler's
+/// `State` extractor makes is one count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
@@ -72,7 +84,7 @@ impl AppState {
         let admission = Arc::new(engine::admission::Admission::from_config(&config));
         let tickets = Arc::new(resolve::ticket::TicketKey::from_secret(config.secret_key.as_deref()));
         store.on_commit(effects::AfterCommit::new(&resolver, &tokens, &engine_wake));
-        Self {
+        Self(Arc::new(Shared {
             store,
             config: Arc::new(config),
             metrics,
@@ -84,7 +96,7 @@ impl AppState {
             shutdown,
             admission,
             tickets,
-        }
+        }))
     }
 
     /// Starts the engine's reconcilers; they stop when [`AppState::shutdown`] turns true.
@@ -162,7 +174,7 @@ pub fn app(state: AppState) -> Router {
     let (router, _) = router::router().split_for_parts();
     router
         .merge(ui::router())
-        .route_layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .route_layer(metrics::Track(state.metrics.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -6,9 +6,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -191,18 +190,84 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every routed request under its route template.
+/// Middleware: counts and times every routed request under its route template (a layer on each
+/// route, where the template is known).
 ///
-/// Its state is the metrics alone, not [`crate::AppState`]: cloning the whole state costs an atomic
-/// increment and decrement per field, on every request.
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    // The route template is shared by every request of the route (an `Arc<str>`), the method is
-    // a small value: keeping both costs no allocation.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.observe(&method, route, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
+/// A plain [`tower::Layer`] rather than `axum::middleware::from_fn`, which boxes two futures per
+/// request; and its state is the metrics alone, not [`crate::AppState`]: the service is cloned
+/// with its route for every request.
+#[derive(Clone)]
+pub struct Track(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked { inner, metrics: self.0.clone() }
+    }
+}
+
+/// A route's service, counted and timed by [`Track`].
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The route template is shared by every request of the route (an `Arc<str>`), the method
+        // is a small value: keeping both costs no allocation.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        TrackedFuture {
+            inner: self.inner.call(request),
+            seen: Some(Seen { metrics: self.metrics.clone(), route, method, started: Instant::now() }),
+        }
+    }
+}
+
+/// What a request's metrics need once its answer is ready.
+struct Seen {
+    metrics: Arc<Metrics>,
+    route: Option<MatchedPath>,
+    method: Method,
+    started: Instant,
+}
+
+pin_project_lite::pin_project! {
+    /// The route's answer, counted when it is ready.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        seen: Option<Seen>,
+    }
+}
+
+impl<F, E> std::future::Future for TrackedFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(seen)) = (&output, this.seen.take()) {
+            let route = seen.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            seen.metrics.observe(&seen.method, route, response.status().as_u16(), seen.started.elapsed().as_secs_f64());
+        }
+        std::task::Poll::Ready(output)
+    }
 }

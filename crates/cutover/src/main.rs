@@ -15,6 +15,12 @@ use clap::error::ErrorKind;
 
 use crate::output::OutputFormat;
 
+/// mimalloc rather than the system's allocator: a resolve request makes a few dozen small
+/// allocations, and glibc's malloc and free were a fifth of its instructions
+/// (docs/benchmarks.md, "Resolve: single flag and 304 against the ceiling").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match cli::parse() {
