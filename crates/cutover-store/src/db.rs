@@ -70,7 +70,10 @@ macro_rules! transaction {
                 Ok::<_, $crate::StoreError>(out)
             }
             $crate::Engine::Postgres(pool) => {
-                let mut txn = $store.checked(pool.begin_with($crate::db::BEGIN_WRITE)).await?;
+                // The connection is held past the commit: the log flush below runs on it, so a
+                // write that committed never waits for (nor fails on) a second connection.
+                let mut held = $store.checked(pool.acquire()).await?;
+                let mut txn = $store.checked(sqlx::Connection::begin_with(&mut *held, $crate::db::BEGIN_WRITE)).await?;
                 let mut conn = $crate::db::Conn::new($crate::db::Link::Postgres(&mut *txn));
                 let out = {
                     let $tx = &mut conn;
@@ -89,7 +92,9 @@ macro_rules! transaction {
                             .await?;
                     }
                     txn.commit().await.map_err(|e| $store.failed(e))?;
-                    $crate::db::flush_wal(pool).await.map_err(|e| $store.failed(e))?;
+                    $crate::db::flush_wal(&mut *held).await.map_err(|e| $store.failed(e))?;
+                    // Back to the pool before the hooks, which read through it.
+                    drop(held);
                     $store.hooks.run(&effects).await;
                 }
                 Ok::<_, $crate::StoreError>(out)
@@ -161,8 +166,8 @@ pub(crate) const BEGIN_WRITE: &str = "BEGIN; SET LOCAL synchronous_commit = off"
 /// transaction that writes to the write-ahead log (a transactional logical message, which no
 /// table sees and any role may send) and commits synchronously, so PostgreSQL flushes the log
 /// up to its own commit, past every commit before it. Concurrent flushes share one fsync.
-pub(crate) async fn flush_wal(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_logical_emit_message(true, 'cutover', '')").execute(pool).await?;
+pub(crate) async fn flush_wal<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_logical_emit_message(true, 'cutover', '')").execute(executor).await?;
     Ok(())
 }
 
